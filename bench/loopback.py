@@ -1,0 +1,974 @@
+#!/usr/bin/env python3
+"""Loopback benchmark: real `gossip agent` processes on 127.0.0.1.
+
+Reproduces the real-process figures of the failure-detection, service and
+foundation issues with one command:
+
+    python3 bench/loopback.py --all            # everything but the soak
+    python3 bench/loopback.py --kill --join     # a subset
+    python3 bench/loopback.py --loss-soak 10    # 20 nodes, 20% loss, 10 minutes
+    python3 bench/loopback.py --all --json      # JSON on stdout, table on stderr
+
+Measurements
+  --join7    7 processes: time from the last start until all list all 7 alive
+  --join     N processes (default 20): time from starting a new node until it
+             is alive in all N views (all APIs polled in parallel, ~10 ms)
+  --kill     N processes, SIGKILL one: time until every survivor reports it
+             dead (also: until none lists it alive), median of --runs fresh clusters
+  --freeze   SIGSTOP one node for 2 s then SIGCONT: was it ever reported dead,
+             and time from resume until it is alive in every view
+  --services registration (PUT /v1/services) visible at all N, median
+  --leave    graceful leave (SIGTERM): `left` at all N-1 others; exit code;
+             restart with the same NODE_ID rejoins (higher incarnation)
+  --idle     10 idle nodes for --idle-secs (30): RSS (VmRSS), CPU % of a core
+             (utime+stime from /proc/PID/stat), bytes in/out per node per second
+             (from GET /v1/stats)
+  --loss-soak MINUTES  N nodes with LOSS_IN=0.2: false dead/left reports
+
+Python 3 standard library only. Uses target/release/gossip (built with
+`cargo build --release` when missing, or always with --build). Every process
+it starts is killed by PID on exit, on exceptions and on Ctrl-C.
+Only 127.0.0.1 is used.
+"""
+
+import argparse
+import atexit
+import http.client
+import json
+import os
+import random
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+API_OFFSET = 1000
+
+# ---------------------------------------------------------------------------
+# process bookkeeping: every child we start, killed on any exit path
+# ---------------------------------------------------------------------------
+
+_PROCS = {}  # pid -> Popen
+_PROCS_LOCK = threading.Lock()
+
+
+def _register(p):
+    with _PROCS_LOCK:
+        _PROCS[p.pid] = p
+
+
+def _unregister(p):
+    with _PROCS_LOCK:
+        _PROCS.pop(p.pid, None)
+
+
+def kill_all():
+    with _PROCS_LOCK:
+        procs = list(_PROCS.values())
+        _PROCS.clear()
+    for p in procs:
+        if p.poll() is None:
+            try:
+                os.kill(p.pid, signal.SIGCONT)  # in case it was frozen
+                os.kill(p.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+    for p in procs:
+        try:
+            p.wait(timeout=5)
+        except Exception:
+            pass
+
+
+atexit.register(kill_all)
+
+
+def _on_signal(signum, _frame):
+    raise SystemExit(128 + signum)
+
+
+for _s in (signal.SIGTERM, signal.SIGHUP):
+    signal.signal(_s, _on_signal)
+# Ctrl-C -> KeyboardInterrupt even when started with SIGINT ignored (e.g. `&`)
+signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
+def log(msg):
+    print(msg, file=sys.stderr, flush=True)
+
+
+# ---------------------------------------------------------------------------
+# HTTP (Connection: close, short timeouts)
+# ---------------------------------------------------------------------------
+
+def req(method, addr, path, body=None, timeout=1.0):
+    """Returns (status, parsed JSON or None) or None if the API did not answer."""
+    host, port = addr.rsplit(":", 1)
+    conn = http.client.HTTPConnection(host, int(port), timeout=timeout)
+    try:
+        headers = {"Connection": "close"}
+        data = None
+        if body is not None:
+            data = json.dumps(body).encode()
+            headers["Content-Type"] = "application/json"
+        conn.request(method, path, body=data, headers=headers)
+        r = conn.getresponse()
+        raw = r.read()
+        try:
+            parsed = json.loads(raw) if raw else None
+        except ValueError:
+            parsed = None
+        return r.status, parsed
+    except (OSError, http.client.HTTPException):
+        return None
+    finally:
+        conn.close()
+
+
+def members(addr, timeout=1.0):
+    """GET /v1/members -> {id: (state, incarnation)} or None."""
+    r = req("GET", addr, "/v1/members", timeout=timeout)
+    if not r or r[0] != 200 or not isinstance(r[1], list):
+        return None
+    out = {}
+    for m in r[1]:
+        try:
+            out[m["id"]] = (m["state"], m.get("incarnation", 0))
+        except (KeyError, TypeError):
+            return None
+    return out
+
+
+def service_nodes(addr, name, timeout=1.0):
+    """GET /v1/services/NAME -> set of node ids, or None."""
+    r = req("GET", addr, "/v1/services/" + name, timeout=timeout)
+    if not r or r[0] != 200 or not isinstance(r[1], list):
+        return None
+    return {i.get("node") for i in r[1] if isinstance(i, dict)}
+
+
+# ---------------------------------------------------------------------------
+# ports
+# ---------------------------------------------------------------------------
+
+def _udp_free(port):
+    for host in ("127.0.0.1", "0.0.0.0"):
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+        finally:
+            s.close()
+    return True
+
+
+def _tcp_free(port):
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        s.bind(("127.0.0.1", port))
+        return True
+    except OSError:
+        return False
+    finally:
+        s.close()
+
+
+_USED_BASES = []
+
+
+def free_base(count):
+    for _ in range(1000):
+        base = random.randrange(20000, 60000 - count)
+        if any(abs(base - b) < 200 for b in _USED_BASES):
+            continue
+        if all(_udp_free(base + i) and _tcp_free(base + API_OFFSET + i) for i in range(count)):
+            _USED_BASES.append(base)
+            return base
+    raise RuntimeError("no free port block found")
+
+
+# ---------------------------------------------------------------------------
+# nodes and clusters
+# ---------------------------------------------------------------------------
+
+AGENT_ENV_KEYS = [
+    "NODE_ID", "NODE_IP", "NODE_PORT", "SEED_NODES", "SERVICES", "API_ADDR",
+    "BIND_ADDR", "BROADCAST", "CLUSTER_NAME", "GOSSIP_KEY", "API_TOKEN",
+    "LOSS_IN", "LOSS_OUT",
+]
+
+
+class Node:
+    def __init__(self, cluster, node_id, port, seeds, env):
+        self.cluster = cluster
+        self.id = node_id
+        self.port = port
+        self.api = "127.0.0.1:%d" % (port + API_OFFSET)
+        self.seeds = seeds
+        self.env = env
+        self.proc = None
+        self.starts = 0
+        self.logpath = None
+
+    def start(self):
+        assert self.proc is None or self.proc.poll() is not None
+        self.starts += 1
+        env = {k: v for k, v in os.environ.items() if k not in AGENT_ENV_KEYS}
+        env.update({
+            "NODE_ID": self.id,
+            "NODE_IP": "127.0.0.1",
+            "NODE_PORT": str(self.port),
+            "BIND_ADDR": "127.0.0.1:%d" % self.port,
+            "API_ADDR": self.api,
+            "SEED_NODES": self.seeds,
+            "CLUSTER_NAME": self.cluster.cluster_name,
+            "RUST_LOG": os.environ.get("RUST_LOG", "info"),
+        })
+        env.update(self.env)
+        self.logpath = self.cluster.logdir / ("%s.%d.log" % (self.id, self.starts))
+        logf = open(self.logpath, "wb")
+        self.proc = subprocess.Popen(
+            [str(self.cluster.bench.binary), "agent"],
+            env=env, cwd=str(self.cluster.logdir),
+            stdin=subprocess.DEVNULL, stdout=logf, stderr=subprocess.STDOUT,
+        )
+        logf.close()
+        _register(self.proc)
+        return self
+
+    @property
+    def pid(self):
+        return self.proc.pid if self.proc else None
+
+    def running(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def signal(self, sig):
+        os.kill(self.proc.pid, sig)
+
+    def wait(self, timeout):
+        try:
+            code = self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            return None
+        _unregister(self.proc)
+        return code
+
+    def kill(self):
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            try:
+                os.kill(self.proc.pid, signal.SIGCONT)
+                os.kill(self.proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        try:
+            self.proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            pass
+        _unregister(self.proc)
+
+    def log_tail(self, n=20):
+        try:
+            with open(self.logpath, "rb") as f:
+                lines = f.read().decode(errors="replace").splitlines()
+            return "\n".join(lines[-n:])
+        except OSError:
+            return "(no log)"
+
+
+class Cluster:
+    def __init__(self, bench, name, capacity, env=None):
+        self.bench = bench
+        self.name = name
+        self.capacity = capacity
+        self.base = free_base(capacity)
+        self.cluster_name = "bench-%s-%d" % (name, self.base)
+        self.env = dict(bench.extra_env)
+        self.env.update(env or {})
+        self.logdir = bench.logdir / ("%s-%d" % (name, self.base))
+        self.logdir.mkdir(parents=True, exist_ok=True)
+        self.nodes = []
+
+    def seeds_for(self, i):
+        return ",".join("127.0.0.1:%d" % (self.base + s) for s in (0, 1) if s != i and s < self.capacity)
+
+    def add(self, env=None):
+        i = len(self.nodes)
+        if i >= self.capacity:
+            raise RuntimeError("cluster capacity exceeded")
+        e = dict(self.env)
+        e.update(env or {})
+        n = Node(self, "node%d" % (i + 1), self.base + i, self.seeds_for(i), e)
+        self.nodes.append(n)
+        return n
+
+    def start_n(self, n):
+        for _ in range(n):
+            self.add().start()
+
+    def live(self):
+        return [n for n in self.nodes if n.running()]
+
+    def check_running(self, nodes):
+        for n in nodes:
+            if not n.running():
+                raise RuntimeError("%s exited unexpectedly (code %s); log %s:\n%s"
+                                   % (n.id, n.proc.poll() if n.proc else None, n.logpath, n.log_tail()))
+
+    def wait_converged(self, nodes=None, timeout=60.0):
+        """Every node in `nodes` lists exactly `nodes` as alive."""
+        nodes = nodes or self.live()
+        want = {n.id for n in nodes}
+        t0 = time.monotonic()
+        last = ""
+        while time.monotonic() - t0 < timeout:
+            self.check_running(nodes)
+            ok = True
+            for n in nodes:
+                v = members(n.api)
+                if v is None:
+                    ok, last = False, "%s API not answering" % n.id
+                    break
+                alive = {k for k, (s, _) in v.items() if s == "alive"}
+                if alive != want:
+                    ok, last = False, "%s sees %d/%d alive" % (n.id, len(alive & want), len(want))
+                    break
+            if ok:
+                return time.monotonic() - t0
+            time.sleep(0.05)
+        raise RuntimeError("cluster %s did not converge within %.0fs: %s" % (self.name, timeout, last))
+
+    def wait_state(self, observers, subject_id, state, timeout=30.0):
+        t0 = time.monotonic()
+        pending = list(observers)
+        while pending and time.monotonic() - t0 < timeout:
+            rest = []
+            for o in pending:
+                v = members(o.api)
+                if not v or v.get(subject_id, (None,))[0] != state:
+                    rest.append(o)
+            pending = rest
+            if pending:
+                time.sleep(0.05)
+        if pending:
+            raise RuntimeError("%s not %s at %s after %.0fs" % (subject_id, state, [o.id for o in pending], timeout))
+        return time.monotonic() - t0
+
+    def close(self):
+        for n in self.nodes:
+            n.kill()
+
+
+# ---------------------------------------------------------------------------
+# parallel polling
+# ---------------------------------------------------------------------------
+
+def first_times(observers, probe, t0, timeout, cadence=0.01):
+    """Poll every observer in its own thread (~`cadence`) until probe(node)
+    is true. Returns {node id: seconds after t0 or None on timeout}."""
+    result = {}
+    lock = threading.Lock()
+
+    def run(o):
+        while True:
+            ok = False
+            try:
+                ok = probe(o)
+            except Exception:
+                ok = False
+            now = time.monotonic()
+            if ok:
+                with lock:
+                    result[o.id] = now - t0
+                return
+            if now - t0 > timeout:
+                with lock:
+                    result[o.id] = None
+                return
+            time.sleep(cadence)
+
+    threads = [threading.Thread(target=run, args=(o,), daemon=True) for o in observers]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return result
+
+
+def worst(times):
+    """Max of per-observer times, None if any observer never got there."""
+    vals = list(times.values())
+    if not vals or any(v is None for v in vals):
+        return None
+    return max(vals)
+
+
+def median(xs):
+    xs = [x for x in xs if x is not None]
+    return statistics.median(xs) if xs else None
+
+
+def fmt_s(x):
+    return "n/a" if x is None else "%.3f s" % x
+
+
+# ---------------------------------------------------------------------------
+# the measurements
+# ---------------------------------------------------------------------------
+
+class Bench:
+    def __init__(self, args):
+        self.args = args
+        self.binary = Path(args.bin) if args.bin else ROOT / "target" / "release" / "gossip"
+        self.extra_env = dict(kv.split("=", 1) for kv in args.env)
+        self.logdir = Path(tempfile.mkdtemp(prefix="gossip-bench-"))
+        self.results = {}
+        self.rows = []  # (figure, measured, target, ok)
+
+    def row(self, figure, measured, target="", ok=None):
+        self.rows.append((figure, measured, target, ok))
+
+    def settle(self, secs):
+        time.sleep(secs)
+
+    # (a) 7 processes
+    def join7(self):
+        runs = []
+        for r in range(self.args.runs):
+            c = Cluster(self, "join7", 7)
+            try:
+                for _ in range(7):
+                    c.add()
+                for n in c.nodes:
+                    n.start()
+                t0 = time.monotonic()
+                ids = {n.id for n in c.nodes}
+
+                def probe(o):
+                    v = members(o.api, timeout=0.5)
+                    return v is not None and {k for k, (s, _) in v.items() if s == "alive"} == ids
+
+                times = first_times(c.nodes, probe, t0, timeout=30)
+                w = worst(times)
+                runs.append(w)
+                log("  join7 run %d: all 7 list all 7 alive %s after the last start" % (r + 1, fmt_s(w)))
+            finally:
+                c.close()
+        m = median(runs)
+        self.results["join7"] = {"runs_s": runs, "median_s": m}
+        self.row("7 procs: all list all 7 alive after last start (median)", fmt_s(m), "<= 1 s",
+                 m is not None and m <= 1.0)
+
+    # (b) N processes, a new node
+    def join(self):
+        N, runs_n = self.args.nodes, self.args.runs
+        c = Cluster(self, "join", N - 1 + runs_n)
+        runs = []
+        try:
+            c.start_n(N - 1)
+            t = c.wait_converged(timeout=90)
+            log("  join: %d nodes converged in %.2fs" % (N - 1, t))
+            self.settle(3)
+            for r in range(runs_n):
+                new = c.add()
+                observers = c.live() + [new]
+                t0 = time.monotonic()
+                new.start()
+
+                def probe(o, nid=new.id):
+                    v = members(o.api, timeout=0.5)
+                    return v is not None and v.get(nid, (None,))[0] == "alive"
+
+                times = first_times(observers, probe, t0, timeout=30)
+                w = worst(times)
+                runs.append(w)
+                log("  join run %d: %s alive in all %d views after %s" % (r + 1, new.id, len(observers), fmt_s(w)))
+                # take it out again gracefully so the next run is again at N
+                new.signal(signal.SIGTERM)
+                new.wait(15)
+                new.kill()
+                others = c.live()
+                try:
+                    c.wait_state(others, new.id, "left", timeout=20)
+                except RuntimeError as e:
+                    log("  (warning: %s)" % e)
+                self.settle(2)
+        finally:
+            c.close()
+        m = median(runs)
+        self.results["join"] = {"nodes": N, "runs_s": runs, "median_s": m}
+        self.row("%d procs: new node alive in all %d views (median of %d)" % (N, N, runs_n), fmt_s(m),
+                 "<= 0.3 s (memberlist 0.34 s)", m is not None and m <= 0.3)
+
+    # (c) N processes, SIGKILL one
+    def kill(self):
+        N = self.args.nodes
+        all_dead, none_alive, first = [], [], []
+        for r in range(self.args.runs):
+            c = Cluster(self, "kill", N)
+            try:
+                c.start_n(N)
+                c.wait_converged(timeout=90)
+                self.settle(5)
+                victim = random.choice(c.nodes[2:])
+                survivors = [n for n in c.nodes if n is not victim]
+                t0 = time.monotonic()
+                victim.signal(signal.SIGKILL)
+                victim.wait(5)
+                not_alive_t, dead_t = {}, {}
+                lock = threading.Lock()
+
+                def probe(o, vid=victim.id):
+                    v = members(o.api, timeout=0.5)
+                    if v is None:
+                        return False
+                    st = v.get(vid, ("gone",))[0]
+                    now = time.monotonic() - t0
+                    with lock:
+                        if st != "alive" and o.id not in not_alive_t:
+                            not_alive_t[o.id] = now
+                    return st in ("dead", "gone")
+
+                dead_t = first_times(survivors, probe, t0, timeout=60)
+                wd = worst(dead_t)
+                wn = max(not_alive_t.values()) if len(not_alive_t) == len(survivors) else None
+                f = min(not_alive_t.values()) if not_alive_t else None
+                all_dead.append(wd)
+                none_alive.append(wn)
+                first.append(f)
+                log("  kill run %d (%s): first suspicion %s, none lists it alive %s, dead at all %d survivors %s"
+                    % (r + 1, victim.id, fmt_s(f), fmt_s(wn), len(survivors), fmt_s(wd)))
+            finally:
+                c.close()
+        m = median(all_dead)
+        self.results["kill"] = {"nodes": N, "dead_everywhere_s": all_dead, "not_alive_everywhere_s": none_alive,
+                                "first_suspicion_s": first, "median_dead_everywhere_s": m,
+                                "median_not_alive_everywhere_s": median(none_alive)}
+        self.row("%d procs, SIGKILL one: first suspicion (median)" % N, fmt_s(median(first)))
+        self.row("%d procs, SIGKILL one: no survivor lists it alive (median)" % N, fmt_s(median(none_alive)))
+        self.row("%d procs, SIGKILL one: dead at every survivor (median of %d)" % (N, self.args.runs), fmt_s(m),
+                 "<= 4.0 s (memberlist 6.7 s)", m is not None and m <= 4.0)
+
+    # (d) SIGSTOP 2 s, SIGCONT
+    def freeze(self):
+        N = self.args.nodes
+        freeze_s = self.args.freeze_secs
+        observe_after = 10.0
+        c = Cluster(self, "freeze", N)
+        runs = []
+        try:
+            c.start_n(N)
+            c.wait_converged(timeout=90)
+            self.settle(5)
+            for r in range(self.args.runs):
+                victim = random.choice(c.nodes[2:])
+                observers = [n for n in c.nodes if n is not victim]
+                samples = {o.id: [] for o in observers}
+                stop = threading.Event()
+
+                def sampler(o):
+                    while not stop.is_set():
+                        v = members(o.api, timeout=0.5)
+                        if v is not None:
+                            samples[o.id].append((time.monotonic(), v.get(victim.id, ("gone",))[0]))
+                        time.sleep(0.01)
+
+                threads = [threading.Thread(target=sampler, args=(o,), daemon=True) for o in observers]
+                for t in threads:
+                    t.start()
+                victim.signal(signal.SIGSTOP)
+                t_stop = time.monotonic()
+                time.sleep(freeze_s)
+                victim.signal(signal.SIGCONT)
+                t_cont = time.monotonic()
+                time.sleep(observe_after)
+                stop.set()
+                for t in threads:
+                    t.join()
+                states = [s for ss in samples.values() for _, s in ss]
+                ever_dead = sorted({oid for oid, ss in samples.items() if any(s in ("dead", "left", "gone") for _, s in ss)})
+                suspected_by = sorted({oid for oid, ss in samples.items() if any(s == "suspect" for _, s in ss)})
+                # per observer: time after resume from which it reports alive until the end
+                recov = []
+                for oid, ss in samples.items():
+                    last_bad = None
+                    for t, s in ss:
+                        if s != "alive":
+                            last_bad = t
+                    if ss and ss[-1][1] != "alive":
+                        recov.append(None)
+                    elif last_bad is None:
+                        recov.append(0.0)
+                    else:
+                        # the first good sample after last_bad
+                        good = [t for t, s in ss if t > last_bad]
+                        recov.append(max(0.0, good[0] - t_cont) if good else None)
+                alive_after = None if any(x is None for x in recov) else max(recov)
+                runs.append({"victim": victim.id, "ever_dead_by": ever_dead, "suspected_by": len(suspected_by),
+                             "alive_everywhere_after_resume_s": alive_after, "samples": len(states)})
+                log("  freeze run %d (%s, %.1fs): suspected by %d, dead by %d, alive everywhere %s after resume"
+                    % (r + 1, victim.id, freeze_s, len(suspected_by), len(ever_dead), fmt_s(alive_after)))
+                self.settle(5)
+                c.check_running(c.nodes)
+        finally:
+            c.close()
+        any_dead = any(r["ever_dead_by"] for r in runs)
+        worst_rec = None if any(r["alive_everywhere_after_resume_s"] is None for r in runs) else \
+            max(r["alive_everywhere_after_resume_s"] for r in runs)
+        self.results["freeze"] = {"nodes": N, "freeze_s": freeze_s, "runs": runs, "ever_dead": any_dead,
+                                  "worst_alive_after_resume_s": worst_rec}
+        self.row("%d procs, SIGSTOP %.0fs: ever reported dead (%d runs)" % (N, freeze_s, len(runs)),
+                 "yes" if any_dead else "no", "no", not any_dead)
+        self.row("%d procs, SIGSTOP %.0fs: alive everywhere after resume (worst)" % (N, freeze_s), fmt_s(worst_rec),
+                 "<= 2 s", worst_rec is not None and worst_rec <= 2.0)
+
+    # (e) registration visible at all N
+    def services(self):
+        N = self.args.nodes
+        reps = max(5, self.args.runs)
+        c = Cluster(self, "services", N)
+        runs = []
+        try:
+            c.start_n(N)
+            c.wait_converged(timeout=90)
+            self.settle(3)
+            for r in range(reps):
+                owner = random.choice(c.nodes)
+                name = "bench-svc-%d" % r
+
+                def probe(o, name=name, owner=owner.id):
+                    s = service_nodes(o.api, name, timeout=0.5)
+                    return s is not None and owner in s
+
+                res = {}
+                t0 = time.monotonic()
+                th = threading.Thread(target=lambda: res.update(first_times(c.nodes, probe, t0, timeout=30)),
+                                      daemon=True)
+                th.start()
+                reply = req("PUT", owner.api, "/v1/services", {"name": name, "port": 10000 + r, "tags": ["bench"]})
+                th.join()
+                if not reply or reply[0] != 200:
+                    raise RuntimeError("PUT /v1/services on %s failed: %r" % (owner.id, reply))
+                w = worst(res)
+                runs.append(w)
+                log("  registration run %d (on %s): listed by all %d after %s" % (r + 1, owner.id, N, fmt_s(w)))
+                self.settle(1)
+        finally:
+            c.close()
+        m = median(runs)
+        self.results["services"] = {"nodes": N, "runs_s": runs, "median_s": m}
+        self.row("%d procs: registration listed by all %d (median of %d)" % (N, N, reps), fmt_s(m), "<= 0.5 s",
+                 m is not None and m <= 0.5)
+
+    # (e') graceful leave
+    def leave(self):
+        N = self.args.nodes
+        c = Cluster(self, "leave", N)
+        runs, exits, rejoin, bad = [], [], [], []
+        try:
+            c.start_n(N)
+            c.wait_converged(timeout=90)
+            self.settle(3)
+            for r in range(self.args.runs):
+                leaver = random.choice(c.nodes[2:])
+                others = [n for n in c.nodes if n is not leaver]
+                saw_dead = set()
+
+                def probe(o, lid=leaver.id):
+                    v = members(o.api, timeout=0.5)
+                    if v is None:
+                        return False
+                    st = v.get(lid, ("gone",))[0]
+                    if st == "dead":
+                        saw_dead.add(o.id)
+                    return st == "left"
+
+                res = {}
+                t0 = time.monotonic()
+                th = threading.Thread(target=lambda: res.update(first_times(others, probe, t0, timeout=30)),
+                                      daemon=True)
+                th.start()
+                leaver.signal(signal.SIGTERM)
+                code = leaver.wait(20)
+                t_exit = time.monotonic() - t0
+                th.join()
+                if code is None:
+                    leaver.kill()
+                w = worst(res)
+                runs.append(w)
+                exits.append({"code": code, "exit_after_s": round(t_exit, 3)})
+                bad.extend(sorted(saw_dead))
+                left_inc = max((members(o.api) or {}).get(leaver.id, (None, 0))[1] for o in others)
+                log("  leave run %d (%s): left at all %d others after %s; exit code %s after %.2fs; dead by %d"
+                    % (r + 1, leaver.id, len(others), fmt_s(w), code, t_exit, len(saw_dead)))
+                # restart with the same NODE_ID: rejoins with a higher incarnation
+                t1 = time.monotonic()
+                leaver.start()
+
+                def probe2(o, lid=leaver.id, inc=left_inc):
+                    v = members(o.api, timeout=0.5)
+                    return v is not None and v.get(lid, (None, 0))[0] == "alive" and v[lid][1] > inc
+
+                rj = worst(first_times(c.nodes, probe2, t1, timeout=30))
+                rejoin.append(rj)
+                log("  leave run %d: restarted %s alive everywhere with a higher incarnation after %s"
+                    % (r + 1, leaver.id, fmt_s(rj)))
+                self.settle(3)
+        finally:
+            c.close()
+        m = median(runs)
+        self.results["leave"] = {"nodes": N, "left_everywhere_s": runs, "median_s": m, "exits": exits,
+                                 "reported_dead_by": bad, "rejoin_s": rejoin}
+        self.row("%d procs: SIGTERM -> left at all %d others (median of %d)" % (N, N - 1, len(runs)), fmt_s(m),
+                 "<= 0.5 s", m is not None and m <= 0.5)
+        codes = sorted({e["code"] for e in exits}, key=str)
+        self.row("  graceful leave exit code(s); ever reported dead", "%s; %s" % (codes, "yes" if bad else "no"),
+                 "[0]; no", codes == [0] and not bad)
+        self.row("  restart after leave: alive everywhere, higher incarnation (median)", fmt_s(median(rejoin)))
+
+    # (f) idle
+    def idle(self):
+        n = 10
+        window = self.args.idle_secs
+        c = Cluster(self, "idle", n)
+        try:
+            c.start_n(n)
+            c.wait_converged(timeout=60)
+            self.settle(self.args.idle_settle)
+            tck = os.sysconf("SC_CLK_TCK")
+
+            def cpu_ticks(pid):
+                with open("/proc/%d/stat" % pid) as f:
+                    s = f.read()
+                fields = s[s.rindex(")") + 2:].split()
+                return int(fields[11]) + int(fields[12])  # utime, stime (fields 14, 15)
+
+            def status_kb(pid, key):
+                with open("/proc/%d/status" % pid) as f:
+                    for line in f:
+                        if line.startswith(key + ":"):
+                            return int(line.split()[1])
+                return None
+
+            def stats(node):
+                r = req("GET", node.api, "/v1/stats")
+                if not r or r[0] != 200 or not isinstance(r[1], dict):
+                    raise RuntimeError("GET /v1/stats on %s failed: %r" % (node.id, r))
+                return r[1]
+
+            s0 = {nd.id: stats(nd) for nd in c.nodes}
+            c0 = {nd.id: cpu_ticks(nd.pid) for nd in c.nodes}
+            t0 = time.monotonic()
+            time.sleep(window)
+            c1 = {nd.id: cpu_ticks(nd.pid) for nd in c.nodes}
+            t1 = time.monotonic()
+            s1 = {nd.id: stats(nd) for nd in c.nodes}
+            el = t1 - t0
+            per = []
+            for nd in c.nodes:
+                d = lambda k: (s1[nd.id].get(k, 0) or 0) - (s0[nd.id].get(k, 0) or 0)
+                per.append({
+                    "node": nd.id,
+                    "rss_kb": status_kb(nd.pid, "VmRSS"),
+                    "hwm_kb": status_kb(nd.pid, "VmHWM"),
+                    "cpu_pct": 100.0 * (c1[nd.id] - c0[nd.id]) / tck / el,
+                    "bytes_in_per_s": d("bytes_in") / el,
+                    "bytes_out_per_s": d("bytes_out") / el,
+                    "datagrams_in_per_s": d("datagrams_in") / el,
+                    "datagrams_out_per_s": d("datagrams_out") / el,
+                })
+            c.check_running(c.nodes)
+        finally:
+            c.close()
+
+        def agg(k):
+            xs = [p[k] for p in per if p[k] is not None]
+            return {"mean": sum(xs) / len(xs), "max": max(xs)} if xs else None
+
+        res = {k: agg(k) for k in ("rss_kb", "hwm_kb", "cpu_pct", "bytes_in_per_s", "bytes_out_per_s",
+                                    "datagrams_in_per_s", "datagrams_out_per_s")}
+        res.update({"nodes": n, "window_s": el, "per_node": per})
+        self.results["idle"] = res
+        rss = res["rss_kb"]
+        self.row("idle %d nodes %.0fs: RSS per node (mean / max)" % (n, el),
+                 "%.1f / %.1f MB" % (rss["mean"] / 1024, rss["max"] / 1024), "<= 10 MB", rss["max"] <= 10 * 1024)
+        cpu = res["cpu_pct"]
+        self.row("idle: CPU per node, % of a core (mean / max)", "%.2f / %.2f %%" % (cpu["mean"], cpu["max"]),
+                 "<= 1 %", cpu["max"] <= 1.0)
+        b = res["bytes_in_per_s"]
+        self.row("idle: bytes received per node per s (mean / max)", "%.0f / %.0f B/s" % (b["mean"], b["max"]),
+                 "< 141 B/s (memberlist, 10 nodes)", b["mean"] < 141)
+        bo = res["bytes_out_per_s"]
+        dg = res["datagrams_in_per_s"]
+        self.row("idle: bytes sent per node per s (mean); datagrams in per s (mean)",
+                 "%.0f B/s; %.1f /s" % (bo["mean"], dg["mean"]))
+
+    # (g) loss soak
+    def loss_soak(self):
+        N = self.args.nodes
+        minutes = self.args.loss_soak
+        loss = self.args.soak_loss
+        c = Cluster(self, "soak", N, env={"LOSS_IN": str(loss)})
+        false_pairs, dead_sightings, suspect_sightings, sweeps = set(), 0, 0, 0
+        events = []
+        try:
+            c.start_n(N)
+            tc = c.wait_converged(timeout=180)
+            log("  soak: %d nodes converged under %.0f%% loss in %.1fs; soaking %.1f min"
+                % (N, loss * 100, tc, minutes))
+            t0 = time.monotonic()
+            next_report = t0 + 60
+            while time.monotonic() - t0 < minutes * 60:
+                c.check_running(c.nodes)
+                for o in c.nodes:
+                    v = members(o.api)
+                    if v is None:
+                        continue
+                    for mid, (st, inc) in v.items():
+                        if st in ("dead", "left"):
+                            dead_sightings += 1
+                            if (o.id, mid) not in false_pairs:
+                                false_pairs.add((o.id, mid))
+                                events.append("t=%.1fs %s reported %s %s (inc %s)"
+                                              % (time.monotonic() - t0, o.id, mid, st, inc))
+                                log("  soak: " + events[-1])
+                        elif st == "suspect":
+                            suspect_sightings += 1
+                sweeps += 1
+                if time.monotonic() >= next_report:
+                    log("  soak: %.0f min, %d false dead/left pairs so far" % ((time.monotonic() - t0) / 60,
+                                                                               len(false_pairs)))
+                    next_report += 60
+                time.sleep(0.5)
+        finally:
+            c.close()
+        subjects = sorted({m for _, m in false_pairs})
+        self.results["loss_soak"] = {"nodes": N, "loss_in": loss, "minutes": minutes, "sweeps": sweeps,
+                                     "false_dead_pairs": len(false_pairs), "false_dead_members": subjects,
+                                     "dead_sightings": dead_sightings, "suspect_sightings": suspect_sightings,
+                                     "events": events}
+        self.row("%d procs, %.0f%% loss, %.1f min: healthy members reported dead (members / observer pairs)"
+                 % (N, loss * 100, minutes), "%d / %d" % (len(subjects), len(false_pairs)), "0",
+                 not false_pairs)
+        self.row("  suspect sightings (sweeps every 0.5 s over all nodes)", "%d in %d sweeps" % (suspect_sightings, sweeps))
+
+    def table(self, out):
+        w1 = max(len(r[0]) for r in self.rows) if self.rows else 10
+        w2 = max([len(r[1]) for r in self.rows] + [8])
+        print("%-*s  %-*s  %s" % (w1, "figure", w2, "measured", "target"), file=out)
+        print("-" * (w1 + w2 + 40), file=out)
+        for fig, meas, target, ok in self.rows:
+            mark = "" if ok is None else ("  ok" if ok else "  MISSED")
+            print("%-*s  %-*s  %s%s" % (w1, fig, w2, meas, target, mark), file=out)
+
+
+def ensure_binary(args):
+    b = Path(args.bin) if args.bin else ROOT / "target" / "release" / "gossip"
+    if args.bin:
+        if not b.exists():
+            sys.exit("no such binary: %s" % b)
+        return
+    if args.build or not b.exists():
+        log("building: cargo build --release")
+        subprocess.run(["cargo", "build", "--release"], cwd=str(ROOT), check=True)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--all", action="store_true", help="join7, join, kill, freeze, services, leave, idle")
+    ap.add_argument("--join7", action="store_true")
+    ap.add_argument("--join", action="store_true")
+    ap.add_argument("--kill", action="store_true")
+    ap.add_argument("--freeze", action="store_true")
+    ap.add_argument("--services", action="store_true")
+    ap.add_argument("--leave", action="store_true")
+    ap.add_argument("--idle", action="store_true")
+    ap.add_argument("--loss-soak", type=float, metavar="MINUTES", help="N nodes with LOSS_IN=0.2 for MINUTES")
+    ap.add_argument("--soak-loss", type=float, default=0.2, help="loss fraction for --loss-soak (0.2)")
+    ap.add_argument("--nodes", type=int, default=20, help="cluster size for join/kill/freeze/services/leave/soak (20)")
+    ap.add_argument("--runs", type=int, default=3, help="repetitions per measurement (3)")
+    ap.add_argument("--freeze-secs", type=float, default=2.0)
+    ap.add_argument("--idle-secs", type=float, default=30.0)
+    ap.add_argument("--idle-settle", type=float, default=5.0, help="seconds after convergence before sampling")
+    ap.add_argument("--env", action="append", default=[], metavar="KEY=VAL",
+                    help="extra environment for every agent, e.g. PROBE_INTERVAL_MS=500 (repeatable)")
+    ap.add_argument("--bin", help="gossip binary (default target/release/gossip)")
+    ap.add_argument("--build", action="store_true", help="run cargo build --release first")
+    ap.add_argument("--json", action="store_true", help="JSON on stdout (table goes to stderr)")
+    ap.add_argument("--keep-logs", action="store_true", help="keep the agents' logs")
+    ap.add_argument("--seed", type=int, help="seed for victim/port choices")
+    args = ap.parse_args()
+    for kv in args.env:
+        if "=" not in kv:
+            ap.error("--env wants KEY=VAL, got %r" % kv)
+
+    which = [k for k in ("join7", "join", "kill", "freeze", "services", "leave", "idle")
+             if args.all or getattr(args, k)]
+    if not which and not args.loss_soak:
+        ap.error("nothing to do: give --all or some of --join7 --join --kill --freeze --services --leave --idle --loss-soak")
+    if args.seed is not None:
+        random.seed(args.seed)
+
+    ensure_binary(args)
+    bench = Bench(args)
+    log("binary %s; logs in %s" % (bench.binary, bench.logdir))
+    t_start = time.monotonic()
+    failed = None
+    try:
+        for k in which:
+            log("== %s" % k)
+            try:
+                getattr(bench, k)()
+            except RuntimeError as e:
+                log("  %s failed: %s" % (k, e))
+                bench.results[k] = {"error": str(e)}
+                bench.row("%s" % k, "ERROR: %s" % str(e).splitlines()[0][:60], "", False)
+                failed = failed or k
+            kill_all()
+        if args.loss_soak:
+            log("== loss soak")
+            try:
+                bench.loss_soak()
+            except RuntimeError as e:
+                log("  soak failed: %s" % e)
+                bench.results["loss_soak"] = {"error": str(e)}
+                bench.row("loss soak", "ERROR: %s" % str(e).splitlines()[0][:60], "", False)
+                failed = failed or "loss_soak"
+    except KeyboardInterrupt:
+        log("interrupted; killing all agents")
+        kill_all()
+        bench.results["interrupted"] = True
+        failed = failed or "interrupted"
+    finally:
+        kill_all()
+
+    bench.results["wall_s"] = round(time.monotonic() - t_start, 1)
+    bench.results["env"] = bench.extra_env
+    if args.json:
+        bench.table(sys.stderr)
+        print(json.dumps(bench.results, indent=2, default=str))
+    else:
+        print()
+        bench.table(sys.stdout)
+        print("\n(total %.0f s)" % bench.results["wall_s"])
+    if args.keep_logs or failed:
+        log("agent logs kept in %s" % bench.logdir)
+    else:
+        shutil.rmtree(bench.logdir, ignore_errors=True)
+    if bench.results.get("interrupted"):
+        return 130
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

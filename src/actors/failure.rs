@@ -1,0 +1,405 @@
+//! Failure-detector actor: SWIM probing with Lifeguard's refinements. Owns the
+//! probe order, the probes in flight, the relayed probes it runs for others,
+//! the suspicion timers and this node's local health score.
+//!
+//! Every `probe_interval` (stretched by the health score) it pings the next
+//! member in a shuffled round-robin order. No ack within `probe_timeout`: it
+//! asks `indirect_checks` other members to ping the target for it (PING-REQ);
+//! relays answer with the target's ack or with a NACK. No ack by the end of
+//! the period: it accuses the target (Suspect). A suspicion becomes Dead when
+//! its timer expires; independent confirmations shorten the timer.
+//!
+//! Takes: `ProbeMsg` (Ping, Ack, PingReq, Nack), `MemberEvent`, `StopActivity`.
+//! Sends: `Send` (pings, acks, nacks, ping-reqs, confirmations ride as rumors)
+//! to the rumor actor, `Accuse` to membership, `Spread` (confirmations).
+
+use actix::prelude::*;
+use rand::rngs::SmallRng;
+use rand::SeedableRng;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::time::Instant;
+
+use super::supervisor::{guard, Crash};
+use crate::messages::*;
+use crate::metrics::Metrics;
+use crate::protocol::awareness::Awareness;
+use crate::protocol::peers::PeerSet;
+use crate::protocol::probe_order::ProbeOrder;
+use crate::protocol::suspicion::{bounds, Suspicion, SuspicionParams};
+use crate::protocol::wire::{encode_msg, Msg};
+use crate::protocol::{Member, MemberState, NodeId};
+
+#[derive(Clone, Debug)]
+pub struct FailureSettings {
+    pub me: NodeId,
+    pub probe_interval: Duration,
+    pub probe_timeout: Duration,
+    pub indirect_checks: usize,
+    pub awareness_max_mult: u32,
+    pub suspicion: SuspicionParams,
+    pub seed: u64,
+}
+
+struct Probe {
+    target: NodeId,
+    incarnation: u64,
+    acked: bool,
+    expected_nacks: u32,
+    nacks: u32,
+}
+
+struct Relay {
+    origin: SocketAddr,
+    origin_seq: u32,
+}
+
+pub struct FailureDetector {
+    s: FailureSettings,
+    order: ProbeOrder,
+    known: HashMap<NodeId, Member>,
+    peers: PeerSet,
+    awareness: Awareness,
+    suspicions: HashMap<NodeId, (Suspicion, SpawnHandle)>,
+    probes: HashMap<u32, Probe>,
+    relays: HashMap<u32, Relay>,
+    next_seq: u32,
+    rng: SmallRng,
+    stopped: bool,
+    send: Recipient<Send>,
+    accuse: Recipient<Accuse>,
+    spread: Recipient<Spread>,
+    metrics: Arc<Metrics>,
+}
+
+impl FailureDetector {
+    pub fn new(
+        s: FailureSettings,
+        send: Recipient<Send>,
+        accuse: Recipient<Accuse>,
+        spread: Recipient<Spread>,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        FailureDetector {
+            awareness: Awareness::new(s.awareness_max_mult),
+            rng: SmallRng::seed_from_u64(s.seed),
+            s,
+            order: ProbeOrder::default(),
+            known: HashMap::new(),
+            peers: PeerSet::default(),
+            suspicions: HashMap::new(),
+            probes: HashMap::new(),
+            relays: HashMap::new(),
+            next_seq: 0,
+            stopped: false,
+            send,
+            accuse,
+            spread,
+            metrics,
+        }
+    }
+
+    /// Local health score (Lifeguard), for tests and metrics.
+    pub fn awareness(&self) -> u32 {
+        self.awareness.score()
+    }
+
+    fn seq(&mut self) -> u32 {
+        self.next_seq = self.next_seq.wrapping_add(1);
+        self.next_seq
+    }
+
+    fn send(&self, to: SocketAddr, msgs: Vec<Msg>) {
+        self.send.do_send(Send { to, msgs: msgs.iter().map(encode_msg).collect() });
+    }
+
+    fn schedule_probe(&mut self, ctx: &mut Context<Self>) {
+        let period = self.awareness.scale(self.s.probe_interval);
+        ctx.run_later(period, |act, ctx| {
+            guard(ctx, |ctx| act.probe(ctx));
+            act.schedule_probe(ctx);
+        });
+    }
+
+    fn next_target(&mut self) -> Option<Member> {
+        for _ in 0..self.order.len() {
+            let id = self.order.next(&mut self.rng)?;
+            if let Some(m) = self.known.get(&id).filter(|m| m.state.is_live()) {
+                return Some(m.clone());
+            }
+        }
+        None
+    }
+
+    fn probe(&mut self, ctx: &mut Context<Self>) {
+        if self.stopped {
+            return;
+        }
+        let Some(target) = self.next_target() else { return };
+        let seq = self.seq();
+        let mut msgs = vec![Msg::Ping { seq, target: target.id.clone() }];
+        if target.state == MemberState::Suspect {
+            // The buddy system: tell the suspect at once, so it can refute.
+            msgs.push(Msg::Update { member: target.clone(), by: Some(self.s.me.clone()) });
+        }
+        self.probes.insert(
+            seq,
+            Probe { target: target.id.clone(), incarnation: target.incarnation, acked: false, expected_nacks: 0, nacks: 0 },
+        );
+        Metrics::inc(&self.metrics.probes_sent);
+        self.send(target.addr, msgs);
+        let timeout = self.awareness.scale(self.s.probe_timeout);
+        let period = self.awareness.scale(self.s.probe_interval);
+        ctx.run_later(timeout, move |act, ctx| {
+            guard(ctx, |_| act.probe_indirectly(seq, target.addr));
+        });
+        ctx.run_later(period, move |act, ctx| {
+            guard(ctx, |ctx| act.conclude(seq, ctx));
+        });
+    }
+
+    fn probe_indirectly(&mut self, seq: u32, addr: SocketAddr) {
+        let Some(p) = self.probes.get(&seq) else { return };
+        if p.acked || self.stopped {
+            return;
+        }
+        let target = p.target.clone();
+        let relays = self.peers.sample(self.s.indirect_checks, &[&target], &mut self.rng);
+        for (_, relay) in &relays {
+            self.send(*relay, vec![Msg::PingReq { seq, target: target.clone(), addr }]);
+        }
+        Metrics::add(&self.metrics.indirect_probes, relays.len() as u64);
+        if let Some(p) = self.probes.get_mut(&seq) {
+            p.expected_nacks = relays.len() as u32;
+        }
+    }
+
+    fn conclude(&mut self, seq: u32, ctx: &mut Context<Self>) {
+        let Some(p) = self.probes.remove(&seq) else { return };
+        if p.acked || self.stopped {
+            return;
+        }
+        Metrics::inc(&self.metrics.probes_failed);
+        // Lifeguard: relays that did not even send a nack point at our own
+        // network; with no relays at all we cannot tell, so blame ourselves a bit.
+        let delta = if p.expected_nacks > 0 { p.expected_nacks.saturating_sub(p.nacks) } else { 1 };
+        self.awareness.apply(delta as i32);
+        let Some(m) = self.known.get(&p.target).cloned() else { return };
+        if m.incarnation != p.incarnation {
+            return;
+        }
+        match m.state {
+            MemberState::Alive => self.accuse.do_send(Accuse { id: m.id, incarnation: m.incarnation, state: MemberState::Suspect }),
+            MemberState::Suspect => {
+                // Someone else suspects it too: our failed probe confirms it.
+                let me = self.s.me.clone();
+                self.confirm(&m, me.clone(), ctx);
+                self.spread.do_send(Spread { member: m, by: Some(me) });
+            }
+            _ => {}
+        }
+    }
+
+    fn on_probe_msg(&mut self, from: SocketAddr, msg: Msg, ctx: &mut Context<Self>) {
+        if self.stopped {
+            return;
+        }
+        match msg {
+            Msg::Ping { seq, target } => {
+                if target == self.s.me {
+                    self.send(from, vec![Msg::Ack { seq }]);
+                }
+            }
+            Msg::Ack { seq } => {
+                if let Some(p) = self.probes.get_mut(&seq) {
+                    if !p.acked {
+                        p.acked = true;
+                        self.awareness.apply(-1);
+                    }
+                } else if let Some(r) = self.relays.remove(&seq) {
+                    self.send(r.origin, vec![Msg::Ack { seq: r.origin_seq }]);
+                }
+            }
+            Msg::Nack { seq } => {
+                if let Some(p) = self.probes.get_mut(&seq) {
+                    p.nacks += 1;
+                }
+            }
+            Msg::PingReq { seq, target, addr } => {
+                let my_seq = self.seq();
+                self.relays.insert(my_seq, Relay { origin: from, origin_seq: seq });
+                self.send(addr, vec![Msg::Ping { seq: my_seq, target }]);
+                ctx.run_later(self.s.probe_timeout, move |act, ctx| {
+                    guard(ctx, |_| {
+                        if let Some(r) = act.relays.remove(&my_seq) {
+                            act.send(r.origin, vec![Msg::Nack { seq: r.origin_seq }]);
+                        }
+                    });
+                });
+            }
+            _ => {}
+        }
+    }
+
+    fn schedule_expiry(&self, id: NodeId, deadline: Instant, ctx: &mut Context<Self>) -> SpawnHandle {
+        let wait = deadline.saturating_duration_since(Instant::now());
+        ctx.run_later(wait, move |act, ctx| {
+            guard(ctx, |_| act.expire(&id));
+        })
+    }
+
+    fn start_suspicion(&mut self, m: &Member, by: NodeId, ctx: &mut Context<Self>) {
+        if let Some((s, h)) = self.suspicions.get(&m.id) {
+            if s.incarnation >= m.incarnation {
+                return self.confirm(m, by, ctx);
+            }
+            ctx.cancel_future(*h);
+        }
+        let (min, max) = bounds(&self.s.suspicion, self.known.len() + 1);
+        let s = Suspicion::new(m.incarnation, by, Instant::now(), min, max, self.s.suspicion.confirmations);
+        let handle = self.schedule_expiry(m.id.clone(), s.deadline(), ctx);
+        self.suspicions.insert(m.id.clone(), (s, handle));
+    }
+
+    fn confirm(&mut self, m: &Member, by: NodeId, ctx: &mut Context<Self>) {
+        let Some((s, h)) = self.suspicions.get_mut(&m.id) else { return };
+        if s.incarnation != m.incarnation || !s.confirm(by) {
+            return;
+        }
+        let (deadline, old) = (s.deadline(), *h);
+        ctx.cancel_future(old);
+        let handle = self.schedule_expiry(m.id.clone(), deadline, ctx);
+        if let Some((_, h)) = self.suspicions.get_mut(&m.id) {
+            *h = handle;
+        }
+    }
+
+    fn cancel_suspicion(&mut self, id: &NodeId, ctx: &mut Context<Self>) {
+        if let Some((_, h)) = self.suspicions.remove(id) {
+            ctx.cancel_future(h);
+        }
+    }
+
+    fn expire(&mut self, id: &NodeId) {
+        let Some((s, _)) = self.suspicions.remove(id) else { return };
+        if self.stopped {
+            return;
+        }
+        if let Some(m) = self.known.get(id) {
+            if m.state == MemberState::Suspect && m.incarnation == s.incarnation {
+                log::debug!("suspicion of {id} expired after {:?}", s.started.elapsed());
+                self.accuse.do_send(Accuse { id: id.clone(), incarnation: s.incarnation, state: MemberState::Dead });
+            }
+        }
+    }
+
+    fn on_event(&mut self, e: MemberEvent, ctx: &mut Context<Self>) {
+        let m = e.member;
+        if e.kind == EventKind::SelfRefuted {
+            self.awareness.apply(1);
+            return;
+        }
+        if m.id == self.s.me {
+            return;
+        }
+        if m.state.is_live() {
+            self.order.insert(m.id.clone(), &mut self.rng);
+            self.peers.insert(m.id.clone(), m.addr);
+            self.known.insert(m.id.clone(), m.clone());
+        } else {
+            self.order.remove(&m.id);
+            self.peers.remove(&m.id);
+            self.known.remove(&m.id);
+            self.cancel_suspicion(&m.id, ctx);
+            return;
+        }
+        match e.kind {
+            EventKind::Suspected => {
+                let by = e.by.unwrap_or_else(|| m.id.clone());
+                self.start_suspicion(&m, by, ctx);
+            }
+            EventKind::Confirmed => {
+                if let Some(by) = e.by {
+                    if self.suspicions.get(&m.id).is_some_and(|(s, _)| s.incarnation == m.incarnation) {
+                        let before = self.suspicions[&m.id].0.confirmations();
+                        self.confirm(&m, by.clone(), ctx);
+                        if self.suspicions[&m.id].0.confirmations() > before {
+                            // Pass the new confirmation on, as memberlist does.
+                            self.spread.do_send(Spread { member: m, by: Some(by) });
+                        }
+                    }
+                }
+            }
+            _ => {
+                if m.state == MemberState::Alive {
+                    self.cancel_suspicion(&m.id, ctx);
+                }
+            }
+        }
+    }
+}
+
+impl Actor for FailureDetector {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        self.schedule_probe(ctx);
+        // After a restart the timers are gone: re-arm running suspicions.
+        let pending: Vec<(NodeId, Instant)> = self.suspicions.iter().map(|(id, (s, _))| (id.clone(), s.deadline())).collect();
+        for (id, deadline) in pending {
+            let h = self.schedule_expiry(id.clone(), deadline, ctx);
+            if let Some((_, old)) = self.suspicions.get_mut(&id) {
+                *old = h;
+            }
+        }
+    }
+}
+
+impl Supervised for FailureDetector {
+    fn restarting(&mut self, _: &mut Context<Self>) {
+        self.probes.clear();
+        self.relays.clear();
+    }
+}
+
+impl Handler<ProbeMsg> for FailureDetector {
+    type Result = ();
+    fn handle(&mut self, m: ProbeMsg, ctx: &mut Context<Self>) {
+        guard(ctx, |ctx| self.on_probe_msg(m.from, m.msg, ctx));
+    }
+}
+
+impl Handler<MemberEvent> for FailureDetector {
+    type Result = ();
+    fn handle(&mut self, e: MemberEvent, ctx: &mut Context<Self>) {
+        guard(ctx, |ctx| self.on_event(e, ctx));
+    }
+}
+
+impl Handler<StopActivity> for FailureDetector {
+    type Result = ();
+    fn handle(&mut self, _: StopActivity, _: &mut Context<Self>) {
+        self.stopped = true;
+    }
+}
+
+impl Handler<Crash> for FailureDetector {
+    type Result = ();
+    fn handle(&mut self, _: Crash, ctx: &mut Context<Self>) {
+        guard(ctx, |_| panic!("test crash"));
+    }
+}
+
+/// A query for tests: the current health score.
+#[derive(Message)]
+#[rtype(result = "u32")]
+pub struct GetAwareness;
+
+impl Handler<GetAwareness> for FailureDetector {
+    type Result = u32;
+    fn handle(&mut self, _: GetAwareness, _: &mut Context<Self>) -> u32 {
+        self.awareness.score()
+    }
+}

@@ -1,0 +1,292 @@
+//! Gossip actor: the scheduler. Owns bootstrap (seeds, then broadcast) and
+//! the timing of gossip rounds, push-pull exchanges and reconnection attempts.
+//!
+//! * every `gossip_interval`: a round with `fanout` random live peers; the
+//!   rumor actor sends them pending rumors (nothing at all when none are
+//!   pending, so an idle cluster costs only its probes);
+//! * every `push_pull_interval` (scaled up with the cluster size): a full
+//!   anti-entropy exchange with one random peer (digest hash first, so
+//!   agreeing views cost two small datagrams);
+//! * every `reconnect_interval`: a push-pull with one random dead member, so
+//!   that a healed partition merges back;
+//! * bootstrap: a join request to every seed (names resolved again on every
+//!   attempt), then, if `broadcast` is on and nobody answered within
+//!   `seed_timeout`, a discovery broadcast; retries with exponential backoff
+//!   and jitter until some member is known.
+//!
+//! Takes: `MemberEvent`, `DiscoveryMsg`, `StopActivity`.
+//! Sends: `GossipRound` and `Send` to the rumor actor, `StartSync` to
+//! membership, `BroadcastOut` to the transport.
+
+use actix::prelude::*;
+use rand::rngs::SmallRng;
+use rand::SeedableRng;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use super::supervisor::{guard, Crash};
+use crate::messages::*;
+use crate::protocol::backoff;
+use crate::protocol::peers::PeerSet;
+use crate::protocol::wire::{encode_msg, Msg};
+use crate::protocol::{MemberState, NodeId};
+
+#[derive(Clone, Debug)]
+pub struct GossipSettings {
+    pub me: NodeId,
+    pub my_addr: SocketAddr,
+    pub seeds: Vec<String>,
+    pub broadcast: bool,
+    pub gossip_interval: Duration,
+    pub fanout: usize,
+    pub push_pull_interval: Duration,
+    pub reconnect_interval: Duration,
+    pub seed_timeout: Duration,
+    pub join_retry_max: Duration,
+    pub seed: u64,
+}
+
+/// Resolves seed names to addresses. The agent uses DNS; the simulator and
+/// tests use literal addresses only.
+pub trait SeedResolver: 'static {
+    fn resolve(&self, seeds: Vec<String>) -> std::pin::Pin<Box<dyn std::future::Future<Output = Vec<SocketAddr>>>>;
+}
+
+/// Resolves through the system resolver, again on every call (a seed's name
+/// may not exist until its container starts). Keeps IPv4 addresses when a
+/// name has both.
+pub struct DnsResolver;
+
+impl SeedResolver for DnsResolver {
+    fn resolve(&self, seeds: Vec<String>) -> std::pin::Pin<Box<dyn std::future::Future<Output = Vec<SocketAddr>>>> {
+        Box::pin(async move {
+            let mut out = Vec::new();
+            for s in seeds {
+                match tokio::net::lookup_host(s.as_str()).await {
+                    Ok(addrs) => {
+                        let addrs: Vec<SocketAddr> = addrs.collect();
+                        if let Some(a) = addrs.iter().find(|a| a.is_ipv4()).or(addrs.first()) {
+                            out.push(*a);
+                        }
+                    }
+                    Err(e) => log::debug!("seed {s} does not resolve yet: {e}"),
+                }
+            }
+            out
+        })
+    }
+}
+
+/// Parses literal `ip:port` seeds only.
+pub struct LiteralResolver;
+
+impl SeedResolver for LiteralResolver {
+    fn resolve(&self, seeds: Vec<String>) -> std::pin::Pin<Box<dyn std::future::Future<Output = Vec<SocketAddr>>>> {
+        let out = seeds.iter().filter_map(|s| s.parse().ok()).collect();
+        Box::pin(std::future::ready(out))
+    }
+}
+
+pub struct Gossip {
+    s: GossipSettings,
+    peers: PeerSet,
+    dead: PeerSet,
+    rng: SmallRng,
+    joined: bool,
+    attempt: u32,
+    stopped: bool,
+    resolver: Box<dyn SeedResolver>,
+    round: Recipient<GossipRound>,
+    send: Recipient<Send>,
+    sync: Recipient<StartSync>,
+    broadcast: Recipient<BroadcastOut>,
+}
+
+impl Gossip {
+    pub fn new(
+        s: GossipSettings,
+        resolver: Box<dyn SeedResolver>,
+        round: Recipient<GossipRound>,
+        send: Recipient<Send>,
+        sync: Recipient<StartSync>,
+        broadcast: Recipient<BroadcastOut>,
+    ) -> Self {
+        Gossip {
+            rng: SmallRng::seed_from_u64(s.seed),
+            s,
+            peers: PeerSet::default(),
+            dead: PeerSet::default(),
+            joined: false,
+            attempt: 0,
+            stopped: false,
+            resolver,
+            round,
+            send,
+            sync,
+            broadcast,
+        }
+    }
+
+    /// memberlist scales push-pull with the cluster: beyond 32 members the
+    /// interval grows with log2(N/32), keeping the total sync traffic flat.
+    fn push_pull_period(&self) -> Duration {
+        let n = self.peers.len() + 1;
+        if n <= 32 {
+            return self.s.push_pull_interval;
+        }
+        let mult = ((n as f64 / 32.0).log2().ceil() + 1.0).max(1.0);
+        self.s.push_pull_interval.mul_f64(mult)
+    }
+
+    fn gossip_round(&mut self) {
+        if self.stopped || self.peers.is_empty() {
+            return;
+        }
+        let peers = self.peers.sample(self.s.fanout, &[], &mut self.rng).into_iter().map(|(_, a)| a).collect();
+        self.round.do_send(GossipRound { peers });
+    }
+
+    fn schedule_push_pull(&mut self, ctx: &mut Context<Self>) {
+        ctx.run_later(self.push_pull_period(), |act, ctx| {
+            guard(ctx, |_| {
+                if !act.stopped {
+                    if let Some((_, peer)) = act.peers.sample(1, &[], &mut act.rng).pop() {
+                        act.sync.do_send(StartSync { peer, join: false });
+                    }
+                }
+            });
+            act.schedule_push_pull(ctx);
+        });
+    }
+
+    fn reconnect(&mut self) {
+        if self.stopped {
+            return;
+        }
+        if let Some((id, peer)) = self.dead.sample(1, &[], &mut self.rng).pop() {
+            log::debug!("trying to reach dead member {id} at {peer}");
+            self.sync.do_send(StartSync { peer, join: false });
+        }
+    }
+
+    fn try_join(&mut self, ctx: &mut Context<Self>) {
+        if self.joined || self.stopped {
+            return;
+        }
+        let seeds = self.s.seeds.clone();
+        let my_addr = self.s.my_addr;
+        if !seeds.is_empty() {
+            let fut = self.resolver.resolve(seeds);
+            ctx.spawn(fut.into_actor(self).map(move |addrs, act, _| {
+                for peer in addrs.into_iter().filter(|a| *a != my_addr) {
+                    act.sync.do_send(StartSync { peer, join: true });
+                }
+            }));
+        }
+        ctx.run_later(self.s.seed_timeout, |act, ctx| {
+            guard(ctx, |ctx| act.after_join_attempt(ctx));
+        });
+    }
+
+    fn after_join_attempt(&mut self, ctx: &mut Context<Self>) {
+        if self.joined || self.stopped {
+            return;
+        }
+        if self.s.broadcast {
+            log::info!("no seed answered; broadcasting for members of our cluster");
+            self.broadcast.do_send(BroadcastOut { msgs: vec![encode_msg(&Msg::Discover)] });
+        } else if !self.s.seeds.is_empty() && self.attempt == 0 {
+            log::info!("no seed answered yet; running as a one-node cluster and retrying");
+        }
+        let wait = backoff::delay(self.attempt, self.s.seed_timeout, self.s.join_retry_max, &mut self.rng);
+        self.attempt += 1;
+        ctx.run_later(wait, |act, ctx| {
+            guard(ctx, |ctx| act.try_join(ctx));
+        });
+    }
+}
+
+impl Actor for Gossip {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        ctx.run_interval(self.s.gossip_interval, |act, ctx| {
+            guard(ctx, |_| act.gossip_round());
+        });
+        self.schedule_push_pull(ctx);
+        ctx.run_interval(self.s.reconnect_interval, |act, ctx| {
+            guard(ctx, |_| act.reconnect());
+        });
+        self.try_join(ctx);
+    }
+}
+
+impl Supervised for Gossip {}
+
+impl Handler<MemberEvent> for Gossip {
+    type Result = ();
+    fn handle(&mut self, e: MemberEvent, ctx: &mut Context<Self>) {
+        guard(ctx, |_| {
+            let m = e.member;
+            if m.id == self.s.me {
+                return;
+            }
+            match m.state {
+                MemberState::Alive | MemberState::Suspect => {
+                    self.dead.remove(&m.id);
+                    self.peers.insert(m.id, m.addr);
+                    if !self.joined {
+                        self.joined = true;
+                        log::info!("joined the cluster ({} known)", self.peers.len() + 1);
+                    }
+                }
+                MemberState::Dead => {
+                    self.peers.remove(&m.id);
+                    if e.kind == EventKind::Reclaimed {
+                        self.dead.remove(&m.id);
+                    } else {
+                        self.dead.insert(m.id, m.addr);
+                    }
+                }
+                MemberState::Left => {
+                    self.peers.remove(&m.id);
+                    self.dead.remove(&m.id);
+                }
+            }
+        });
+    }
+}
+
+impl Handler<DiscoveryMsg> for Gossip {
+    type Result = ();
+    fn handle(&mut self, m: DiscoveryMsg, ctx: &mut Context<Self>) {
+        guard(ctx, |_| {
+            if self.stopped || m.sender == self.s.me {
+                return;
+            }
+            match m.msg {
+                Msg::Discover => self.send.do_send(Send { to: m.from, msgs: vec![encode_msg(&Msg::DiscoverReply)] }),
+                Msg::DiscoverReply => {
+                    if !self.peers.contains(&m.sender) {
+                        self.sync.do_send(StartSync { peer: m.from, join: true });
+                    }
+                }
+                _ => {}
+            }
+        });
+    }
+}
+
+impl Handler<StopActivity> for Gossip {
+    type Result = ();
+    fn handle(&mut self, _: StopActivity, _: &mut Context<Self>) {
+        self.stopped = true;
+    }
+}
+
+impl Handler<Crash> for Gossip {
+    type Result = ();
+    fn handle(&mut self, _: Crash, ctx: &mut Context<Self>) {
+        guard(ctx, |_| panic!("test crash"));
+    }
+}

@@ -1,0 +1,425 @@
+//! Membership actor: owns the member table (this node's view of the cluster)
+//! and this node's own record. Every change to the table goes through the
+//! merge rules in `protocol::member`; this actor only decides what to do
+//! about a change: tell the subscribers, re-gossip it, or refute it when the
+//! rumor is about ourselves. It also answers push-pull exchanges, since they
+//! read and write the table.
+//!
+//! Takes: `Rumors` (updates and push-pull records from the transport),
+//! `SyncMsg` and `StartSync` (push-pull), `Accuse` (the failure detector's
+//! verdicts), `PublishServices` (the registry), `LeaveCluster` (the leave
+//! coordinator), `GetMembers`, `Subscribe`.
+//! Sends: `MemberEvent` to subscribers, `Spread` and `Send` to the rumor actor.
+
+use actix::prelude::*;
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::time::Instant;
+
+use super::supervisor::{guard, Crash};
+use crate::messages::*;
+use crate::metrics::Metrics;
+use crate::protocol::member::{refutation, Change};
+use crate::protocol::services::ServiceSet;
+use crate::protocol::view::{plan_sync, View};
+use crate::protocol::wire::{encode_msg, paginate, DigestEntry, EncodedMsg, Msg};
+use crate::protocol::{Member, MemberState, NodeId};
+
+/// Incomplete digests kept at once (each is one push-pull in progress).
+const MAX_PARTIAL_SYNCS: usize = 8;
+/// A push-pull whose digest pages have not all arrived by then is dropped.
+const PARTIAL_SYNC_TTL: Duration = Duration::from_secs(5);
+/// Room left in a datagram for the SyncDigest/SyncWant wrapper.
+const PAGE_WRAPPER: usize = 32;
+
+pub struct MembershipSettings {
+    pub me: Member,
+    pub room: usize,
+    pub max_members: usize,
+    pub dead_reclaim: Duration,
+    pub stats_interval: Duration,
+    pub seed: u64,
+}
+
+struct PartialSync {
+    pages: Vec<Option<Vec<DigestEntry>>>,
+    started: Instant,
+}
+
+pub struct Membership {
+    me: NodeId,
+    room: usize,
+    view: View,
+    leaving: bool,
+    dead_reclaim: Duration,
+    stats_interval: Duration,
+    rng: SmallRng,
+    partial: BTreeMap<(SocketAddr, u32), PartialSync>,
+    rumor: Recipient<Spread>,
+    send: Recipient<Send>,
+    subscribers: Vec<Recipient<MemberEvent>>,
+    metrics: Arc<Metrics>,
+}
+
+/// Names a change to another member's record.
+pub fn classify(change: &Change) -> EventKind {
+    use MemberState::*;
+    if !change.liveness_changed {
+        return EventKind::Updated;
+    }
+    match (change.old_state, change.new_state) {
+        (None | Some(Dead) | Some(Left), Alive) => EventKind::Joined,
+        (Some(Suspect), Alive) => EventKind::AliveAgain,
+        (Some(Alive), Alive) => EventKind::Updated,
+        (_, Suspect) => EventKind::Suspected,
+        (_, Dead) => EventKind::Failed,
+        (_, Left) => EventKind::Left,
+    }
+}
+
+impl Membership {
+    pub fn new(s: MembershipSettings, rumor: Recipient<Spread>, send: Recipient<Send>, metrics: Arc<Metrics>) -> Self {
+        let mut view = View::new(s.max_members);
+        let me = s.me.id.clone();
+        // Our own record always fits: the table is empty.
+        let _ = view.apply(&s.me, Instant::now());
+        Membership {
+            me,
+            room: s.room,
+            view,
+            leaving: false,
+            dead_reclaim: s.dead_reclaim,
+            stats_interval: s.stats_interval,
+            rng: SmallRng::seed_from_u64(s.seed),
+            partial: BTreeMap::new(),
+            rumor,
+            send,
+            subscribers: Vec::new(),
+            metrics,
+        }
+    }
+
+    fn own(&self) -> Member {
+        self.view.get(&self.me).cloned().expect("own record is never removed")
+    }
+
+    fn emit(&self, kind: EventKind, member: &Member, by: Option<NodeId>) {
+        for s in &self.subscribers {
+            s.do_send(MemberEvent { kind, member: member.clone(), by: by.clone() });
+        }
+    }
+
+    fn update_gauges(&self) {
+        let m = &self.metrics;
+        Metrics::set(&m.members_alive, self.view.count(MemberState::Alive) as u64);
+        Metrics::set(&m.members_suspect, self.view.count(MemberState::Suspect) as u64);
+        Metrics::set(&m.members_dead, self.view.count(MemberState::Dead) as u64);
+        Metrics::set(&m.members_left, self.view.count(MemberState::Left) as u64);
+    }
+
+    /// Replaces our own record (always newer than the table's) and spreads it.
+    fn announce_self(&mut self, record: Member) {
+        let _ = self.view.apply(&record, Instant::now());
+        self.rumor.do_send(Spread { member: record, by: None });
+        self.update_gauges();
+    }
+
+    fn on_self_rumor(&mut self, rumor: &Member) {
+        if self.leaving {
+            return;
+        }
+        let mut own = self.own();
+        let mut changed = false;
+        if let Some(inc) = refutation(own.incarnation, own.addr, rumor) {
+            if rumor.state != MemberState::Alive {
+                Metrics::inc(&self.metrics.suspicions_refuted);
+                log::info!("refuting: {} says we are {} at incarnation {}; now at {inc}", self.me, rumor.state, rumor.incarnation);
+                self.emit(EventKind::SelfRefuted, rumor, None);
+            } else {
+                log::info!("raising our incarnation to {inc} above a previous life's {}", rumor.incarnation);
+            }
+            own.incarnation = inc;
+            changed = true;
+        }
+        if rumor.services.version >= own.services.version && rumor.services != own.services {
+            // A previous life published services we no longer have.
+            own.services = ServiceSet { version: rumor.services.version.saturating_add(1), list: own.services.list.clone() };
+            changed = true;
+        }
+        if changed {
+            self.announce_self(own);
+        }
+    }
+
+    fn on_rumor(&mut self, member: Member, by: Option<NodeId>, via_sync: bool) {
+        if member.id == self.me {
+            return self.on_self_rumor(&member);
+        }
+        let before = self.view.get(&member.id).map(|m| (m.state, m.incarnation));
+        let change = match self.view.apply(&member, Instant::now()) {
+            Ok(c) => c,
+            Err(_) => {
+                Metrics::inc(&self.metrics.limits_hit);
+                log::debug!("member table full ({}), not adding {}", self.view.len(), member.id);
+                return;
+            }
+        };
+        let after = self.view.get(&member.id).cloned().expect("just applied");
+        if !change.is_news() {
+            let confirms = member.state == MemberState::Suspect
+                && before == Some((MemberState::Suspect, member.incarnation))
+                && by.is_some();
+            if confirms {
+                self.emit(EventKind::Confirmed, &after, by);
+            }
+            return;
+        }
+        let kind = classify(&change);
+        let accuser = if after.state == MemberState::Suspect { by } else { None };
+        if change.liveness_changed {
+            let from = change.old_state.map_or("unknown".to_string(), |s| s.to_string());
+            let by_text = accuser.as_ref().map(|b| format!(" (by {b})")).unwrap_or_default();
+            log::info!("member {} {} incarnation {}: {from} -> {}{by_text}", after.id, after.addr, after.incarnation, after.state);
+        }
+        if kind == EventKind::Failed {
+            Metrics::inc(&self.metrics.members_failed);
+        }
+        self.emit(kind, &after, accuser.clone());
+        // Records learned by push-pull about members new to us are not
+        // re-gossiped: a joiner would otherwise re-broadcast the whole table.
+        if !via_sync || change.old_state.is_some() {
+            self.rumor.do_send(Spread { member: after, by: accuser });
+        }
+        self.update_gauges();
+    }
+
+    fn send_to(&self, to: SocketAddr, msgs: Vec<EncodedMsg>) {
+        if !msgs.is_empty() {
+            self.send.do_send(Send { to, msgs });
+        }
+    }
+
+    fn send_records<'a>(&self, to: SocketAddr, ids: impl Iterator<Item = &'a NodeId>) {
+        let msgs = ids
+            .filter_map(|id| self.view.get(id))
+            .map(|m| encode_msg(&Msg::State { member: m.clone() }))
+            .collect();
+        self.send_to(to, msgs);
+    }
+
+    fn on_sync(&mut self, from: SocketAddr, msg: Msg) {
+        match msg {
+            Msg::SyncStart { hash, join } => {
+                if join {
+                    let ids: Vec<NodeId> = self.view.iter().map(|m| m.id.clone()).collect();
+                    self.send_records(from, ids.iter());
+                } else if hash != self.view.hash() {
+                    let round: u32 = self.rng.gen();
+                    let pages = paginate(self.view.digest(), self.room.saturating_sub(PAGE_WRAPPER));
+                    let n = pages.len().min(u16::MAX as usize) as u16;
+                    let msgs = pages
+                        .into_iter()
+                        .take(n as usize)
+                        .enumerate()
+                        .map(|(i, entries)| encode_msg(&Msg::SyncDigest { round, page: i as u16, pages: n, entries }))
+                        .collect();
+                    self.send_to(from, msgs);
+                }
+            }
+            Msg::SyncDigest { round, page, pages, entries } => self.on_digest_page(from, round, page, pages, entries),
+            Msg::SyncWant { ids } => self.send_records(from, ids.iter().take(self.view.len())),
+            _ => {}
+        }
+    }
+
+    fn on_digest_page(&mut self, from: SocketAddr, round: u32, page: u16, pages: u16, entries: Vec<DigestEntry>) {
+        let max_pages = self.view.len().max(1024) as u16;
+        if pages == 0 || page >= pages || pages > max_pages {
+            Metrics::inc(&self.metrics.decode_errors);
+            return;
+        }
+        let key = (from, round);
+        if !self.partial.contains_key(&key) && self.partial.len() >= MAX_PARTIAL_SYNCS {
+            let oldest = self.partial.iter().min_by_key(|(_, p)| p.started).map(|(k, _)| *k);
+            if let Some(k) = oldest {
+                self.partial.remove(&k);
+            }
+            Metrics::inc(&self.metrics.limits_hit);
+        }
+        let p = self
+            .partial
+            .entry(key)
+            .or_insert_with(|| PartialSync { pages: vec![None; pages as usize], started: Instant::now() });
+        if p.pages.len() != pages as usize {
+            return;
+        }
+        p.pages[page as usize] = Some(entries);
+        if p.pages.iter().any(Option::is_none) {
+            return;
+        }
+        let done = self.partial.remove(&key).expect("present");
+        let remote: Vec<DigestEntry> = done.pages.into_iter().flatten().flatten().collect();
+        let plan = plan_sync(&self.view, &remote);
+        self.send_records(from, plan.send.iter());
+        let want_pages = paginate(plan.want, self.room.saturating_sub(PAGE_WRAPPER));
+        let msgs = want_pages.into_iter().map(|ids| encode_msg(&Msg::SyncWant { ids })).collect();
+        self.send_to(from, msgs);
+    }
+
+    fn reclaim(&mut self) {
+        let now = Instant::now();
+        for id in self.view.reclaim(now, self.dead_reclaim) {
+            log::debug!("forgetting {id}: tombstone expired");
+            let gone = Member::new_alive(id, SocketAddr::from(([0, 0, 0, 0], 0)), 0);
+            self.emit(EventKind::Reclaimed, &Member { state: MemberState::Dead, ..gone }, None);
+        }
+        self.partial.retain(|_, p| now.duration_since(p.started) < PARTIAL_SYNC_TTL);
+        self.update_gauges();
+    }
+
+    fn log_stats(&self) {
+        let m = &self.metrics;
+        log::info!(
+            "STATS node={} alive={} suspect={} dead={} left={} datagrams_in={} datagrams_out={} bytes_in={} bytes_out={} decode_errors={} rumors_sent={}",
+            self.me,
+            self.view.count(MemberState::Alive),
+            self.view.count(MemberState::Suspect),
+            self.view.count(MemberState::Dead),
+            self.view.count(MemberState::Left),
+            Metrics::get(&m.datagrams_in),
+            Metrics::get(&m.datagrams_out),
+            Metrics::get(&m.bytes_in),
+            Metrics::get(&m.bytes_out),
+            Metrics::get(&m.decode_errors),
+            Metrics::get(&m.rumors_sent),
+        );
+    }
+}
+
+impl Actor for Membership {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        // Our own record is the first rumor: it rides on the join requests.
+        let own = self.own();
+        self.rumor.do_send(Spread { member: own, by: None });
+        self.update_gauges();
+        let tick = (self.dead_reclaim / 4).clamp(Duration::from_millis(100), Duration::from_secs(1));
+        ctx.run_interval(tick, |act, ctx| {
+            guard(ctx, |_| act.reclaim());
+        });
+        ctx.run_interval(self.stats_interval, |act, ctx| {
+            guard(ctx, |_| act.log_stats());
+        });
+    }
+}
+
+impl Supervised for Membership {
+    fn restarting(&mut self, _: &mut Context<Self>) {
+        self.partial.clear();
+    }
+}
+
+impl Handler<Rumors> for Membership {
+    type Result = ();
+    fn handle(&mut self, m: Rumors, ctx: &mut Context<Self>) {
+        guard(ctx, |_| {
+            for (member, by) in m.updates {
+                self.on_rumor(member, by, m.via_sync);
+            }
+        });
+    }
+}
+
+impl Handler<SyncMsg> for Membership {
+    type Result = ();
+    fn handle(&mut self, m: SyncMsg, ctx: &mut Context<Self>) {
+        guard(ctx, |_| {
+            if !self.leaving {
+                self.on_sync(m.from, m.msg)
+            }
+        });
+    }
+}
+
+impl Handler<StartSync> for Membership {
+    type Result = ();
+    fn handle(&mut self, m: StartSync, ctx: &mut Context<Self>) {
+        guard(ctx, |_| {
+            let msg = Msg::SyncStart { hash: self.view.hash(), join: m.join };
+            self.send_to(m.peer, vec![encode_msg(&msg)]);
+        });
+    }
+}
+
+impl Handler<Accuse> for Membership {
+    type Result = ();
+    fn handle(&mut self, m: Accuse, ctx: &mut Context<Self>) {
+        guard(ctx, |_| {
+            let Some(cur) = self.view.get(&m.id).cloned() else { return };
+            let expected = match m.state {
+                MemberState::Suspect => MemberState::Alive,
+                MemberState::Dead => MemberState::Suspect,
+                _ => return,
+            };
+            if cur.incarnation != m.incarnation || cur.state != expected {
+                return; // the member moved on (refuted, or already declared)
+            }
+            if m.state == MemberState::Suspect {
+                Metrics::inc(&self.metrics.suspicions_raised);
+            }
+            let me = self.me.clone();
+            self.on_rumor(Member { state: m.state, ..cur }, Some(me), false);
+        });
+    }
+}
+
+impl Handler<PublishServices> for Membership {
+    type Result = ();
+    fn handle(&mut self, m: PublishServices, ctx: &mut Context<Self>) {
+        guard(ctx, |_| {
+            let mut own = self.own();
+            own.services = ServiceSet::new(own.services.version.saturating_add(1), m.0);
+            self.announce_self(own);
+        });
+    }
+}
+
+impl Handler<LeaveCluster> for Membership {
+    type Result = MessageResult<LeaveCluster>;
+    fn handle(&mut self, _: LeaveCluster, _: &mut Context<Self>) -> Self::Result {
+        let mut own = self.own();
+        if !self.leaving {
+            self.leaving = true;
+            own.incarnation = own.incarnation.saturating_add(1);
+            own.state = MemberState::Left;
+            self.announce_self(own.clone());
+        }
+        MessageResult(own)
+    }
+}
+
+impl Handler<GetMembers> for Membership {
+    type Result = MessageResult<GetMembers>;
+    fn handle(&mut self, _: GetMembers, _: &mut Context<Self>) -> Self::Result {
+        MessageResult(self.view.iter().cloned().collect())
+    }
+}
+
+impl Handler<Subscribe> for Membership {
+    type Result = ();
+    fn handle(&mut self, m: Subscribe, _: &mut Context<Self>) {
+        self.subscribers.push(m.0);
+    }
+}
+
+impl Handler<Crash> for Membership {
+    type Result = ();
+    fn handle(&mut self, _: Crash, ctx: &mut Context<Self>) {
+        guard(ctx, |_| panic!("test crash"));
+    }
+}

@@ -1,0 +1,11 @@
+//! One actor per concern; each file opens with what it owns, which messages it
+//! takes and which it sends. The messages themselves are in `crate::messages`.
+
+pub mod failure;
+pub mod gossip;
+pub mod leave;
+pub mod membership;
+pub mod registry;
+pub mod rumor;
+pub mod supervisor;
+pub mod transport;

@@ -1,0 +1,137 @@
+//! `gossip agent`: one node on a real UDP socket, with its HTTP API, until it
+//! leaves (signal or API) and exits 0.
+
+use actix::prelude::*;
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use tokio::sync::mpsc;
+
+use crate::actors::gossip::DnsResolver;
+use crate::config::{self, Config};
+use crate::messages::{HasLeft, Leave};
+use crate::node::{start_node, NodeOptions};
+use crate::transport::udp::{broadcast_address_for, UdpLink};
+
+/// Exit codes.
+pub const EXIT_OK: i32 = 0;
+pub const EXIT_RUNTIME: i32 = 1;
+pub const EXIT_CONFIG: i32 = 2;
+
+/// Relays `HasLeft` into a channel the agent's main task waits on.
+struct LeftSignal(mpsc::UnboundedSender<()>);
+impl Actor for LeftSignal {
+    type Context = Context<Self>;
+}
+impl Handler<HasLeft> for LeftSignal {
+    type Result = ();
+    fn handle(&mut self, _: HasLeft, _: &mut Context<Self>) {
+        let _ = self.0.send(());
+    }
+}
+
+/// Loads the configuration the way the agent does: `--config PATH` (must
+/// exist) or `./config.yml` (if present), then the process environment.
+pub fn load_config(path: Option<PathBuf>) -> Result<Config, config::ConfigError> {
+    let env: HashMap<String, String> = std::env::vars().collect();
+    match path {
+        Some(p) => config::load(Some(&p), true, &env),
+        None => config::load(Some(std::path::Path::new("config.yml")), false, &env),
+    }
+}
+
+pub fn run(config_path: Option<PathBuf>) -> i32 {
+    let cfg = match load_config(config_path) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{e}");
+            return EXIT_CONFIG;
+        }
+    };
+    let addr = match cfg.advertise_addr() {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("{e}");
+            return EXIT_CONFIG;
+        }
+    };
+    System::new().block_on(run_node(cfg, addr))
+}
+
+async fn run_node(cfg: Config, addr: SocketAddr) -> i32 {
+    let metrics = std::sync::Arc::new(crate::metrics::Metrics::default());
+    let discovery = match (cfg.broadcast, addr.ip()) {
+        (true, IpAddr::V4(ip)) => Some((cfg.discovery_port, broadcast_address_for(ip))),
+        (true, IpAddr::V6(_)) => {
+            log::warn!("broadcast bootstrap needs IPv4; NODE_IP is IPv6, so it is off");
+            None
+        }
+        _ => None,
+    };
+    let link = match UdpLink::bind(cfg.bind_socket_addr(), discovery, metrics.clone()).await {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("config error: NODE_PORT: cannot bind UDP {}: {e}", cfg.bind_socket_addr());
+            return EXIT_CONFIG;
+        }
+    };
+    let (left_tx, mut left_rx) = mpsc::unbounded_channel();
+    let owner = LeftSignal(left_tx).start();
+    let mut link = Some(link);
+    let node = start_node(
+        &cfg,
+        addr,
+        |inbox| {
+            let l = link.take().expect("link is made once");
+            l.start_receiving(inbox);
+            Box::new(l)
+        },
+        NodeOptions { seed: rand::random(), resolver: Box::new(DnsResolver), owner: Some(owner.recipient()), metrics },
+    );
+    let api_addr = cfg.api_socket_addr();
+    let server = match crate::api::serve(node.clone(), api_addr) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("config error: API_ADDR: cannot listen on {api_addr}: {e}");
+            return EXIT_CONFIG;
+        }
+    };
+    let server_handle = server.handle();
+    actix_rt::spawn(server);
+    log::info!(
+        "node {} up: gossip on {} (advertised {addr}), API on http://{api_addr}, cluster {:?}, plaintext (no key configured)",
+        cfg.node_id,
+        cfg.bind_socket_addr(),
+        cfg.cluster_name
+    );
+
+    // First SIGINT/SIGTERM: leave gracefully. A second SIGINT: exit now.
+    let leave = node.leave.clone();
+    actix_rt::spawn(async move {
+        wait_for_signal().await;
+        log::info!("signal received: leaving gracefully (interrupt again to exit at once)");
+        leave.do_send(Leave);
+        let _ = tokio::signal::ctrl_c().await;
+        log::warn!("second interrupt: exiting without finishing the leave");
+        std::process::exit(130);
+    });
+
+    let _ = left_rx.recv().await;
+    server_handle.stop(false).await;
+    EXIT_OK
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}

@@ -1,0 +1,160 @@
+//! The HTTP face of a node (actix-web): members, services, leave, fault
+//! injection and counters. Handlers only translate between JSON and actor
+//! messages; every answer, errors included, is JSON.
+
+pub mod client;
+
+use actix_web::{error::JsonPayloadError, web, App, HttpRequest, HttpResponse, HttpServer};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use std::net::SocketAddr;
+
+use crate::messages::*;
+use crate::node::NodeHandle;
+use crate::protocol::services::{catalog, Service};
+use crate::protocol::{Member, MemberState};
+
+/// Largest request body accepted.
+pub const MAX_BODY: usize = 16 * 1024;
+
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct MemberView {
+    pub id: String,
+    pub addr: String,
+    pub state: MemberState,
+    pub incarnation: u64,
+}
+
+impl From<&Member> for MemberView {
+    fn from(m: &Member) -> Self {
+        MemberView { id: m.id.to_string(), addr: m.addr.to_string(), state: m.state, incarnation: m.incarnation }
+    }
+}
+
+fn error(status: actix_web::http::StatusCode, msg: impl Into<String>) -> HttpResponse {
+    HttpResponse::build(status).json(json!({ "error": msg.into() }))
+}
+
+fn unavailable() -> HttpResponse {
+    error(actix_web::http::StatusCode::SERVICE_UNAVAILABLE, "the node is restarting an actor; try again")
+}
+
+async fn members(node: web::Data<NodeHandle>) -> HttpResponse {
+    match node.membership.send(GetMembers).await {
+        Ok(ms) => HttpResponse::Ok().json(ms.iter().map(MemberView::from).collect::<Vec<_>>()),
+        Err(_) => unavailable(),
+    }
+}
+
+async fn services(node: web::Data<NodeHandle>) -> HttpResponse {
+    match node.membership.send(GetMembers).await {
+        Ok(ms) => HttpResponse::Ok().json(catalog(&ms)),
+        Err(_) => unavailable(),
+    }
+}
+
+async fn service(node: web::Data<NodeHandle>, name: web::Path<String>) -> HttpResponse {
+    match node.membership.send(GetMembers).await {
+        Ok(ms) => HttpResponse::Ok().json(catalog(&ms).remove(name.as_str()).unwrap_or_default()),
+        Err(_) => unavailable(),
+    }
+}
+
+async fn register(node: web::Data<NodeHandle>, body: web::Json<Service>) -> HttpResponse {
+    let svc = body.into_inner();
+    match node.registry.send(Register(svc.clone())).await {
+        Ok(Ok(())) => HttpResponse::Ok().json(svc),
+        Ok(Err(e)) => error(actix_web::http::StatusCode::BAD_REQUEST, e),
+        Err(_) => unavailable(),
+    }
+}
+
+async fn deregister(node: web::Data<NodeHandle>, name: web::Path<String>) -> HttpResponse {
+    match node.registry.send(Deregister(name.clone())).await {
+        Ok(Ok(true)) => HttpResponse::Ok().json(json!({ "deregistered": name.as_str() })),
+        Ok(Ok(false)) => error(actix_web::http::StatusCode::NOT_FOUND, format!("no service {:?} on this node", name.as_str())),
+        Ok(Err(e)) => error(actix_web::http::StatusCode::BAD_REQUEST, e),
+        Err(_) => unavailable(),
+    }
+}
+
+async fn leave(node: web::Data<NodeHandle>) -> HttpResponse {
+    node.leave.do_send(Leave);
+    HttpResponse::Accepted().json(json!({ "leaving": node.id.as_str() }))
+}
+
+async fn faults(node: web::Data<NodeHandle>, body: web::Json<SetFaults>) -> HttpResponse {
+    let f = body.into_inner();
+    for (k, v) in [("loss_in", f.loss_in), ("loss_out", f.loss_out)] {
+        if !(0.0..=1.0).contains(&v) {
+            return error(actix_web::http::StatusCode::BAD_REQUEST, format!("{k} must be a fraction from 0 to 1"));
+        }
+    }
+    node.transport.do_send(f.clone());
+    HttpResponse::Ok().json(f)
+}
+
+async fn stats(node: web::Data<NodeHandle>) -> HttpResponse {
+    let mut counters = serde_json::Map::new();
+    for (name, (value, _)) in node.metrics.snapshot() {
+        counters.insert(name.to_string(), json!(value));
+    }
+    let m = &node.metrics;
+    use crate::metrics::Metrics as M;
+    counters.insert(
+        "members".into(),
+        json!({
+            "alive": M::get(&m.members_alive),
+            "suspect": M::get(&m.members_suspect),
+            "dead": M::get(&m.members_dead),
+            "left": M::get(&m.members_left),
+        }),
+    );
+    HttpResponse::Ok().json(counters)
+}
+
+async fn healthz() -> HttpResponse {
+    HttpResponse::Ok().json(json!({ "status": "ok" }))
+}
+
+async fn not_found(req: HttpRequest) -> HttpResponse {
+    error(actix_web::http::StatusCode::NOT_FOUND, format!("no such endpoint: {} {}", req.method(), req.path()))
+}
+
+fn json_error(err: JsonPayloadError, _: &HttpRequest) -> actix_web::Error {
+    let msg = match &err {
+        JsonPayloadError::Overflow { limit } | JsonPayloadError::OverflowKnownLength { limit, .. } => {
+            format!("request body larger than {limit} bytes")
+        }
+        JsonPayloadError::ContentType => "expected Content-Type: application/json".to_string(),
+        other => format!("invalid JSON body: {other}"),
+    };
+    actix_web::error::InternalError::from_response(err, error(actix_web::http::StatusCode::BAD_REQUEST, msg)).into()
+}
+
+/// Binds the API on `addr` and returns the running server (spawn or await it).
+pub fn serve(node: NodeHandle, addr: SocketAddr) -> std::io::Result<actix_web::dev::Server> {
+    let data = web::Data::new(node);
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(data.clone())
+            .app_data(web::JsonConfig::default().limit(MAX_BODY).error_handler(json_error))
+            .app_data(web::PayloadConfig::default().limit(MAX_BODY))
+            .route("/healthz", web::get().to(healthz))
+            .route("/v1/members", web::get().to(members))
+            .route("/v1/services", web::get().to(services))
+            .route("/v1/services", web::put().to(register))
+            .route("/v1/services/{name}", web::get().to(service))
+            .route("/v1/services/{name}", web::delete().to(deregister))
+            .route("/v1/leave", web::post().to(leave))
+            .route("/v1/faults", web::post().to(faults))
+            .route("/v1/stats", web::get().to(stats))
+            .default_service(web::to(not_found))
+    })
+    .workers(1)
+    .disable_signals()
+    .shutdown_timeout(1)
+    .bind(addr)?
+    .run();
+    Ok(server)
+}

@@ -1,0 +1,14 @@
+//! Gossip: decentralized cluster membership, failure detection and service
+//! discovery over UDP gossip. See ALGORITHM.md for the protocol and
+//! ARCHITECTURE.md for how the code is laid out.
+
+pub mod actors;
+pub mod agent;
+pub mod api;
+pub mod config;
+pub mod demo;
+pub mod messages;
+pub mod metrics;
+pub mod node;
+pub mod protocol;
+pub mod transport;

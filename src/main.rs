@@ -1,0 +1,127 @@
+//! The `gossip` command line.
+
+use clap::{Parser, Subcommand};
+use serde_json::json;
+use std::path::PathBuf;
+
+use gossip::api::client::{self, api_addr};
+use gossip::api::MemberView;
+
+#[derive(Parser)]
+#[command(name = "gossip", version, about = "Decentralized cluster membership, failure detection and service discovery over UDP gossip")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run a node (configured by config.yml and NODE_ID, NODE_IP, NODE_PORT, SEED_NODES, SERVICES, ...).
+    Agent {
+        /// Configuration file (default: ./config.yml if present).
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// List the members as the agent sees them.
+    Members {
+        #[arg(long)]
+        api: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// List the services the cluster offers (all, or one by name).
+    Services {
+        name: Option<String>,
+        #[arg(long)]
+        api: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Register (or update) a service on the agent.
+    Register {
+        name: String,
+        #[arg(long)]
+        port: Option<u16>,
+        #[arg(long = "tag")]
+        tags: Vec<String>,
+        #[arg(long)]
+        api: Option<String>,
+    },
+    /// Deregister a service from the agent.
+    Deregister {
+        name: String,
+        #[arg(long)]
+        api: Option<String>,
+    },
+    /// Make the agent leave the cluster gracefully and exit.
+    Leave {
+        #[arg(long)]
+        api: Option<String>,
+    },
+    /// A narrated in-process cluster on 127.0.0.1.
+    Demo {
+        #[arg(long, default_value_t = 7)]
+        nodes: usize,
+    },
+}
+
+fn main() {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).format_target(false).init();
+    let cli = Cli::parse();
+    let code = match cli.cmd {
+        Cmd::Agent { config } => gossip::agent::run(config),
+        Cmd::Demo { nodes } => gossip::demo::run(nodes),
+        Cmd::Members { api, json } => run_client(|| {
+            let v = client::request("GET", &api_addr(api), "/v1/members", None)?;
+            if json {
+                return Ok(serde_json::to_string_pretty(&v).unwrap_or_default());
+            }
+            let ms: Vec<MemberView> = serde_json::from_value(v).map_err(|e| format!("unexpected answer: {e}"))?;
+            Ok(client::members_table(&ms))
+        }),
+        Cmd::Services { name, api, json } => run_client(|| {
+            let path = match &name {
+                Some(n) => format!("/v1/services/{n}"),
+                None => "/v1/services".into(),
+            };
+            let v = client::request("GET", &api_addr(api), &path, None)?;
+            if json {
+                return Ok(serde_json::to_string_pretty(&v).unwrap_or_default());
+            }
+            let map = match name {
+                Some(n) => serde_json::from_value(json!({ n: v })),
+                None => serde_json::from_value(v),
+            }
+            .map_err(|e| format!("unexpected answer: {e}"))?;
+            Ok(client::services_table(&map))
+        }),
+        Cmd::Register { name, port, tags, api } => run_client(|| {
+            let port = port.or_else(|| std::env::var("NODE_PORT").ok().and_then(|p| p.parse().ok())).unwrap_or(7946);
+            let body = json!({ "name": name, "port": port, "tags": tags });
+            client::request("PUT", &api_addr(api), "/v1/services", Some(body))?;
+            Ok(format!("registered {name} on port {port}"))
+        }),
+        Cmd::Deregister { name, api } => run_client(|| {
+            client::request("DELETE", &api_addr(api), &format!("/v1/services/{name}"), None)?;
+            Ok(format!("deregistered {name}"))
+        }),
+        Cmd::Leave { api } => run_client(|| {
+            client::request("POST", &api_addr(api), "/v1/leave", None)?;
+            Ok("leaving".into())
+        }),
+    };
+    std::process::exit(code);
+}
+
+fn run_client(f: impl FnOnce() -> Result<String, String>) -> i32 {
+    match f() {
+        Ok(out) => {
+            println!("{out}");
+            0
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            1
+        }
+    }
+}

@@ -1,0 +1,239 @@
+//! Every message the actors exchange, in one place.
+//!
+//! The flow of a datagram (see ARCHITECTURE.md for the map):
+//!
+//! ```text
+//! socket -> Inbound -> Transport --ProbeMsg--> FailureDetector
+//!                               --Rumors----> Membership --MemberEvent--> subscribers
+//!                               --SyncMsg---> Membership
+//!                               --Discovery-> Gossip
+//! any actor --Send--> Rumor (adds piggybacked rumors) --Outbound--> Transport -> socket
+//! ```
+
+use actix::prelude::*;
+use std::net::SocketAddr;
+
+use crate::protocol::services::Service;
+use crate::protocol::wire::{EncodedMsg, Msg};
+use crate::protocol::{Member, MemberState, NodeId};
+
+// ----- into and out of the transport -----
+
+/// A datagram that arrived from the network (real or simulated).
+#[derive(Message, Debug)]
+#[rtype(result = "()")]
+pub struct Inbound {
+    pub from: SocketAddr,
+    pub data: Vec<u8>,
+}
+
+/// Encoded messages for one peer; the transport frames them into as many
+/// datagrams as needed.
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "()")]
+pub struct Outbound {
+    pub to: SocketAddr,
+    pub msgs: Vec<EncodedMsg>,
+}
+
+/// Messages for everyone on the local subnet (broadcast bootstrap).
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "()")]
+pub struct BroadcastOut {
+    pub msgs: Vec<EncodedMsg>,
+}
+
+/// Fault injection: drop a fraction of datagrams, or all to/from some peers.
+#[derive(Message, Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[rtype(result = "()")]
+pub struct SetFaults {
+    #[serde(default)]
+    pub loss_in: f64,
+    #[serde(default)]
+    pub loss_out: f64,
+    #[serde(default)]
+    pub block: Vec<SocketAddr>,
+}
+
+/// Stop sending and receiving for good (after a graceful leave, or a
+/// simulated crash).
+#[derive(Message, Debug, Clone, Copy)]
+#[rtype(result = "()")]
+pub struct Silence;
+
+// ----- routed by the transport after decoding -----
+
+/// Ping, Ack, PingReq or Nack from `sender` at `from`.
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "()")]
+pub struct ProbeMsg {
+    pub from: SocketAddr,
+    pub sender: NodeId,
+    pub msg: Msg,
+}
+
+/// Membership rumors from one datagram. `via_sync` marks records delivered by
+/// push-pull rather than by rumor.
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "()")]
+pub struct Rumors {
+    pub from: SocketAddr,
+    pub updates: Vec<(Member, Option<NodeId>)>,
+    pub via_sync: bool,
+}
+
+/// A push-pull message (SyncStart, SyncDigest, SyncWant).
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "()")]
+pub struct SyncMsg {
+    pub from: SocketAddr,
+    pub sender: NodeId,
+    pub msg: Msg,
+}
+
+/// Discover or DiscoverReply (broadcast bootstrap).
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "()")]
+pub struct DiscoveryMsg {
+    pub from: SocketAddr,
+    pub sender: NodeId,
+    pub msg: Msg,
+}
+
+// ----- the rumor engine -----
+
+/// Queue a rumor about `member` for dissemination.
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "()")]
+pub struct Spread {
+    pub member: Member,
+    pub by: Option<NodeId>,
+}
+
+/// Send these messages to `to`, with as many pending rumors piggybacked as fit.
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "()")]
+pub struct Send {
+    pub to: SocketAddr,
+    pub msgs: Vec<EncodedMsg>,
+}
+
+/// One gossip round: send pending rumors (if any) to each of these peers.
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "()")]
+pub struct GossipRound {
+    pub peers: Vec<SocketAddr>,
+}
+
+/// Resolves once the rumor about `id` has been transmitted `times` times (or
+/// to every peer, in a smaller cluster).
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "()")]
+pub struct WaitSent {
+    pub id: NodeId,
+    pub times: u32,
+}
+
+// ----- membership -----
+
+/// A snapshot of the member table, self included.
+#[derive(Message, Debug, Clone, Copy)]
+#[rtype(result = "Vec<Member>")]
+pub struct GetMembers;
+
+/// Start a push-pull exchange with `peer` (`join`: we know nothing yet).
+#[derive(Message, Debug, Clone, Copy)]
+#[rtype(result = "()")]
+pub struct StartSync {
+    pub peer: SocketAddr,
+    pub join: bool,
+}
+
+/// The failure detector's verdict about a member at an incarnation: Suspect
+/// after a failed probe, Dead when the suspicion times out.
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "()")]
+pub struct Accuse {
+    pub id: NodeId,
+    pub incarnation: u64,
+    pub state: MemberState,
+}
+
+/// Publish this node's own services (the registry's whole list).
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "()")]
+pub struct PublishServices(pub Vec<Service>);
+
+/// Mark ourselves as left (incarnation + 1) and spread it. Returns the record.
+#[derive(Message, Debug, Clone, Copy)]
+#[rtype(result = "Member")]
+pub struct LeaveCluster;
+
+/// Receive every membership event from now on.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Subscribe(pub Recipient<MemberEvent>);
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EventKind {
+    /// A member we did not know, or one that came back from dead or left.
+    Joined,
+    /// New incarnation or services of an alive member.
+    Updated,
+    Suspected,
+    /// Another member confirmed a suspicion we already hold.
+    Confirmed,
+    /// A suspect member refuted the suspicion.
+    AliveAgain,
+    Failed,
+    Left,
+    /// A dead or left member's tombstone expired.
+    Reclaimed,
+    /// We had to refute a rumor about ourselves.
+    SelfRefuted,
+}
+
+/// A change in the member table (never about ourselves, except SelfRefuted).
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "()")]
+pub struct MemberEvent {
+    pub kind: EventKind,
+    pub member: Member,
+    /// The accuser, for Suspected and Confirmed.
+    pub by: Option<NodeId>,
+}
+
+// ----- failure detector, gossip: lifecycle -----
+
+/// Stop probing, answering and gossiping (the node is leaving).
+#[derive(Message, Debug, Clone, Copy)]
+#[rtype(result = "()")]
+pub struct StopActivity;
+
+// ----- service registry -----
+
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "Result<(), String>")]
+pub struct Register(pub Service);
+
+/// Ok(true) if it was registered.
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "Result<bool, String>")]
+pub struct Deregister(pub String);
+
+#[derive(Message, Debug, Clone, Copy)]
+#[rtype(result = "Vec<Service>")]
+pub struct LocalServices;
+
+// ----- leave coordinator -----
+
+/// Leave the cluster gracefully; resolves when the node has gone quiet.
+#[derive(Message, Debug, Clone, Copy)]
+#[rtype(result = "()")]
+pub struct Leave;
+
+/// Sent by the leave coordinator to whoever runs the node, once it has left.
+#[derive(Message, Debug, Clone, Copy)]
+#[rtype(result = "()")]
+pub struct HasLeft;

@@ -1,0 +1,215 @@
+//! Builds one node: its configuration, a link to the network, and its seven
+//! actors under supervision, wired to each other by typed recipients.
+//!
+//! Every actor's context is created first, so that every address exists
+//! before any actor is constructed; that lets actors that talk in a circle
+//! (transport -> failure detector -> rumor -> transport) each get the others'
+//! recipients at construction. The same function builds agent nodes, demo
+//! nodes and simulated nodes; only the link and the seed resolver differ.
+
+use actix::prelude::*;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use crate::actors::failure::{FailureDetector, FailureSettings};
+use crate::actors::gossip::{Gossip, GossipSettings, SeedResolver};
+use crate::actors::leave::LeaveCoordinator;
+use crate::actors::membership::{Membership, MembershipSettings};
+use crate::actors::registry::Registry;
+use crate::actors::rumor::{Rumor, RumorSettings};
+use crate::actors::supervisor::supervise;
+use crate::actors::transport::{Routes, Transport};
+use crate::config::Config;
+use crate::messages::*;
+use crate::metrics::Metrics;
+use crate::protocol::wire::Framer;
+use crate::protocol::{Member, NodeId};
+use crate::transport::Link;
+
+/// The addresses of a running node's actors.
+#[derive(Clone)]
+pub struct NodeHandle {
+    pub id: NodeId,
+    pub addr: SocketAddr,
+    pub membership: Addr<Membership>,
+    pub registry: Addr<Registry>,
+    pub leave: Addr<LeaveCoordinator>,
+    pub transport: Addr<Transport>,
+    pub failure: Addr<FailureDetector>,
+    pub gossip: Addr<Gossip>,
+    pub rumor: Addr<Rumor>,
+    pub metrics: Arc<Metrics>,
+}
+
+pub struct NodeOptions {
+    /// Seeds every RNG of the node (the simulator passes the scenario's).
+    pub seed: u64,
+    pub resolver: Box<dyn SeedResolver>,
+    /// Told when the node has left the cluster.
+    pub owner: Option<Recipient<HasLeft>>,
+    /// The node's counters (the link may count into them too).
+    pub metrics: Arc<Metrics>,
+}
+
+fn salt(seed: u64, name: &str) -> u64 {
+    name.bytes().fold(seed ^ 0x9e37_79b9_7f4a_7c15, |h, b| (h ^ b as u64).wrapping_mul(0x100_0000_01b3))
+}
+
+/// Starts a node advertised at `addr`. `make_link` receives the transport's
+/// inbox and returns the link it will send through.
+pub fn start_node(
+    cfg: &Config,
+    addr: SocketAddr,
+    make_link: impl FnOnce(Recipient<Inbound>) -> Box<dyn Link>,
+    opts: NodeOptions,
+) -> NodeHandle {
+    let me = NodeId::new(&cfg.node_id);
+    let metrics = opts.metrics.clone();
+    let ms = Config::ms;
+
+    let transport_ctx: Context<Transport> = Context::new();
+    let membership_ctx: Context<Membership> = Context::new();
+    let rumor_ctx: Context<Rumor> = Context::new();
+    let failure_ctx: Context<FailureDetector> = Context::new();
+    let gossip_ctx: Context<Gossip> = Context::new();
+    let registry_ctx: Context<Registry> = Context::new();
+    let leave_ctx: Context<LeaveCoordinator> = Context::new();
+
+    let transport = transport_ctx.address();
+    let membership = membership_ctx.address();
+    let rumor = rumor_ctx.address();
+    let failure = failure_ctx.address();
+    let gossip = gossip_ctx.address();
+    let registry = registry_ctx.address();
+    let leave = leave_ctx.address();
+
+    let framer = Framer::new(&cfg.cluster_name, &me, addr, cfg.max_packet_bytes, 0);
+    let room = framer.room();
+    let link = make_link(transport.clone().recipient());
+    let routes = Routes {
+        probe: failure.clone().recipient(),
+        rumors: membership.clone().recipient(),
+        sync: membership.clone().recipient(),
+        discovery: gossip.clone().recipient(),
+    };
+    let faults = SetFaults { loss_in: cfg.loss_in, loss_out: cfg.loss_out, block: Vec::new() };
+    let fault_seed = cfg.fault_seed.unwrap_or_else(|| salt(opts.seed, "faults"));
+    supervise(
+        transport_ctx,
+        Transport::new(me.clone(), cfg.cluster_name.clone(), framer, link, routes, faults, fault_seed, metrics.clone()),
+        metrics.clone(),
+    );
+
+    let own = Member::new_alive(me.clone(), addr, 0);
+    supervise(
+        membership_ctx,
+        Membership::new(
+            MembershipSettings {
+                me: own.clone(),
+                room,
+                max_members: cfg.max_members,
+                dead_reclaim: ms(cfg.dead_reclaim_ms),
+                stats_interval: ms(cfg.stats_interval_ms),
+                seed: salt(opts.seed, "membership"),
+            },
+            rumor.clone().recipient(),
+            rumor.clone().recipient(),
+            metrics.clone(),
+        ),
+        metrics.clone(),
+    );
+
+    supervise(
+        rumor_ctx,
+        Rumor::new(
+            RumorSettings {
+                me: me.clone(),
+                room,
+                fanout: cfg.fanout,
+                retransmit_mult: cfg.retransmit_mult,
+                max_rumors: cfg.max_rumors,
+                seed: salt(opts.seed, "rumor"),
+            },
+            transport.clone().recipient(),
+            metrics.clone(),
+        ),
+        metrics.clone(),
+    );
+
+    supervise(
+        failure_ctx,
+        FailureDetector::new(
+            FailureSettings {
+                me: me.clone(),
+                probe_interval: ms(cfg.probe_interval_ms),
+                probe_timeout: ms(cfg.probe_timeout_ms),
+                indirect_checks: cfg.indirect_checks,
+                awareness_max_mult: cfg.awareness_max_mult,
+                suspicion: cfg.suspicion_params(),
+                seed: salt(opts.seed, "failure"),
+            },
+            rumor.clone().recipient(),
+            membership.clone().recipient(),
+            rumor.clone().recipient(),
+            metrics.clone(),
+        ),
+        metrics.clone(),
+    );
+
+    supervise(
+        gossip_ctx,
+        Gossip::new(
+            GossipSettings {
+                me: me.clone(),
+                my_addr: addr,
+                seeds: cfg.seed_nodes.0.clone(),
+                broadcast: cfg.broadcast,
+                gossip_interval: ms(cfg.gossip_interval_ms),
+                fanout: cfg.fanout,
+                push_pull_interval: ms(cfg.push_pull_interval_ms),
+                reconnect_interval: ms(cfg.reconnect_interval_ms),
+                seed_timeout: ms(cfg.seed_timeout_ms),
+                join_retry_max: ms(cfg.join_retry_max_ms),
+                seed: salt(opts.seed, "gossip"),
+            },
+            opts.resolver,
+            rumor.clone().recipient(),
+            rumor.clone().recipient(),
+            membership.clone().recipient(),
+            transport.clone().recipient(),
+        ),
+        metrics.clone(),
+    );
+
+    supervise(
+        registry_ctx,
+        Registry::new(
+            cfg.initial_services(),
+            cfg.max_services,
+            room.saturating_sub(16),
+            own,
+            membership.clone().recipient(),
+        ),
+        metrics.clone(),
+    );
+
+    supervise(
+        leave_ctx,
+        LeaveCoordinator::new(
+            cfg.fanout as u32,
+            ms(cfg.leave_timeout_ms),
+            membership.clone().recipient(),
+            rumor.clone().recipient(),
+            vec![failure.clone().recipient(), gossip.clone().recipient()],
+            transport.clone().recipient(),
+            opts.owner,
+        ),
+        metrics.clone(),
+    );
+
+    for subscriber in [failure.clone().recipient(), gossip.clone().recipient(), rumor.clone().recipient()] {
+        membership.do_send(Subscribe(subscriber));
+    }
+
+    NodeHandle { id: me, addr, membership, registry, leave, transport, failure, gossip, rumor, metrics }
+}

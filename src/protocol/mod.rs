@@ -1,0 +1,16 @@
+//! The protocol's decisions as plain types and functions: no actors, no I/O,
+//! no clocks of their own (time is passed in). Everything here is tested
+//! without a runtime; the actors in `crate::actors` call it.
+
+pub mod awareness;
+pub mod backoff;
+pub mod member;
+pub mod peers;
+pub mod probe_order;
+pub mod rumor_queue;
+pub mod services;
+pub mod suspicion;
+pub mod view;
+pub mod wire;
+
+pub use member::{Member, MemberState, NodeId};

@@ -1,0 +1,212 @@
+//! Service instances: what a node offers, how it is validated, and how the
+//! cluster-wide catalog is read out of the member view.
+//!
+//! A node owns its services. It publishes them as one [`ServiceSet`] with a
+//! version that only the owner raises; the set travels inside the owner's
+//! [`Member`](super::member::Member) record, so rumors and push-pull carry it
+//! like any other membership fact.
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use super::member::{Member, MemberState};
+
+/// Bounds on one service definition. Counted in bytes of UTF-8.
+pub const MAX_NAME_LEN: usize = 63;
+pub const MAX_TAGS: usize = 16;
+pub const MAX_TAG_LEN: usize = 64;
+pub const MAX_META: usize = 16;
+pub const MAX_META_KEY_LEN: usize = 64;
+pub const MAX_META_VALUE_LEN: usize = 256;
+
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Service {
+    pub name: String,
+    pub port: u16,
+    #[serde(default)]
+    pub tags: Vec<String>,
+    #[serde(default)]
+    pub meta: BTreeMap<String, String>,
+}
+
+impl Service {
+    pub fn new(name: &str, port: u16) -> Self {
+        Service { name: name.to_string(), port, tags: Vec::new(), meta: BTreeMap::new() }
+    }
+
+    /// Checks every bound; the message says which field is wrong and why.
+    pub fn validate(&self) -> Result<(), String> {
+        validate_name(&self.name)?;
+        if self.port == 0 {
+            return Err("port must be between 1 and 65535".into());
+        }
+        if self.tags.len() > MAX_TAGS {
+            return Err(format!("at most {MAX_TAGS} tags, got {}", self.tags.len()));
+        }
+        for t in &self.tags {
+            if t.is_empty() || t.len() > MAX_TAG_LEN || t.chars().any(|c| c.is_control()) {
+                return Err(format!("tag {t:?} must be 1 to {MAX_TAG_LEN} printable characters"));
+            }
+        }
+        if self.meta.len() > MAX_META {
+            return Err(format!("at most {MAX_META} metadata entries, got {}", self.meta.len()));
+        }
+        for (k, v) in &self.meta {
+            if k.is_empty() || k.len() > MAX_META_KEY_LEN || k.chars().any(|c| c.is_control()) {
+                return Err(format!("metadata key {k:?} must be 1 to {MAX_META_KEY_LEN} printable characters"));
+            }
+            if v.len() > MAX_META_VALUE_LEN {
+                return Err(format!("metadata value of {k:?} is longer than {MAX_META_VALUE_LEN} bytes"));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `[a-z0-9][a-z0-9-]{0,62}`
+pub fn validate_name(name: &str) -> Result<(), String> {
+    let ok = !name.is_empty()
+        && name.len() <= MAX_NAME_LEN
+        && name.bytes().enumerate().all(|(i, b)| {
+            b.is_ascii_lowercase() || b.is_ascii_digit() || (i > 0 && b == b'-')
+        });
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "service name {name:?} must match [a-z0-9][a-z0-9-]{{0,62}}"
+        ))
+    }
+}
+
+/// Parses the `SERVICES` form: `web,api,cache` or `web:8080,api:9090`.
+/// A service given without a port gets port 0 replaced by `default_port`.
+pub fn parse_services_spec(items: &[String], default_port: u16) -> Result<Vec<Service>, String> {
+    let mut out: Vec<Service> = Vec::new();
+    for raw in items.iter().map(|s| s.trim()).filter(|s| !s.is_empty()) {
+        let (name, port) = match raw.split_once(':') {
+            None => (raw, default_port),
+            Some((n, p)) => {
+                let port: u16 = p
+                    .parse()
+                    .ok()
+                    .filter(|p| *p > 0)
+                    .ok_or_else(|| format!("{raw:?}: port must be a number from 1 to 65535"))?;
+                (n, port)
+            }
+        };
+        let svc = Service::new(name, port);
+        svc.validate().map_err(|e| format!("{raw:?}: {e}"))?;
+        if out.iter().any(|s| s.name == svc.name) {
+            return Err(format!("{name:?} is listed twice"));
+        }
+        out.push(svc);
+    }
+    Ok(out)
+}
+
+/// A node's published services, ordered by `(version, list)` so that merging
+/// two sets is a lattice join. Only the owner raises the version.
+#[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct ServiceSet {
+    pub version: u64,
+    pub list: Arc<Vec<Service>>,
+}
+
+impl ServiceSet {
+    pub fn new(version: u64, mut list: Vec<Service>) -> Self {
+        list.sort_by(|a, b| a.name.cmp(&b.name));
+        ServiceSet { version, list: Arc::new(list) }
+    }
+    pub fn is_empty(&self) -> bool {
+        self.list.is_empty()
+    }
+}
+
+/// One row of a lookup answer.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Instance {
+    pub node: String,
+    pub addr: String,
+    pub port: u16,
+    pub tags: Vec<String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub meta: BTreeMap<String, String>,
+    pub state: MemberState,
+}
+
+/// The catalog as seen from a member view: instances on alive members, and on
+/// suspect members marked as such; dead and left members offer nothing.
+pub fn catalog<'a>(members: impl IntoIterator<Item = &'a Member>) -> BTreeMap<String, Vec<Instance>> {
+    let mut out: BTreeMap<String, Vec<Instance>> = BTreeMap::new();
+    for m in members.into_iter().filter(|m| m.state.is_live()) {
+        for s in m.services.list.iter() {
+            out.entry(s.name.clone()).or_default().push(Instance {
+                node: m.id.to_string(),
+                addr: m.addr.ip().to_string(),
+                port: s.port,
+                tags: s.tags.clone(),
+                meta: s.meta.clone(),
+                state: m.state,
+            });
+        }
+    }
+    for v in out.values_mut() {
+        v.sort_by(|a, b| a.node.cmp(&b.node));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::member::NodeId;
+
+    #[test]
+    fn names_follow_the_pattern() {
+        for ok in ["web", "a", "api-2", "0x", &"a".repeat(63)] {
+            assert!(validate_name(ok).is_ok(), "{ok}");
+        }
+        for bad in ["", "-web", "Web", "we_b", "web.", &"a".repeat(64), "wéb"] {
+            assert!(validate_name(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn parses_the_seed_projects_forms() {
+        let s = parse_services_spec(&["web".into(), "api:9090".into(), " ".into()], 80).unwrap();
+        assert_eq!(s, vec![Service::new("web", 80), Service::new("api", 9090)]);
+        assert!(parse_services_spec(&["web:0".into()], 80).is_err());
+        assert!(parse_services_spec(&["web:99999".into()], 80).is_err());
+        assert!(parse_services_spec(&["Bad".into()], 80).is_err());
+        assert!(parse_services_spec(&["a".into(), "a:1".into()], 80).is_err());
+    }
+
+    #[test]
+    fn rejects_oversized_tags_and_meta() {
+        let mut s = Service::new("web", 80);
+        s.tags = vec!["t".into(); MAX_TAGS + 1];
+        assert!(s.validate().unwrap_err().contains("tags"));
+        let mut s = Service::new("web", 80);
+        s.meta.insert("k".into(), "v".repeat(MAX_META_VALUE_LEN + 1));
+        assert!(s.validate().is_err());
+    }
+
+    #[test]
+    fn catalog_hides_dead_and_marks_suspect() {
+        let mk = |id: &str, state| Member {
+            id: NodeId::new(id),
+            addr: "10.0.0.1:1".parse().unwrap(),
+            incarnation: 1,
+            state,
+            services: ServiceSet::new(1, vec![Service::new("web", 80)]),
+        };
+        let members = [mk("a", MemberState::Alive), mk("b", MemberState::Suspect), mk("c", MemberState::Dead), mk("d", MemberState::Left)];
+        let cat = catalog(&members);
+        let web = &cat["web"];
+        assert_eq!(web.len(), 2);
+        assert_eq!(web[1].state, MemberState::Suspect);
+        assert_eq!(web[0].addr, "10.0.0.1");
+    }
+}

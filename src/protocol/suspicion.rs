@@ -1,0 +1,130 @@
+//! Suspicion timing (Lifeguard's dynamic suspicion).
+//!
+//! A suspected member is declared dead when its suspicion times out. The
+//! timeout starts at `max` and falls toward `min` as independent members
+//! confirm the suspicion, because several accusers are less likely to all be
+//! wrong than one:
+//!
+//! ```text
+//! timeout(n) = max - (max - min) * ln(n + 1) / ln(k + 1)     (n confirmations, capped at k)
+//! min        = max(suspicion_min, suspicion_mult * log10(N) * probe_interval)
+//! max        = suspicion_max_mult * min
+//! ```
+//!
+//! `min` has a floor so that a member frozen for a short while (a GC pause, a
+//! `docker pause`) can wake up and refute before anyone declares it dead, and
+//! grows with log10(N) because the refutation needs about log(N) gossip hops
+//! to reach everyone. See config.yml for the numbers and the trade-off.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+use tokio::time::Instant;
+
+use super::member::NodeId;
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct SuspicionParams {
+    pub probe_interval: Duration,
+    pub suspicion_min: Duration,
+    pub suspicion_mult: f64,
+    pub suspicion_max_mult: f64,
+    pub confirmations: u32,
+}
+
+/// `(min, max)` suspicion timeouts for a cluster of `n` members.
+pub fn bounds(p: &SuspicionParams, n: usize) -> (Duration, Duration) {
+    let scale = (n.max(1) as f64).log10();
+    let scaled = p.probe_interval.mul_f64((p.suspicion_mult * scale).max(0.0));
+    let min = scaled.max(p.suspicion_min);
+    let max = min.mul_f64(p.suspicion_max_mult.max(1.0));
+    (min, max)
+}
+
+/// The timeout after `n` independent confirmations, wanting `k`.
+pub fn timeout(min: Duration, max: Duration, n: u32, k: u32) -> Duration {
+    if k == 0 || n >= k {
+        return min;
+    }
+    let frac = ((n as f64) + 1.0).ln() / ((k as f64) + 1.0).ln();
+    max.saturating_sub((max - min).mul_f64(frac)).max(min)
+}
+
+/// One running suspicion: who was suspected at which incarnation, since when,
+/// and who has confirmed it.
+#[derive(Clone, Debug)]
+pub struct Suspicion {
+    pub incarnation: u64,
+    pub started: Instant,
+    min: Duration,
+    max: Duration,
+    k: u32,
+    accusers: BTreeSet<NodeId>,
+}
+
+impl Suspicion {
+    pub fn new(incarnation: u64, first_accuser: NodeId, started: Instant, min: Duration, max: Duration, k: u32) -> Self {
+        let mut accusers = BTreeSet::new();
+        accusers.insert(first_accuser);
+        Suspicion { incarnation, started, min, max, k, accusers }
+    }
+
+    /// Records a confirmation; true if it came from a new accuser.
+    pub fn confirm(&mut self, by: NodeId) -> bool {
+        self.accusers.insert(by)
+    }
+
+    pub fn confirmations(&self) -> u32 {
+        (self.accusers.len() as u32).saturating_sub(1)
+    }
+
+    pub fn deadline(&self) -> Instant {
+        self.started + timeout(self.min, self.max, self.confirmations(), self.k)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn params() -> SuspicionParams {
+        SuspicionParams {
+            probe_interval: Duration::from_secs(1),
+            suspicion_min: Duration::from_millis(1800),
+            suspicion_mult: 0.9,
+            suspicion_max_mult: 3.0,
+            confirmations: 2,
+        }
+    }
+
+    #[test]
+    fn min_has_a_floor_and_grows_with_log_n() {
+        let p = params();
+        assert_eq!(bounds(&p, 7).0, Duration::from_millis(1800));
+        assert_eq!(bounds(&p, 20).0, Duration::from_millis(1800));
+        let (min, max) = bounds(&p, 1000);
+        assert_eq!(min, Duration::from_millis(2700));
+        assert_eq!(max, Duration::from_millis(8100));
+    }
+
+    #[test]
+    fn timeout_falls_from_max_to_min_with_confirmations() {
+        let (min, max) = (Duration::from_secs(2), Duration::from_secs(6));
+        assert_eq!(timeout(min, max, 0, 2), max);
+        let one = timeout(min, max, 1, 2);
+        assert!(one < max && one > min, "{one:?}");
+        assert_eq!(timeout(min, max, 2, 2), min);
+        assert_eq!(timeout(min, max, 9, 2), min);
+    }
+
+    #[test]
+    fn confirmation_counts_distinct_accusers_and_shortens_deadline() {
+        let t0 = Instant::now();
+        let mut s = Suspicion::new(1, NodeId::new("a"), t0, Duration::from_secs(2), Duration::from_secs(6), 2);
+        assert_eq!(s.deadline(), t0 + Duration::from_secs(6));
+        assert!(!s.confirm(NodeId::new("a")), "the first accuser again is no confirmation");
+        assert!(s.confirm(NodeId::new("b")));
+        assert!(s.deadline() < t0 + Duration::from_secs(6));
+        assert!(s.confirm(NodeId::new("c")));
+        assert_eq!(s.deadline(), t0 + Duration::from_secs(2));
+    }
+}

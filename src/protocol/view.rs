@@ -1,0 +1,236 @@
+//! The member table: one node's view of the cluster, as a plain data type.
+//!
+//! The membership actor owns one `View`; everything it decides goes through
+//! [`View::apply`], which is [`member::apply`](super::member::apply) plus the
+//! bookkeeping a table needs: an order-independent hash of the whole view
+//! (push-pull compares hashes before anything else), tombstones for dead and
+//! left members, and the `max_members` bound.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+use tokio::time::Instant;
+
+use super::member::{apply, Change, Member, MemberState, NodeId};
+use super::wire::DigestEntry;
+
+/// FNV-1a, fixed across builds and platforms (std's hasher is not).
+fn fnv(bytes: &[u8], mut h: u64) -> u64 {
+    for b in bytes {
+        h ^= *b as u64;
+        h = h.wrapping_mul(0x100000001b3);
+    }
+    h
+}
+
+/// Hash of one record's digest entry; the view hash is their wrapping sum, so
+/// it does not depend on order and updates in O(1).
+pub fn entry_hash(e: &DigestEntry) -> u64 {
+    let mut h = fnv(e.id.as_str().as_bytes(), 0xcbf29ce484222325);
+    h = fnv(&e.incarnation.to_le_bytes(), h);
+    h = fnv(&[e.state as u8], h);
+    fnv(&e.services_version.to_le_bytes(), h)
+}
+
+pub fn digest_entry(m: &Member) -> DigestEntry {
+    DigestEntry { id: m.id.clone(), incarnation: m.incarnation, state: m.state, services_version: m.services.version }
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum Rejected {
+    /// The table is full; a new member was not added.
+    TableFull,
+}
+
+#[derive(Debug)]
+pub struct View {
+    members: BTreeMap<NodeId, Member>,
+    /// When each dead or left member became so (for reclaiming tombstones).
+    tombstones: BTreeMap<NodeId, Instant>,
+    hash: u64,
+    counts: [usize; 4],
+    max_members: usize,
+}
+
+impl View {
+    pub fn new(max_members: usize) -> Self {
+        View { members: BTreeMap::new(), tombstones: BTreeMap::new(), hash: 0, counts: [0; 4], max_members: max_members.max(1) }
+    }
+
+    pub fn get(&self, id: &NodeId) -> Option<&Member> {
+        self.members.get(id)
+    }
+    pub fn len(&self) -> usize {
+        self.members.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.members.is_empty()
+    }
+    pub fn iter(&self) -> impl Iterator<Item = &Member> {
+        self.members.values()
+    }
+    pub fn hash(&self) -> u64 {
+        self.hash
+    }
+    /// Alive plus suspect members, self included.
+    pub fn live_count(&self) -> usize {
+        self.members.len() - self.tombstones.len()
+    }
+    pub fn count(&self, state: MemberState) -> usize {
+        self.counts[state as usize]
+    }
+
+    /// Merges a rumor into the table.
+    pub fn apply(&mut self, incoming: &Member, now: Instant) -> Result<Change, Rejected> {
+        let current = self.members.get(&incoming.id);
+        if current.is_none() && self.members.len() >= self.max_members {
+            return Err(Rejected::TableFull);
+        }
+        let (merged, change) = apply(current, incoming);
+        if change.is_news() {
+            if let Some(old) = current {
+                self.hash = self.hash.wrapping_sub(entry_hash(&digest_entry(old)));
+                self.counts[old.state as usize] -= 1;
+            }
+            self.counts[merged.state as usize] += 1;
+            self.hash = self.hash.wrapping_add(entry_hash(&digest_entry(&merged)));
+            if merged.state.is_live() {
+                self.tombstones.remove(&merged.id);
+            } else if change.old_state.map_or(true, |s| s.is_live()) {
+                self.tombstones.insert(merged.id.clone(), now);
+            }
+            self.members.insert(merged.id.clone(), merged);
+        }
+        Ok(change)
+    }
+
+    /// Forgets members dead or left for longer than `keep`; returns them.
+    pub fn reclaim(&mut self, now: Instant, keep: Duration) -> Vec<NodeId> {
+        let expired: Vec<NodeId> = self
+            .tombstones
+            .iter()
+            .filter(|(_, since)| now.saturating_duration_since(**since) >= keep)
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in &expired {
+            self.tombstones.remove(id);
+            if let Some(m) = self.members.remove(id) {
+                self.hash = self.hash.wrapping_sub(entry_hash(&digest_entry(&m)));
+                self.counts[m.state as usize] -= 1;
+            }
+        }
+        expired
+    }
+
+    pub fn digest(&self) -> Vec<DigestEntry> {
+        self.members.values().map(digest_entry).collect()
+    }
+}
+
+/// What a push-pull peer and we should send each other, given its digest.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct SyncPlan {
+    /// Records where ours is newer, or that the peer lacks: we send them.
+    pub send: Vec<NodeId>,
+    /// Records where the peer's is newer, or that we lack: we ask for them.
+    pub want: Vec<NodeId>,
+}
+
+/// Compares our view with a peer's complete digest.
+pub fn plan_sync(view: &View, remote: &[DigestEntry]) -> SyncPlan {
+    let mut plan = SyncPlan::default();
+    let mut seen = std::collections::BTreeSet::new();
+    for r in remote {
+        seen.insert(&r.id);
+        match view.get(&r.id) {
+            None => plan.want.push(r.id.clone()),
+            Some(m) => {
+                let ours = (m.incarnation, m.state);
+                let theirs = (r.incarnation, r.state);
+                if theirs > ours || r.services_version > m.services.version {
+                    plan.want.push(r.id.clone());
+                }
+                if ours > theirs || m.services.version > r.services_version {
+                    plan.send.push(r.id.clone());
+                }
+            }
+        }
+    }
+    for m in view.iter() {
+        if !seen.contains(&m.id) {
+            plan.send.push(m.id.clone());
+        }
+    }
+    plan
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::SocketAddr;
+
+    fn m(id: &str, inc: u64, state: MemberState) -> Member {
+        let addr: SocketAddr = "127.0.0.1:1".parse().unwrap();
+        Member { state, ..Member::new_alive(NodeId::new(id), addr, inc) }
+    }
+
+    #[test]
+    fn hash_is_order_independent_and_tracks_changes() {
+        let now = Instant::now();
+        let mut a = View::new(100);
+        let mut b = View::new(100);
+        let rumors = [m("x", 1, MemberState::Alive), m("y", 2, MemberState::Alive), m("x", 1, MemberState::Suspect)];
+        for r in &rumors {
+            a.apply(r, now).unwrap();
+        }
+        for r in rumors.iter().rev() {
+            b.apply(r, now).unwrap();
+        }
+        assert_eq!(a.hash(), b.hash());
+        assert_eq!(a.count(MemberState::Suspect), 1);
+        assert_eq!(a.count(MemberState::Alive), 1);
+        let before = a.hash();
+        a.apply(&m("x", 2, MemberState::Alive), now).unwrap();
+        assert_ne!(a.hash(), before);
+    }
+
+    #[test]
+    fn tombstones_are_reclaimed_after_keep() {
+        let t0 = Instant::now();
+        let mut v = View::new(100);
+        v.apply(&m("x", 1, MemberState::Alive), t0).unwrap();
+        v.apply(&m("x", 1, MemberState::Dead), t0).unwrap();
+        assert_eq!(v.live_count(), 0);
+        assert!(v.reclaim(t0 + Duration::from_secs(5), Duration::from_secs(10)).is_empty());
+        assert_eq!(v.reclaim(t0 + Duration::from_secs(10), Duration::from_secs(10)), vec![NodeId::new("x")]);
+        assert!(v.is_empty());
+        assert_eq!(v.hash(), 0);
+    }
+
+    #[test]
+    fn table_is_bounded() {
+        let now = Instant::now();
+        let mut v = View::new(1);
+        v.apply(&m("x", 1, MemberState::Alive), now).unwrap();
+        assert_eq!(v.apply(&m("y", 1, MemberState::Alive), now), Err(Rejected::TableFull));
+        assert!(v.apply(&m("x", 2, MemberState::Alive), now).is_ok(), "known members still update");
+    }
+
+    #[test]
+    fn sync_plan_sends_newer_and_wants_missing() {
+        let now = Instant::now();
+        let mut v = View::new(100);
+        v.apply(&m("mine-newer", 3, MemberState::Alive), now).unwrap();
+        v.apply(&m("theirs-newer", 1, MemberState::Alive), now).unwrap();
+        v.apply(&m("same", 1, MemberState::Alive), now).unwrap();
+        v.apply(&m("only-mine", 1, MemberState::Alive), now).unwrap();
+        let remote = vec![
+            digest_entry(&m("mine-newer", 2, MemberState::Alive)),
+            digest_entry(&m("theirs-newer", 1, MemberState::Dead)),
+            digest_entry(&m("same", 1, MemberState::Alive)),
+            digest_entry(&m("only-theirs", 1, MemberState::Alive)),
+        ];
+        let plan = plan_sync(&v, &remote);
+        assert_eq!(plan.send, vec![NodeId::new("mine-newer"), NodeId::new("only-mine")]);
+        assert_eq!(plan.want, vec![NodeId::new("theirs-newer"), NodeId::new("only-theirs")]);
+    }
+}

@@ -1,0 +1,448 @@
+//! The wire format: one versioned envelope per datagram.
+//!
+//! ```text
+//! datagram  = version:u8  kind:u8  body
+//! kind 0    : body = envelope                      (plaintext)
+//! kind 1    : body = nonce:12  AEAD(envelope)      (encrypted; see crypto.rs)
+//! envelope  = msgpack [version, cluster, from, addr, [msg, msg, ...]]
+//! ```
+//!
+//! Messages are encoded one by one ([`encode_msg`]) so that the rumor engine
+//! can measure them and fill a datagram up to `max_packet_bytes` exactly; the
+//! [`Framer`] then glues a fixed header to as many messages as fit and splits
+//! the rest into further datagrams. Decoding never panics: a datagram that
+//! does not parse is an `Err` that the transport counts and drops.
+
+use serde::{Deserialize, Serialize};
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use super::member::{Member, MemberState, NodeId};
+
+pub const PROTOCOL_VERSION: u8 = 1;
+pub const KIND_PLAIN: u8 = 0;
+pub const KIND_SEALED: u8 = 1;
+/// version + kind bytes in front of every datagram.
+pub const FRAME_PREFIX: usize = 2;
+/// Worst-case msgpack array header for the message list (array32).
+const LIST_HEADER_MAX: usize = 5;
+
+/// Socket addresses as msgpack bin: 4 or 16 address bytes, then the port
+/// big-endian. 8 bytes for IPv4, where serde's default spends 14.
+pub mod addr_bytes {
+    use serde::{de::Error, Deserialize, Deserializer, Serializer};
+    use std::net::{IpAddr, SocketAddr};
+
+    pub fn serialize<S: Serializer>(a: &SocketAddr, s: S) -> Result<S::Ok, S::Error> {
+        let mut b = match a.ip() {
+            IpAddr::V4(ip) => ip.octets().to_vec(),
+            IpAddr::V6(ip) => ip.octets().to_vec(),
+        };
+        b.extend_from_slice(&a.port().to_be_bytes());
+        s.serialize_bytes(&b)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<SocketAddr, D::Error> {
+        let b: serde_bytes_compat::Bytes = Deserialize::deserialize(d)?;
+        let b = b.0;
+        let port = |i: usize| u16::from_be_bytes([b[i], b[i + 1]]);
+        match b.len() {
+            6 => Ok(SocketAddr::from(([b[0], b[1], b[2], b[3]], port(4)))),
+            18 => {
+                let mut ip = [0u8; 16];
+                ip.copy_from_slice(&b[..16]);
+                Ok(SocketAddr::from((ip, port(16))))
+            }
+            n => Err(D::Error::custom(format!("socket address of {n} bytes"))),
+        }
+    }
+
+    /// Accepts msgpack bin (and, leniently, an array of bytes).
+    mod serde_bytes_compat {
+        pub struct Bytes(pub Vec<u8>);
+        impl<'de> serde::Deserialize<'de> for Bytes {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                struct V;
+                impl<'de> serde::de::Visitor<'de> for V {
+                    type Value = Bytes;
+                    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                        f.write_str("bytes")
+                    }
+                    fn visit_bytes<E: serde::de::Error>(self, v: &[u8]) -> Result<Bytes, E> {
+                        Ok(Bytes(v.to_vec()))
+                    }
+                    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Bytes, A::Error> {
+                        let mut out = Vec::new();
+                        while let Some(b) = seq.next_element::<u8>()? {
+                            if out.len() >= 18 {
+                                return Err(serde::de::Error::custom("socket address too long"));
+                            }
+                            out.push(b);
+                        }
+                        Ok(Bytes(out))
+                    }
+                }
+                d.deserialize_bytes(V)
+            }
+        }
+    }
+}
+
+/// Serializes a socket address with [`addr_bytes`].
+pub struct AddrBytes(pub SocketAddr);
+
+impl Serialize for AddrBytes {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        addr_bytes::serialize(&self.0, s)
+    }
+}
+
+/// A message already encoded as msgpack: cheap to clone and to measure.
+pub type EncodedMsg = Arc<[u8]>;
+
+/// One entry of a push-pull digest: enough to tell who has the newer record.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DigestEntry {
+    pub id: NodeId,
+    pub incarnation: u64,
+    pub state: MemberState,
+    pub services_version: u64,
+}
+
+/// Everything that can travel inside an envelope.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum Msg {
+    /// Are you there, `target`? Answered with `Ack { seq }` to the sender.
+    #[serde(rename = "p")]
+    Ping { seq: u32, target: NodeId },
+    #[serde(rename = "a")]
+    Ack { seq: u32 },
+    /// Please ping `target` at `addr` for me and relay the answer.
+    #[serde(rename = "r")]
+    PingReq {
+        seq: u32,
+        target: NodeId,
+        #[serde(with = "addr_bytes")]
+        addr: SocketAddr,
+    },
+    /// The relay got no answer from the target (so our own link is fine).
+    #[serde(rename = "n")]
+    Nack { seq: u32 },
+    /// A membership rumor. `by` names the accuser of a suspicion.
+    #[serde(rename = "u")]
+    Update { member: Member, by: Option<NodeId> },
+    /// Push-pull, step 1: my view hashes to `hash`. `join` asks for the full
+    /// state, because the sender knows nothing yet.
+    #[serde(rename = "s")]
+    SyncStart { hash: u64, join: bool },
+    /// Push-pull, step 2: one page of the answerer's digest.
+    #[serde(rename = "d")]
+    SyncDigest { round: u32, page: u16, pages: u16, entries: Vec<DigestEntry> },
+    /// Push-pull, step 3: send me your full records of these members.
+    #[serde(rename = "w")]
+    SyncWant { ids: Vec<NodeId> },
+    /// A full member record sent by push-pull (not a rumor: it is not
+    /// re-gossiped unless it changes what the receiver knew).
+    #[serde(rename = "t")]
+    State { member: Member },
+    /// Broadcast bootstrap: is any member of my cluster out there?
+    #[serde(rename = "D")]
+    Discover,
+    /// Answer to `Discover`: I am a member, join through me.
+    #[serde(rename = "R")]
+    DiscoverReply,
+}
+
+impl Msg {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Msg::Ping { .. } => "ping",
+            Msg::Ack { .. } => "ack",
+            Msg::PingReq { .. } => "ping-req",
+            Msg::Nack { .. } => "nack",
+            Msg::Update { .. } => "update",
+            Msg::SyncStart { .. } => "sync-start",
+            Msg::SyncDigest { .. } => "sync-digest",
+            Msg::SyncWant { .. } => "sync-want",
+            Msg::State { .. } => "state",
+            Msg::Discover => "discover",
+            Msg::DiscoverReply => "discover-reply",
+        }
+    }
+}
+
+pub fn encode_msg(msg: &Msg) -> EncodedMsg {
+    // Encoding our own well-formed types into a Vec cannot fail.
+    Arc::from(rmp_serde::to_vec(msg).expect("msgpack encoding of a Msg"))
+}
+
+/// Splits `items` into pages whose encodings each fit in `room` bytes (an
+/// item larger than `room` gets a page of its own, which the framer will
+/// refuse and count).
+pub fn paginate<T: Serialize>(items: Vec<T>, room: usize) -> Vec<Vec<T>> {
+    let mut pages: Vec<Vec<T>> = Vec::new();
+    let mut page: Vec<T> = Vec::new();
+    let mut used = 0;
+    for item in items {
+        let len = rmp_serde::to_vec(&item).map(|v| v.len()).unwrap_or(room);
+        if !page.is_empty() && used + len > room {
+            pages.push(std::mem::take(&mut page));
+            used = 0;
+        }
+        used += len;
+        page.push(item);
+    }
+    if !page.is_empty() {
+        pages.push(page);
+    }
+    pages
+}
+
+/// A decoded datagram.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+pub struct Envelope {
+    pub version: u8,
+    pub cluster: String,
+    pub from: NodeId,
+    #[serde(with = "addr_bytes")]
+    pub addr: SocketAddr,
+    pub msgs: Vec<Msg>,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum DecodeError {
+    TooShort,
+    Version(u8),
+    Sealed,
+    Unsealed,
+    Auth,
+    Body(String),
+    Cluster(String),
+}
+
+impl std::fmt::Display for DecodeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DecodeError::TooShort => write!(f, "datagram shorter than its frame"),
+            DecodeError::Version(v) => write!(f, "unknown protocol version {v}"),
+            DecodeError::Sealed => write!(f, "encrypted datagram but no key is configured"),
+            DecodeError::Unsealed => write!(f, "plaintext datagram but encryption is required"),
+            DecodeError::Auth => write!(f, "datagram failed authentication"),
+            DecodeError::Body(e) => write!(f, "malformed envelope: {e}"),
+            DecodeError::Cluster(c) => write!(f, "datagram for cluster {c:?}"),
+        }
+    }
+}
+
+/// Splits a datagram into its frame kind and body, checking the version.
+pub fn unframe(datagram: &[u8]) -> Result<(u8, &[u8]), DecodeError> {
+    if datagram.len() < FRAME_PREFIX {
+        return Err(DecodeError::TooShort);
+    }
+    if datagram[0] != PROTOCOL_VERSION {
+        return Err(DecodeError::Version(datagram[0]));
+    }
+    Ok((datagram[1], &datagram[FRAME_PREFIX..]))
+}
+
+/// Decodes a plaintext envelope body and checks it belongs to `cluster`.
+pub fn decode_envelope(body: &[u8], cluster: &str) -> Result<Envelope, DecodeError> {
+    let env: Envelope = rmp_serde::from_slice(body).map_err(|e| DecodeError::Body(e.to_string()))?;
+    if env.version != PROTOCOL_VERSION {
+        return Err(DecodeError::Version(env.version));
+    }
+    if env.cluster != cluster {
+        return Err(DecodeError::Cluster(env.cluster));
+    }
+    Ok(env)
+}
+
+/// Builds envelopes for one sender: a fixed header plus as many messages as
+/// fit in `max_packet` bytes, after `seal_overhead` bytes reserved for
+/// encryption.
+#[derive(Clone, Debug)]
+pub struct Framer {
+    header: Vec<u8>,
+    max_packet: usize,
+    seal_overhead: usize,
+}
+
+impl Framer {
+    pub fn new(cluster: &str, from: &NodeId, addr: SocketAddr, max_packet: usize, seal_overhead: usize) -> Self {
+        let mut header = Vec::new();
+        rmp::encode::write_array_len(&mut header, 5).expect("vec write");
+        for part in [
+            rmp_serde::to_vec(&PROTOCOL_VERSION),
+            rmp_serde::to_vec(cluster),
+            rmp_serde::to_vec(from),
+            rmp_serde::to_vec(&AddrBytes(addr)),
+        ] {
+            header.extend(part.expect("msgpack encoding of a header field"));
+        }
+        Framer { header, max_packet, seal_overhead }
+    }
+
+    /// Bytes available for messages in one datagram.
+    pub fn room(&self) -> usize {
+        self.max_packet
+            .saturating_sub(FRAME_PREFIX + self.seal_overhead + self.header.len() + LIST_HEADER_MAX)
+    }
+
+    /// Packs messages in order into envelopes of at most `room()` message
+    /// bytes each. A message larger than a whole datagram cannot be sent and
+    /// is returned in the second list (the caller counts it).
+    pub fn pack(&self, msgs: &[EncodedMsg]) -> (Vec<Vec<u8>>, usize) {
+        let room = self.room();
+        let mut out = Vec::new();
+        let mut batch: Vec<&EncodedMsg> = Vec::new();
+        let mut used = 0;
+        let mut oversized = 0;
+        for m in msgs {
+            if m.len() > room {
+                oversized += 1;
+                continue;
+            }
+            if used + m.len() > room {
+                out.push(self.envelope(&batch));
+                batch.clear();
+                used = 0;
+            }
+            used += m.len();
+            batch.push(m);
+        }
+        if !batch.is_empty() {
+            out.push(self.envelope(&batch));
+        }
+        (out, oversized)
+    }
+
+    /// The envelope (without the frame prefix) for these messages.
+    fn envelope(&self, msgs: &[&EncodedMsg]) -> Vec<u8> {
+        let body: usize = msgs.iter().map(|m| m.len()).sum();
+        let mut env = Vec::with_capacity(self.header.len() + LIST_HEADER_MAX + body);
+        env.extend_from_slice(&self.header);
+        rmp::encode::write_array_len(&mut env, msgs.len() as u32).expect("vec write");
+        for m in msgs {
+            env.extend_from_slice(m);
+        }
+        env
+    }
+}
+
+/// Puts the frame prefix in front of a plaintext envelope.
+pub fn frame_plain(envelope: &[u8]) -> Vec<u8> {
+    let mut d = Vec::with_capacity(FRAME_PREFIX + envelope.len());
+    d.push(PROTOCOL_VERSION);
+    d.push(KIND_PLAIN);
+    d.extend_from_slice(envelope);
+    d
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::services::{Service, ServiceSet};
+
+    fn framer(max: usize) -> Framer {
+        Framer::new("default", &NodeId::new("node1"), "127.0.0.1:8001".parse().unwrap(), max, 0)
+    }
+
+    fn roundtrip(f: &Framer, msgs: &[Msg]) -> Vec<Envelope> {
+        let enc: Vec<EncodedMsg> = msgs.iter().map(encode_msg).collect();
+        let (dgrams, oversized) = f.pack(&enc);
+        assert_eq!(oversized, 0);
+        dgrams
+            .into_iter()
+            .map(|e| {
+                let d = frame_plain(&e);
+                let (kind, body) = unframe(&d).unwrap();
+                assert_eq!(kind, KIND_PLAIN);
+                decode_envelope(body, "default").unwrap()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn envelope_roundtrips() {
+        let member = Member {
+            services: ServiceSet::new(2, vec![Service::new("web", 80)]),
+            ..Member::new_alive(NodeId::new("node2"), "10.0.0.2:8002".parse().unwrap(), 7)
+        };
+        let msgs = vec![
+            Msg::Ping { seq: 1, target: NodeId::new("node2") },
+            Msg::Update { member, by: None },
+            Msg::SyncStart { hash: u64::MAX, join: true },
+        ];
+        let envs = roundtrip(&framer(1400), &msgs);
+        assert_eq!(envs.len(), 1);
+        assert_eq!(envs[0].from, NodeId::new("node1"));
+        assert_eq!(envs[0].msgs, msgs);
+    }
+
+    #[test]
+    fn a_ping_is_small() {
+        let f = framer(1400);
+        let ping = encode_msg(&Msg::Ping { seq: 100_000, target: NodeId::new("node12") });
+        let (d, _) = f.pack(&[ping]);
+        assert!(d[0].len() + FRAME_PREFIX <= 48, "ping datagram is {} bytes", d[0].len());
+    }
+
+    #[test]
+    fn splits_to_fit_and_keeps_every_message() {
+        let f = framer(300);
+        let msgs: Vec<Msg> = (0..50)
+            .map(|i| Msg::Update {
+                member: Member::new_alive(NodeId::new(&format!("member-{i}")), "10.0.0.2:8002".parse().unwrap(), i),
+                by: None,
+            })
+            .collect();
+        let enc: Vec<EncodedMsg> = msgs.iter().map(encode_msg).collect();
+        let (dgrams, _) = f.pack(&enc);
+        assert!(dgrams.len() > 1);
+        for d in &dgrams {
+            assert!(d.len() + FRAME_PREFIX <= 300, "{}", d.len());
+        }
+        let envs = roundtrip(&f, &msgs);
+        let got: Vec<Msg> = envs.into_iter().flat_map(|e| e.msgs).collect();
+        assert_eq!(got, msgs);
+    }
+
+    #[test]
+    fn digest_pages_fit_in_a_datagram() {
+        let f = framer(1400);
+        let entries: Vec<DigestEntry> = (0..1000)
+            .map(|i| DigestEntry { id: NodeId::new(&format!("node-{i}")), incarnation: i, state: MemberState::Alive, services_version: 3 })
+            .collect();
+        let pages = paginate(entries, f.room() - 32);
+        assert!(pages.len() > 10 && pages.len() < 30, "{} pages", pages.len());
+        let n = pages.len() as u16;
+        let mut total = 0;
+        for (i, p) in pages.into_iter().enumerate() {
+            total += p.len();
+            let msg = encode_msg(&Msg::SyncDigest { round: u32::MAX, page: i as u16, pages: n, entries: p });
+            let (d, oversized) = f.pack(&[msg]);
+            assert_eq!((d.len(), oversized), (1, 0));
+        }
+        assert_eq!(total, 1000);
+    }
+
+    #[test]
+    fn oversized_message_is_reported_not_sent() {
+        let f = framer(100);
+        let big = encode_msg(&Msg::SyncWant { ids: (0..40).map(|i| NodeId::new(&format!("n{i}"))).collect() });
+        let (d, oversized) = f.pack(&[big]);
+        assert!(d.is_empty());
+        assert_eq!(oversized, 1);
+    }
+
+    #[test]
+    fn garbage_is_an_error_not_a_panic() {
+        assert_eq!(unframe(&[]), Err(DecodeError::TooShort));
+        assert_eq!(unframe(&[9, 0, 1]), Err(DecodeError::Version(9)));
+        for junk in [&b""[..], b"\x95", b"\xdd\xff\xff\xff\xff", b"\x95\x01\xa1x"] {
+            assert!(decode_envelope(junk, "default").is_err());
+        }
+        let env = framer(1400).envelope(&[]);
+        assert!(matches!(decode_envelope(&env, "other"), Err(DecodeError::Cluster(_))));
+    }
+}
