@@ -71,7 +71,10 @@ async fn run_node(cfg: Config, addr: SocketAddr) -> i32 {
     let link = match UdpLink::bind(cfg.bind_socket_addr(), discovery, metrics.clone()).await {
         Ok(l) => l,
         Err(e) => {
-            eprintln!("config error: NODE_PORT: cannot bind UDP {}: {e}", cfg.bind_socket_addr());
+            eprintln!(
+                "config error: NODE_PORT: cannot bind UDP {}: {e}",
+                cfg.bind_socket_addr()
+            );
             return EXIT_CONFIG;
         }
     };
@@ -86,7 +89,12 @@ async fn run_node(cfg: Config, addr: SocketAddr) -> i32 {
             l.start_receiving(inbox);
             Box::new(l)
         },
-        NodeOptions { seed: rand::random(), resolver: Box::new(DnsResolver), owner: Some(owner.recipient()), metrics },
+        NodeOptions {
+            seed: rand::random(),
+            resolver: Box::new(DnsResolver),
+            owner: Some(owner.recipient()),
+            metrics,
+        },
     );
     let api_addr = cfg.api_socket_addr();
     let server = match crate::api::serve(node.clone(), api_addr) {

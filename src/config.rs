@@ -33,7 +33,10 @@ impl fmt::Display for ConfigError {
 impl std::error::Error for ConfigError {}
 
 fn err(key: &str, problem: impl Into<String>) -> ConfigError {
-    ConfigError { key: key.to_string(), problem: problem.into() }
+    ConfigError {
+        key: key.to_string(),
+        problem: problem.into(),
+    }
 }
 
 /// A list given either as a YAML sequence or as one comma-separated string
@@ -50,7 +53,12 @@ impl<'de> Deserialize<'de> for StringList {
                 f.write_str("a list or a comma-separated string")
             }
             fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<StringList, E> {
-                Ok(StringList(s.split(',').map(|x| x.trim().to_string()).filter(|x| !x.is_empty()).collect()))
+                Ok(StringList(
+                    s.split(',')
+                        .map(|x| x.trim().to_string())
+                        .filter(|x| !x.is_empty())
+                        .collect(),
+                ))
             }
             fn visit_i64<E: serde::de::Error>(self, n: i64) -> Result<StringList, E> {
                 Ok(StringList(vec![n.to_string()]))
@@ -64,7 +72,10 @@ impl<'de> Deserialize<'de> for StringList {
             fn visit_none<E: serde::de::Error>(self) -> Result<StringList, E> {
                 Ok(StringList::default())
             }
-            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<StringList, A::Error> {
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<StringList, A::Error> {
                 let mut out = Vec::new();
                 while let Some(s) = seq.next_element::<String>()? {
                     if !s.trim().is_empty() {
@@ -166,34 +177,78 @@ impl Default for Config {
 
 /// The keys, which are also the environment variables (upper-cased).
 pub const KEYS: &[&str] = &[
-    "node_id", "node_ip", "node_port", "bind_addr", "api_addr", "seed_nodes", "services", "cluster_name",
-    "broadcast", "discovery_port", "gossip_interval_ms", "fanout", "push_pull_interval_ms", "probe_interval_ms",
-    "probe_timeout_ms", "indirect_checks", "retransmit_mult", "suspicion_min_ms", "suspicion_mult",
-    "suspicion_max_mult", "suspicion_confirmations", "awareness_max_mult", "dead_reclaim_ms",
-    "reconnect_interval_ms", "seed_timeout_ms", "join_retry_max_ms", "leave_timeout_ms", "stats_interval_ms",
-    "max_packet_bytes", "max_members", "max_rumors", "max_services", "loss_in", "loss_out", "fault_seed",
+    "node_id",
+    "node_ip",
+    "node_port",
+    "bind_addr",
+    "api_addr",
+    "seed_nodes",
+    "services",
+    "cluster_name",
+    "broadcast",
+    "discovery_port",
+    "gossip_interval_ms",
+    "fanout",
+    "push_pull_interval_ms",
+    "probe_interval_ms",
+    "probe_timeout_ms",
+    "indirect_checks",
+    "retransmit_mult",
+    "suspicion_min_ms",
+    "suspicion_mult",
+    "suspicion_max_mult",
+    "suspicion_confirmations",
+    "awareness_max_mult",
+    "dead_reclaim_ms",
+    "reconnect_interval_ms",
+    "seed_timeout_ms",
+    "join_retry_max_ms",
+    "leave_timeout_ms",
+    "stats_interval_ms",
+    "max_packet_bytes",
+    "max_members",
+    "max_rumors",
+    "max_services",
+    "loss_in",
+    "loss_out",
+    "fault_seed",
 ];
 
 /// Loads the file (if any) and the environment `env` (pass the process
 /// environment, or a map in tests), then validates.
-pub fn load(path: Option<&Path>, required: bool, env: &HashMap<String, String>) -> Result<Config, ConfigError> {
+pub fn load(
+    path: Option<&Path>,
+    required: bool,
+    env: &HashMap<String, String>,
+) -> Result<Config, ConfigError> {
     let mut builder = config::Config::builder();
     if let Some(p) = path {
         if required && !p.exists() {
             return Err(err("--config", format!("{} does not exist", p.display())));
         }
-        builder = builder.add_source(config::File::from(p).format(config::FileFormat::Yaml).required(required));
+        builder = builder.add_source(
+            config::File::from(p)
+                .format(config::FileFormat::Yaml)
+                .required(required),
+        );
     }
     // Only our own keys, so unrelated variables (PATH, HOME) are never read.
     let ours: HashMap<String, String> = KEYS
         .iter()
-        .filter_map(|k| env.get(&k.to_uppercase()).map(|v| (k.to_string(), v.clone())))
+        .filter_map(|k| {
+            env.get(&k.to_uppercase())
+                .map(|v| (k.to_string(), v.clone()))
+        })
         .collect();
     builder = builder.add_source(config::Environment::default().source(Some(ours)));
     let raw = builder.build().map_err(|e| err("config", e.to_string()))?;
     let cfg: Config = raw.try_deserialize().map_err(|e| {
         let text = e.to_string();
-        let key = KEYS.iter().find(|k| text.contains(*k)).map(|k| k.to_uppercase()).unwrap_or_else(|| "config".into());
+        let key = KEYS
+            .iter()
+            .find(|k| text.contains(*k))
+            .map(|k| k.to_uppercase())
+            .unwrap_or_else(|| "config".into());
         err(&key, text)
     })?;
     cfg.validate()?;
@@ -202,21 +257,35 @@ pub fn load(path: Option<&Path>, required: bool, env: &HashMap<String, String>) 
 
 /// Parses `host:port` (the host may be a name that does not resolve yet).
 pub fn parse_host_port(s: &str) -> Result<(String, u16), String> {
-    let (host, port) = s.rsplit_once(':').ok_or_else(|| format!("{s:?} is not host:port"))?;
+    let (host, port) = s
+        .rsplit_once(':')
+        .ok_or_else(|| format!("{s:?} is not host:port"))?;
     let host = host.trim_start_matches('[').trim_end_matches(']');
     if host.is_empty() || host.contains(|c: char| c.is_whitespace() || c == ',' || c == '/') {
         return Err(format!("{s:?} has no valid host"));
     }
-    let port: u16 = port.parse().ok().filter(|p| *p > 0).ok_or_else(|| format!("{s:?}: port must be 1 to 65535"))?;
+    let port: u16 = port
+        .parse()
+        .ok()
+        .filter(|p| *p > 0)
+        .ok_or_else(|| format!("{s:?}: port must be 1 to 65535"))?;
     Ok((host.to_string(), port))
 }
 
 impl Config {
     pub fn validate(&self) -> Result<(), ConfigError> {
         if self.node_id.is_empty() {
-            return Err(err("NODE_ID", "is required (set NODE_ID or node_id in the config file)"));
+            return Err(err(
+                "NODE_ID",
+                "is required (set NODE_ID or node_id in the config file)",
+            ));
         }
-        if self.node_id.len() > 64 || self.node_id.chars().any(|c| c.is_control() || c.is_whitespace()) {
+        if self.node_id.len() > 64
+            || self
+                .node_id
+                .chars()
+                .any(|c| c.is_control() || c.is_whitespace())
+        {
             return Err(err("NODE_ID", "must be 1 to 64 characters without spaces"));
         }
         if self.node_port == 0 {
@@ -230,10 +299,12 @@ impl Config {
         }
         parse_services_spec(&self.services.0, 1).map_err(|e| err("SERVICES", e))?;
         if let Some(b) = &self.bind_addr {
-            b.parse::<SocketAddr>().map_err(|_| err("BIND_ADDR", format!("{b:?} is not ip:port")))?;
+            b.parse::<SocketAddr>()
+                .map_err(|_| err("BIND_ADDR", format!("{b:?} is not ip:port")))?;
         }
         if let Some(a) = &self.api_addr {
-            a.parse::<SocketAddr>().map_err(|_| err("API_ADDR", format!("{a:?} is not ip:port")))?;
+            a.parse::<SocketAddr>()
+                .map_err(|_| err("API_ADDR", format!("{a:?} is not ip:port")))?;
         }
         if self.cluster_name.is_empty() || self.cluster_name.len() > 64 {
             return Err(err("CLUSTER_NAME", "must be 1 to 64 characters"));
@@ -259,7 +330,10 @@ impl Config {
             }
         }
         if self.probe_timeout_ms >= self.probe_interval_ms {
-            return Err(err("PROBE_TIMEOUT_MS", "must be shorter than PROBE_INTERVAL_MS"));
+            return Err(err(
+                "PROBE_TIMEOUT_MS",
+                "must be shorter than PROBE_INTERVAL_MS",
+            ));
         }
         if !(512..=65_000).contains(&self.max_packet_bytes) {
             return Err(err("MAX_PACKET_BYTES", "must be 512 to 65000"));
@@ -280,7 +354,10 @@ impl Config {
         }
         let own = parse_services_spec(&self.services.0, 1).map_err(|e| err("SERVICES", e))?;
         if own.len() > self.max_services {
-            return Err(err("SERVICES", format!("more than MAX_SERVICES ({})", self.max_services)));
+            return Err(err(
+                "SERVICES",
+                format!("more than MAX_SERVICES ({})", self.max_services),
+            ));
         }
         Ok(())
     }
@@ -294,14 +371,24 @@ impl Config {
         let target = format!("{}:{}", self.node_ip, self.node_port);
         let addrs: Vec<SocketAddr> = target
             .to_socket_addrs()
-            .map_err(|e| err("NODE_IP", format!("{:?} does not resolve: {e}", self.node_ip)))?
+            .map_err(|e| {
+                err(
+                    "NODE_IP",
+                    format!("{:?} does not resolve: {e}", self.node_ip),
+                )
+            })?
             .collect();
         addrs
             .iter()
             .find(|a| a.is_ipv4())
             .or(addrs.first())
             .copied()
-            .ok_or_else(|| err("NODE_IP", format!("{:?} resolves to no address", self.node_ip)))
+            .ok_or_else(|| {
+                err(
+                    "NODE_IP",
+                    format!("{:?} resolves to no address", self.node_ip),
+                )
+            })
     }
 
     pub fn bind_socket_addr(&self) -> SocketAddr {
@@ -312,7 +399,10 @@ impl Config {
     }
 
     pub fn api_socket_addr(&self) -> SocketAddr {
-        self.api_addr.as_deref().and_then(|a| a.parse().ok()).unwrap_or_else(|| default_api_addr(self.node_port))
+        self.api_addr
+            .as_deref()
+            .and_then(|a| a.parse().ok())
+            .unwrap_or_else(|| default_api_addr(self.node_port))
     }
 
     pub fn initial_services(&self) -> Vec<Service> {
@@ -342,22 +432,29 @@ mod tests {
     use super::*;
 
     fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     #[test]
     fn environment_overrides_and_lists_parse() {
-        let c = load(None, false, &env(&[
-            ("NODE_ID", "node1"),
-            ("NODE_PORT", "8001"),
-            ("SEED_NODES", "node2:8002, node3:8003"),
-            ("SERVICES", "web,api:9090"),
-            ("PROBE_INTERVAL_MS", "500"),
-            ("PROBE_TIMEOUT_MS", "200"),
-            ("BROADCAST", "true"),
-            ("LOSS_IN", "0.2"),
-            ("PATH", "/bin"),
-        ]))
+        let c = load(
+            None,
+            false,
+            &env(&[
+                ("NODE_ID", "node1"),
+                ("NODE_PORT", "8001"),
+                ("SEED_NODES", "node2:8002, node3:8003"),
+                ("SERVICES", "web,api:9090"),
+                ("PROBE_INTERVAL_MS", "500"),
+                ("PROBE_TIMEOUT_MS", "200"),
+                ("BROADCAST", "true"),
+                ("LOSS_IN", "0.2"),
+                ("PATH", "/bin"),
+            ]),
+        )
         .unwrap();
         assert_eq!(c.node_port, 8001);
         assert_eq!(c.seed_nodes.0, vec!["node2:8002", "node3:8003"]);
@@ -374,7 +471,12 @@ mod tests {
         // A bare number is a valid service name, not a parse error.
         let c = load(None, false, &env(&[("NODE_ID", "n"), ("SERVICES", "8080")])).unwrap();
         assert_eq!(c.initial_services()[0].name, "8080");
-        let e = load(None, false, &env(&[("NODE_ID", "n"), ("SERVICES", "web:http")])).unwrap_err();
+        let e = load(
+            None,
+            false,
+            &env(&[("NODE_ID", "n"), ("SERVICES", "web:http")]),
+        )
+        .unwrap_err();
         assert_eq!(e.key, "SERVICES");
         let c = load(None, false, &env(&[("NODE_ID", "n"), ("SEED_NODES", "")])).unwrap();
         assert!(c.seed_nodes.0.is_empty());
@@ -386,7 +488,10 @@ mod tests {
             (&[], "NODE_ID"),
             (&[("NODE_ID", "n"), ("NODE_PORT", "70000")], "NODE_PORT"),
             (&[("NODE_ID", "n"), ("NODE_PORT", "abc")], "NODE_PORT"),
-            (&[("NODE_ID", "n"), ("SEED_NODES", "garbage::")], "SEED_NODES"),
+            (
+                &[("NODE_ID", "n"), ("SEED_NODES", "garbage::")],
+                "SEED_NODES",
+            ),
             (&[("NODE_ID", "n"), ("SEED_NODES", "host")], "SEED_NODES"),
             (&[("NODE_ID", "n"), ("BROADCAST", "maybe")], "BROADCAST"),
             (&[("NODE_ID", "n"), ("FANOUT", "0")], "FANOUT"),
@@ -403,7 +508,10 @@ mod tests {
     fn shipped_config_file_matches_the_defaults() {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config.yml");
         let c = load(Some(&path), true, &env(&[("NODE_ID", "x")])).unwrap();
-        let expected = Config { node_id: "x".into(), ..Config::default() };
+        let expected = Config {
+            node_id: "x".into(),
+            ..Config::default()
+        };
         assert_eq!(c, expected);
     }
 

@@ -36,7 +36,11 @@ async fn view(node: &NodeHandle) -> Vec<crate::protocol::Member> {
 }
 
 /// Waits until `check` holds for every node in `nodes`, up to `limit`.
-async fn wait_all(nodes: &[NodeHandle], limit: Duration, check: impl Fn(&[crate::protocol::Member]) -> bool) -> Option<Duration> {
+async fn wait_all(
+    nodes: &[NodeHandle],
+    limit: Duration,
+    check: impl Fn(&[crate::protocol::Member]) -> bool,
+) -> Option<Duration> {
     let start = Instant::now();
     while start.elapsed() < limit {
         let mut all = true;
@@ -60,7 +64,11 @@ fn state_of(ms: &[crate::protocol::Member], id: &NodeId) -> Option<MemberState> 
 
 async fn print_view(title: &str, node: &NodeHandle) {
     let ms: Vec<MemberView> = view(node).await.iter().map(MemberView::from).collect();
-    println!("\n{title} (as {} sees it):\n{}\n", node.id, members_table(&ms));
+    println!(
+        "\n{title} (as {} sees it):\n{}\n",
+        node.id,
+        members_table(&ms)
+    );
 }
 
 async fn demo(n: usize) -> Result<(), String> {
@@ -78,7 +86,11 @@ async fn demo(n: usize) -> Result<(), String> {
             node_id: format!("node{i}"),
             node_port: addr.port(),
             seed_nodes: StringList(seed.iter().map(|s| s.to_string()).collect()),
-            services: StringList(if i % 2 == 1 { vec!["web".into()] } else { vec![] }),
+            services: StringList(if i % 2 == 1 {
+                vec!["web".into()]
+            } else {
+                vec![]
+            }),
             stats_interval_ms: 3_600_000,
             ..Config::default()
         };
@@ -91,9 +103,19 @@ async fn demo(n: usize) -> Result<(), String> {
                 l.start_receiving(inbox);
                 Box::new(l)
             },
-            NodeOptions { seed: i as u64, resolver: Box::new(LiteralResolver), owner: None, metrics },
+            NodeOptions {
+                seed: i as u64,
+                resolver: Box::new(LiteralResolver),
+                owner: None,
+                metrics,
+            },
         );
-        println!("started {} on {addr}{}", node.id, seed.map(|s| format!(", joining through {s}")).unwrap_or_default());
+        println!(
+            "started {} on {addr}{}",
+            node.id,
+            seed.map(|s| format!(", joining through {s}"))
+                .unwrap_or_default()
+        );
         seed.get_or_insert(addr);
         nodes.push(node);
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -106,12 +128,29 @@ async fn demo(n: usize) -> Result<(), String> {
     loop {
         let mut counts = Vec::new();
         for node in &nodes {
-            counts.push(view(node).await.iter().filter(|m| m.state == MemberState::Alive).count());
+            counts.push(
+                view(node)
+                    .await
+                    .iter()
+                    .filter(|m| m.state == MemberState::Alive)
+                    .count(),
+            );
         }
-        let line: Vec<String> = nodes.iter().zip(&counts).map(|(nd, c)| format!("{}={c}", nd.id)).collect();
-        println!("  t+{:>5} ms  {}", start.elapsed().as_millis(), line.join(" "));
+        let line: Vec<String> = nodes
+            .iter()
+            .zip(&counts)
+            .map(|(nd, c)| format!("{}={c}", nd.id))
+            .collect();
+        println!(
+            "  t+{:>5} ms  {}",
+            start.elapsed().as_millis(),
+            line.join(" ")
+        );
         if counts.iter().all(|c| *c == n) {
-            println!("converged: every node sees all {n} alive, {} ms after the last start", start.elapsed().as_millis());
+            println!(
+                "converged: every node sees all {n} alive, {} ms after the last start",
+                start.elapsed().as_millis()
+            );
             break;
         }
         if start.elapsed() > Duration::from_secs(15) {
@@ -123,25 +162,49 @@ async fn demo(n: usize) -> Result<(), String> {
     print_view("Members", &nodes[0]).await;
 
     // 2. A service registered on one node is found on another.
-    println!("-- 2. register service 'api' on node2, look it up from node{} --", n - 2);
+    println!(
+        "-- 2. register service 'api' on node2, look it up from node{} --",
+        n - 2
+    );
     let mut api = Service::new("api", 9090);
     api.tags = vec!["v1".into()];
-    nodes[1].registry.send(Register(api)).await.map_err(|e| e.to_string())??;
-    let spread = wait_all(&nodes[n - 3..n - 2], Duration::from_secs(10), |ms| catalog(ms).contains_key("api"))
+    nodes[1]
+        .registry
+        .send(Register(api))
         .await
-        .ok_or("the registration did not reach the other node")?;
+        .map_err(|e| e.to_string())??;
+    let spread = wait_all(&nodes[n - 3..n - 2], Duration::from_secs(10), |ms| {
+        catalog(ms).contains_key("api")
+    })
+    .await
+    .ok_or("the registration did not reach the other node")?;
     let ms = view(&nodes[n - 3]).await;
-    println!("visible at node{} after {} ms:\n{}\n", n - 2, spread.as_millis(), services_table(&catalog(&ms)));
+    println!(
+        "visible at node{} after {} ms:\n{}\n",
+        n - 2,
+        spread.as_millis(),
+        services_table(&catalog(&ms))
+    );
 
     // 3. Graceful leave.
     let leaver = nodes[n - 2].clone();
     println!("-- 3. {} leaves gracefully --", leaver.id);
-    let others: Vec<NodeHandle> = nodes.iter().filter(|x| x.id != leaver.id).cloned().collect();
+    let others: Vec<NodeHandle> = nodes
+        .iter()
+        .filter(|x| x.id != leaver.id)
+        .cloned()
+        .collect();
     leaver.leave.send(Leave).await.map_err(|e| e.to_string())?;
-    let t = wait_all(&others, Duration::from_secs(10), |ms| state_of(ms, &leaver.id) == Some(MemberState::Left))
-        .await
-        .ok_or("the leave did not reach everyone")?;
-    println!("{} is 'left' in every other node's view after {} ms", leaver.id, t.as_millis());
+    let t = wait_all(&others, Duration::from_secs(10), |ms| {
+        state_of(ms, &leaver.id) == Some(MemberState::Left)
+    })
+    .await
+    .ok_or("the leave did not reach everyone")?;
+    println!(
+        "{} is 'left' in every other node's view after {} ms",
+        leaver.id,
+        t.as_millis()
+    );
 
     // 4. A crash: the node goes silent without a word.
     let victim = nodes[n - 1].clone();
@@ -149,12 +212,20 @@ async fn demo(n: usize) -> Result<(), String> {
     victim.transport.do_send(Silence);
     victim.failure.do_send(StopActivity);
     victim.gossip.do_send(StopActivity);
-    let survivors: Vec<NodeHandle> = others.iter().filter(|x| x.id != victim.id).cloned().collect();
+    let survivors: Vec<NodeHandle> = others
+        .iter()
+        .filter(|x| x.id != victim.id)
+        .cloned()
+        .collect();
     let mut suspected_at = None;
     let start = Instant::now();
     let dead_after = loop {
         let states: Vec<Option<MemberState>> =
-            futures_util::future::join_all(survivors.iter().map(view)).await.iter().map(|ms| state_of(ms, &victim.id)).collect();
+            futures_util::future::join_all(survivors.iter().map(view))
+                .await
+                .iter()
+                .map(|ms| state_of(ms, &victim.id))
+                .collect();
         if suspected_at.is_none() && states.iter().any(|s| *s == Some(MemberState::Suspect)) {
             suspected_at = Some(start.elapsed());
             println!("  t+{:>5} ms  suspected", start.elapsed().as_millis());
@@ -167,7 +238,10 @@ async fn demo(n: usize) -> Result<(), String> {
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
-    println!("  t+{:>5} ms  dead in every survivor's view", dead_after.as_millis());
+    println!(
+        "  t+{:>5} ms  dead in every survivor's view",
+        dead_after.as_millis()
+    );
     print_view("Final membership", &nodes[0]).await;
     let ms = view(&nodes[0]).await;
     println!("Services now:\n{}\n", services_table(&catalog(&ms)));

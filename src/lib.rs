@@ -11,4 +11,5 @@ pub mod messages;
 pub mod metrics;
 pub mod node;
 pub mod protocol;
+pub mod testkit;
 pub mod transport;

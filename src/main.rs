@@ -8,7 +8,11 @@ use gossip::api::client::{self, api_addr};
 use gossip::api::MemberView;
 
 #[derive(Parser)]
-#[command(name = "gossip", version, about = "Decentralized cluster membership, failure detection and service discovery over UDP gossip")]
+#[command(
+    name = "gossip",
+    version,
+    about = "Decentralized cluster membership, failure detection and service discovery over UDP gossip"
+)]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
@@ -66,7 +70,9 @@ enum Cmd {
 }
 
 fn main() {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).format_target(false).init();
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"))
+        .format_target(false)
+        .init();
     let cli = Cli::parse();
     let code = match cli.cmd {
         Cmd::Agent { config } => gossip::agent::run(config),
@@ -76,7 +82,8 @@ fn main() {
             if json {
                 return Ok(serde_json::to_string_pretty(&v).unwrap_or_default());
             }
-            let ms: Vec<MemberView> = serde_json::from_value(v).map_err(|e| format!("unexpected answer: {e}"))?;
+            let ms: Vec<MemberView> =
+                serde_json::from_value(v).map_err(|e| format!("unexpected answer: {e}"))?;
             Ok(client::members_table(&ms))
         }),
         Cmd::Services { name, api, json } => run_client(|| {
@@ -95,14 +102,26 @@ fn main() {
             .map_err(|e| format!("unexpected answer: {e}"))?;
             Ok(client::services_table(&map))
         }),
-        Cmd::Register { name, port, tags, api } => run_client(|| {
-            let port = port.or_else(|| std::env::var("NODE_PORT").ok().and_then(|p| p.parse().ok())).unwrap_or(7946);
+        Cmd::Register {
+            name,
+            port,
+            tags,
+            api,
+        } => run_client(|| {
+            let port = port
+                .or_else(|| std::env::var("NODE_PORT").ok().and_then(|p| p.parse().ok()))
+                .unwrap_or(7946);
             let body = json!({ "name": name, "port": port, "tags": tags });
             client::request("PUT", &api_addr(api), "/v1/services", Some(body))?;
             Ok(format!("registered {name} on port {port}"))
         }),
         Cmd::Deregister { name, api } => run_client(|| {
-            client::request("DELETE", &api_addr(api), &format!("/v1/services/{name}"), None)?;
+            client::request(
+                "DELETE",
+                &api_addr(api),
+                &format!("/v1/services/{name}"),
+                None,
+            )?;
             Ok(format!("deregistered {name}"))
         }),
         Cmd::Leave { api } => run_client(|| {

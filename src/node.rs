@@ -52,7 +52,9 @@ pub struct NodeOptions {
 }
 
 fn salt(seed: u64, name: &str) -> u64 {
-    name.bytes().fold(seed ^ 0x9e37_79b9_7f4a_7c15, |h, b| (h ^ b as u64).wrapping_mul(0x100_0000_01b3))
+    name.bytes().fold(seed ^ 0x9e37_79b9_7f4a_7c15, |h, b| {
+        (h ^ b as u64).wrapping_mul(0x100_0000_01b3)
+    })
 }
 
 /// Starts a node advertised at `addr`. `make_link` receives the transport's
@@ -92,11 +94,24 @@ pub fn start_node(
         sync: membership.clone().recipient(),
         discovery: gossip.clone().recipient(),
     };
-    let faults = SetFaults { loss_in: cfg.loss_in, loss_out: cfg.loss_out, block: Vec::new() };
+    let faults = SetFaults {
+        loss_in: cfg.loss_in,
+        loss_out: cfg.loss_out,
+        block: Vec::new(),
+    };
     let fault_seed = cfg.fault_seed.unwrap_or_else(|| salt(opts.seed, "faults"));
     supervise(
         transport_ctx,
-        Transport::new(me.clone(), cfg.cluster_name.clone(), framer, link, routes, faults, fault_seed, metrics.clone()),
+        Transport::new(
+            me.clone(),
+            cfg.cluster_name.clone(),
+            framer,
+            link,
+            routes,
+            faults,
+            fault_seed,
+            metrics.clone(),
+        ),
         metrics.clone(),
     );
 
@@ -207,9 +222,24 @@ pub fn start_node(
         metrics.clone(),
     );
 
-    for subscriber in [failure.clone().recipient(), gossip.clone().recipient(), rumor.clone().recipient()] {
+    for subscriber in [
+        failure.clone().recipient(),
+        gossip.clone().recipient(),
+        rumor.clone().recipient(),
+    ] {
         membership.do_send(Subscribe(subscriber));
     }
 
-    NodeHandle { id: me, addr, membership, registry, leave, transport, failure, gossip, rumor, metrics }
+    NodeHandle {
+        id: me,
+        addr,
+        membership,
+        registry,
+        leave,
+        transport,
+        failure,
+        gossip,
+        rumor,
+        metrics,
+    }
 }

@@ -112,7 +112,10 @@ impl FailureDetector {
     }
 
     fn send(&self, to: SocketAddr, msgs: Vec<Msg>) {
-        self.send.do_send(Send { to, msgs: msgs.iter().map(encode_msg).collect() });
+        self.send.do_send(Send {
+            to,
+            msgs: msgs.iter().map(encode_msg).collect(),
+        });
     }
 
     fn schedule_probe(&mut self, ctx: &mut Context<Self>) {
@@ -137,16 +140,30 @@ impl FailureDetector {
         if self.stopped {
             return;
         }
-        let Some(target) = self.next_target() else { return };
+        let Some(target) = self.next_target() else {
+            return;
+        };
         let seq = self.seq();
-        let mut msgs = vec![Msg::Ping { seq, target: target.id.clone() }];
+        let mut msgs = vec![Msg::Ping {
+            seq,
+            target: target.id.clone(),
+        }];
         if target.state == MemberState::Suspect {
             // The buddy system: tell the suspect at once, so it can refute.
-            msgs.push(Msg::Update { member: target.clone(), by: Some(self.s.me.clone()) });
+            msgs.push(Msg::Update {
+                member: target.clone(),
+                by: Some(self.s.me.clone()),
+            });
         }
         self.probes.insert(
             seq,
-            Probe { target: target.id.clone(), incarnation: target.incarnation, acked: false, expected_nacks: 0, nacks: 0 },
+            Probe {
+                target: target.id.clone(),
+                incarnation: target.incarnation,
+                acked: false,
+                expected_nacks: 0,
+                nacks: 0,
+            },
         );
         Metrics::inc(&self.metrics.probes_sent);
         self.send(target.addr, msgs);
@@ -161,14 +178,25 @@ impl FailureDetector {
     }
 
     fn probe_indirectly(&mut self, seq: u32, addr: SocketAddr) {
-        let Some(p) = self.probes.get(&seq) else { return };
+        let Some(p) = self.probes.get(&seq) else {
+            return;
+        };
         if p.acked || self.stopped {
             return;
         }
         let target = p.target.clone();
-        let relays = self.peers.sample(self.s.indirect_checks, &[&target], &mut self.rng);
+        let relays = self
+            .peers
+            .sample(self.s.indirect_checks, &[&target], &mut self.rng);
         for (_, relay) in &relays {
-            self.send(*relay, vec![Msg::PingReq { seq, target: target.clone(), addr }]);
+            self.send(
+                *relay,
+                vec![Msg::PingReq {
+                    seq,
+                    target: target.clone(),
+                    addr,
+                }],
+            );
         }
         Metrics::add(&self.metrics.indirect_probes, relays.len() as u64);
         if let Some(p) = self.probes.get_mut(&seq) {
@@ -177,26 +205,41 @@ impl FailureDetector {
     }
 
     fn conclude(&mut self, seq: u32, ctx: &mut Context<Self>) {
-        let Some(p) = self.probes.remove(&seq) else { return };
+        let Some(p) = self.probes.remove(&seq) else {
+            return;
+        };
         if p.acked || self.stopped {
             return;
         }
         Metrics::inc(&self.metrics.probes_failed);
         // Lifeguard: relays that did not even send a nack point at our own
         // network; with no relays at all we cannot tell, so blame ourselves a bit.
-        let delta = if p.expected_nacks > 0 { p.expected_nacks.saturating_sub(p.nacks) } else { 1 };
+        let delta = if p.expected_nacks > 0 {
+            p.expected_nacks.saturating_sub(p.nacks)
+        } else {
+            1
+        };
         self.awareness.apply(delta as i32);
-        let Some(m) = self.known.get(&p.target).cloned() else { return };
+        let Some(m) = self.known.get(&p.target).cloned() else {
+            return;
+        };
         if m.incarnation != p.incarnation {
             return;
         }
         match m.state {
-            MemberState::Alive => self.accuse.do_send(Accuse { id: m.id, incarnation: m.incarnation, state: MemberState::Suspect }),
+            MemberState::Alive => self.accuse.do_send(Accuse {
+                id: m.id,
+                incarnation: m.incarnation,
+                state: MemberState::Suspect,
+            }),
             MemberState::Suspect => {
                 // Someone else suspects it too: our failed probe confirms it.
                 let me = self.s.me.clone();
                 self.confirm(&m, me.clone(), ctx);
-                self.spread.do_send(Spread { member: m, by: Some(me) });
+                self.spread.do_send(Spread {
+                    member: m,
+                    by: Some(me),
+                });
             }
             _ => {}
         }
@@ -229,8 +272,20 @@ impl FailureDetector {
             }
             Msg::PingReq { seq, target, addr } => {
                 let my_seq = self.seq();
-                self.relays.insert(my_seq, Relay { origin: from, origin_seq: seq });
-                self.send(addr, vec![Msg::Ping { seq: my_seq, target }]);
+                self.relays.insert(
+                    my_seq,
+                    Relay {
+                        origin: from,
+                        origin_seq: seq,
+                    },
+                );
+                self.send(
+                    addr,
+                    vec![Msg::Ping {
+                        seq: my_seq,
+                        target,
+                    }],
+                );
                 ctx.run_later(self.s.probe_timeout, move |act, ctx| {
                     guard(ctx, |_| {
                         if let Some(r) = act.relays.remove(&my_seq) {
@@ -243,7 +298,12 @@ impl FailureDetector {
         }
     }
 
-    fn schedule_expiry(&self, id: NodeId, deadline: Instant, ctx: &mut Context<Self>) -> SpawnHandle {
+    fn schedule_expiry(
+        &self,
+        id: NodeId,
+        deadline: Instant,
+        ctx: &mut Context<Self>,
+    ) -> SpawnHandle {
         let wait = deadline.saturating_duration_since(Instant::now());
         ctx.run_later(wait, move |act, ctx| {
             guard(ctx, |_| act.expire(&id));
@@ -258,13 +318,22 @@ impl FailureDetector {
             ctx.cancel_future(*h);
         }
         let (min, max) = bounds(&self.s.suspicion, self.known.len() + 1);
-        let s = Suspicion::new(m.incarnation, by, Instant::now(), min, max, self.s.suspicion.confirmations);
+        let s = Suspicion::new(
+            m.incarnation,
+            by,
+            Instant::now(),
+            min,
+            max,
+            self.s.suspicion.confirmations,
+        );
         let handle = self.schedule_expiry(m.id.clone(), s.deadline(), ctx);
         self.suspicions.insert(m.id.clone(), (s, handle));
     }
 
     fn confirm(&mut self, m: &Member, by: NodeId, ctx: &mut Context<Self>) {
-        let Some((s, h)) = self.suspicions.get_mut(&m.id) else { return };
+        let Some((s, h)) = self.suspicions.get_mut(&m.id) else {
+            return;
+        };
         if s.incarnation != m.incarnation || !s.confirm(by) {
             return;
         }
@@ -283,14 +352,20 @@ impl FailureDetector {
     }
 
     fn expire(&mut self, id: &NodeId) {
-        let Some((s, _)) = self.suspicions.remove(id) else { return };
+        let Some((s, _)) = self.suspicions.remove(id) else {
+            return;
+        };
         if self.stopped {
             return;
         }
         if let Some(m) = self.known.get(id) {
             if m.state == MemberState::Suspect && m.incarnation == s.incarnation {
                 log::debug!("suspicion of {id} expired after {:?}", s.started.elapsed());
-                self.accuse.do_send(Accuse { id: id.clone(), incarnation: s.incarnation, state: MemberState::Dead });
+                self.accuse.do_send(Accuse {
+                    id: id.clone(),
+                    incarnation: s.incarnation,
+                    state: MemberState::Dead,
+                });
             }
         }
     }
@@ -322,12 +397,19 @@ impl FailureDetector {
             }
             EventKind::Confirmed => {
                 if let Some(by) = e.by {
-                    if self.suspicions.get(&m.id).is_some_and(|(s, _)| s.incarnation == m.incarnation) {
+                    if self
+                        .suspicions
+                        .get(&m.id)
+                        .is_some_and(|(s, _)| s.incarnation == m.incarnation)
+                    {
                         let before = self.suspicions[&m.id].0.confirmations();
                         self.confirm(&m, by.clone(), ctx);
                         if self.suspicions[&m.id].0.confirmations() > before {
                             // Pass the new confirmation on, as memberlist does.
-                            self.spread.do_send(Spread { member: m, by: Some(by) });
+                            self.spread.do_send(Spread {
+                                member: m,
+                                by: Some(by),
+                            });
                         }
                     }
                 }
@@ -347,7 +429,11 @@ impl Actor for FailureDetector {
     fn started(&mut self, ctx: &mut Context<Self>) {
         self.schedule_probe(ctx);
         // After a restart the timers are gone: re-arm running suspicions.
-        let pending: Vec<(NodeId, Instant)> = self.suspicions.iter().map(|(id, (s, _))| (id.clone(), s.deadline())).collect();
+        let pending: Vec<(NodeId, Instant)> = self
+            .suspicions
+            .iter()
+            .map(|(id, (s, _))| (id.clone(), s.deadline()))
+            .collect();
         for (id, deadline) in pending {
             let h = self.schedule_expiry(id.clone(), deadline, ctx);
             if let Some((_, old)) = self.suspicions.get_mut(&id) {

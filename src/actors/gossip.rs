@@ -49,7 +49,10 @@ pub struct GossipSettings {
 /// Resolves seed names to addresses. The agent uses DNS; the simulator and
 /// tests use literal addresses only.
 pub trait SeedResolver: 'static {
-    fn resolve(&self, seeds: Vec<String>) -> std::pin::Pin<Box<dyn std::future::Future<Output = Vec<SocketAddr>>>>;
+    fn resolve(
+        &self,
+        seeds: Vec<String>,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Vec<SocketAddr>>>>;
 }
 
 /// Resolves through the system resolver, again on every call (a seed's name
@@ -58,7 +61,10 @@ pub trait SeedResolver: 'static {
 pub struct DnsResolver;
 
 impl SeedResolver for DnsResolver {
-    fn resolve(&self, seeds: Vec<String>) -> std::pin::Pin<Box<dyn std::future::Future<Output = Vec<SocketAddr>>>> {
+    fn resolve(
+        &self,
+        seeds: Vec<String>,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Vec<SocketAddr>>>> {
         Box::pin(async move {
             let mut out = Vec::new();
             for s in seeds {
@@ -81,7 +87,10 @@ impl SeedResolver for DnsResolver {
 pub struct LiteralResolver;
 
 impl SeedResolver for LiteralResolver {
-    fn resolve(&self, seeds: Vec<String>) -> std::pin::Pin<Box<dyn std::future::Future<Output = Vec<SocketAddr>>>> {
+    fn resolve(
+        &self,
+        seeds: Vec<String>,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Vec<SocketAddr>>>> {
         let out = seeds.iter().filter_map(|s| s.parse().ok()).collect();
         Box::pin(std::future::ready(out))
     }
@@ -142,7 +151,12 @@ impl Gossip {
         if self.stopped || self.peers.is_empty() {
             return;
         }
-        let peers = self.peers.sample(self.s.fanout, &[], &mut self.rng).into_iter().map(|(_, a)| a).collect();
+        let peers = self
+            .peers
+            .sample(self.s.fanout, &[], &mut self.rng)
+            .into_iter()
+            .map(|(_, a)| a)
+            .collect();
         self.round.do_send(GossipRound { peers });
     }
 
@@ -194,11 +208,18 @@ impl Gossip {
         }
         if self.s.broadcast {
             log::info!("no seed answered; broadcasting for members of our cluster");
-            self.broadcast.do_send(BroadcastOut { msgs: vec![encode_msg(&Msg::Discover)] });
+            self.broadcast.do_send(BroadcastOut {
+                msgs: vec![encode_msg(&Msg::Discover)],
+            });
         } else if !self.s.seeds.is_empty() && self.attempt == 0 {
             log::info!("no seed answered yet; running as a one-node cluster and retrying");
         }
-        let wait = backoff::delay(self.attempt, self.s.seed_timeout, self.s.join_retry_max, &mut self.rng);
+        let wait = backoff::delay(
+            self.attempt,
+            self.s.seed_timeout,
+            self.s.join_retry_max,
+            &mut self.rng,
+        );
         self.attempt += 1;
         ctx.run_later(wait, |act, ctx| {
             guard(ctx, |ctx| act.try_join(ctx));
@@ -265,10 +286,16 @@ impl Handler<DiscoveryMsg> for Gossip {
                 return;
             }
             match m.msg {
-                Msg::Discover => self.send.do_send(Send { to: m.from, msgs: vec![encode_msg(&Msg::DiscoverReply)] }),
+                Msg::Discover => self.send.do_send(Send {
+                    to: m.from,
+                    msgs: vec![encode_msg(&Msg::DiscoverReply)],
+                }),
                 Msg::DiscoverReply => {
                     if !self.peers.contains(&m.sender) {
-                        self.sync.do_send(StartSync { peer: m.from, join: true });
+                        self.sync.do_send(StartSync {
+                            peer: m.from,
+                            join: true,
+                        });
                     }
                 }
                 _ => {}

@@ -44,7 +44,17 @@ impl LeaveCoordinator {
         owner: Option<Recipient<HasLeft>>,
     ) -> Self {
         let (done, _) = watch::channel(false);
-        LeaveCoordinator { fanout, timeout, membership, rumor, stop, transport, owner, done, started: false }
+        LeaveCoordinator {
+            fanout,
+            timeout,
+            membership,
+            rumor,
+            stop,
+            transport,
+            owner,
+            done,
+            started: false,
+        }
     }
 }
 
@@ -60,15 +70,25 @@ impl Handler<Leave> for LeaveCoordinator {
         let mut watcher = self.done.subscribe();
         if !self.started {
             self.started = true;
-            let (membership, rumor, stop, transport, owner) =
-                (self.membership.clone(), self.rumor.clone(), self.stop.clone(), self.transport.clone(), self.owner.clone());
+            let (membership, rumor, stop, transport, owner) = (
+                self.membership.clone(),
+                self.rumor.clone(),
+                self.stop.clone(),
+                self.transport.clone(),
+                self.owner.clone(),
+            );
             let (fanout, timeout, done) = (self.fanout, self.timeout, self.done.clone());
             actix_rt::spawn(async move {
                 log::info!("leaving the cluster");
                 if let Ok(record) = membership.send(LeaveCluster).await {
-                    let wait = rumor.send(WaitSent { id: record.id.clone(), times: fanout });
+                    let wait = rumor.send(WaitSent {
+                        id: record.id.clone(),
+                        times: fanout,
+                    });
                     if tokio::time::timeout(timeout, wait).await.is_err() {
-                        log::warn!("leave: timed out waiting for the LEAVE to go out; leaving anyway");
+                        log::warn!(
+                            "leave: timed out waiting for the LEAVE to go out; leaving anyway"
+                        );
                     }
                 }
                 for s in &stop {

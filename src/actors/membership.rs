@@ -82,7 +82,12 @@ pub fn classify(change: &Change) -> EventKind {
 }
 
 impl Membership {
-    pub fn new(s: MembershipSettings, rumor: Recipient<Spread>, send: Recipient<Send>, metrics: Arc<Metrics>) -> Self {
+    pub fn new(
+        s: MembershipSettings,
+        rumor: Recipient<Spread>,
+        send: Recipient<Send>,
+        metrics: Arc<Metrics>,
+    ) -> Self {
         let mut view = View::new(s.max_members);
         let me = s.me.id.clone();
         // Our own record always fits: the table is empty.
@@ -104,19 +109,29 @@ impl Membership {
     }
 
     fn own(&self) -> Member {
-        self.view.get(&self.me).cloned().expect("own record is never removed")
+        self.view
+            .get(&self.me)
+            .cloned()
+            .expect("own record is never removed")
     }
 
     fn emit(&self, kind: EventKind, member: &Member, by: Option<NodeId>) {
         for s in &self.subscribers {
-            s.do_send(MemberEvent { kind, member: member.clone(), by: by.clone() });
+            s.do_send(MemberEvent {
+                kind,
+                member: member.clone(),
+                by: by.clone(),
+            });
         }
     }
 
     fn update_gauges(&self) {
         let m = &self.metrics;
         Metrics::set(&m.members_alive, self.view.count(MemberState::Alive) as u64);
-        Metrics::set(&m.members_suspect, self.view.count(MemberState::Suspect) as u64);
+        Metrics::set(
+            &m.members_suspect,
+            self.view.count(MemberState::Suspect) as u64,
+        );
         Metrics::set(&m.members_dead, self.view.count(MemberState::Dead) as u64);
         Metrics::set(&m.members_left, self.view.count(MemberState::Left) as u64);
     }
@@ -124,7 +139,10 @@ impl Membership {
     /// Replaces our own record (always newer than the table's) and spreads it.
     fn announce_self(&mut self, record: Member) {
         let _ = self.view.apply(&record, Instant::now());
-        self.rumor.do_send(Spread { member: record, by: None });
+        self.rumor.do_send(Spread {
+            member: record,
+            by: None,
+        });
         self.update_gauges();
     }
 
@@ -137,17 +155,28 @@ impl Membership {
         if let Some(inc) = refutation(own.incarnation, own.addr, rumor) {
             if rumor.state != MemberState::Alive {
                 Metrics::inc(&self.metrics.suspicions_refuted);
-                log::info!("refuting: {} says we are {} at incarnation {}; now at {inc}", self.me, rumor.state, rumor.incarnation);
+                log::info!(
+                    "refuting: {} says we are {} at incarnation {}; now at {inc}",
+                    self.me,
+                    rumor.state,
+                    rumor.incarnation
+                );
                 self.emit(EventKind::SelfRefuted, rumor, None);
             } else {
-                log::info!("raising our incarnation to {inc} above a previous life's {}", rumor.incarnation);
+                log::info!(
+                    "raising our incarnation to {inc} above a previous life's {}",
+                    rumor.incarnation
+                );
             }
             own.incarnation = inc;
             changed = true;
         }
         if rumor.services.version >= own.services.version && rumor.services != own.services {
             // A previous life published services we no longer have.
-            own.services = ServiceSet { version: rumor.services.version.saturating_add(1), list: own.services.list.clone() };
+            own.services = ServiceSet {
+                version: rumor.services.version.saturating_add(1),
+                list: own.services.list.clone(),
+            };
             changed = true;
         }
         if changed {
@@ -164,7 +193,11 @@ impl Membership {
             Ok(c) => c,
             Err(_) => {
                 Metrics::inc(&self.metrics.limits_hit);
-                log::debug!("member table full ({}), not adding {}", self.view.len(), member.id);
+                log::debug!(
+                    "member table full ({}), not adding {}",
+                    self.view.len(),
+                    member.id
+                );
                 return;
             }
         };
@@ -179,11 +212,26 @@ impl Membership {
             return;
         }
         let kind = classify(&change);
-        let accuser = if after.state == MemberState::Suspect { by } else { None };
+        let accuser = if after.state == MemberState::Suspect {
+            by
+        } else {
+            None
+        };
         if change.liveness_changed {
-            let from = change.old_state.map_or("unknown".to_string(), |s| s.to_string());
-            let by_text = accuser.as_ref().map(|b| format!(" (by {b})")).unwrap_or_default();
-            log::info!("member {} {} incarnation {}: {from} -> {}{by_text}", after.id, after.addr, after.incarnation, after.state);
+            let from = change
+                .old_state
+                .map_or("unknown".to_string(), |s| s.to_string());
+            let by_text = accuser
+                .as_ref()
+                .map(|b| format!(" (by {b})"))
+                .unwrap_or_default();
+            log::info!(
+                "member {} {} incarnation {}: {from} -> {}{by_text}",
+                after.id,
+                after.addr,
+                after.incarnation,
+                after.state
+            );
         }
         if kind == EventKind::Failed {
             Metrics::inc(&self.metrics.members_failed);
@@ -192,7 +240,10 @@ impl Membership {
         // Records learned by push-pull about members new to us are not
         // re-gossiped: a joiner would otherwise re-broadcast the whole table.
         if !via_sync || change.old_state.is_some() {
-            self.rumor.do_send(Spread { member: after, by: accuser });
+            self.rumor.do_send(Spread {
+                member: after,
+                by: accuser,
+            });
         }
         self.update_gauges();
     }
@@ -219,24 +270,44 @@ impl Membership {
                     self.send_records(from, ids.iter());
                 } else if hash != self.view.hash() {
                     let round: u32 = self.rng.gen();
-                    let pages = paginate(self.view.digest(), self.room.saturating_sub(PAGE_WRAPPER));
+                    let pages =
+                        paginate(self.view.digest(), self.room.saturating_sub(PAGE_WRAPPER));
                     let n = pages.len().min(u16::MAX as usize) as u16;
                     let msgs = pages
                         .into_iter()
                         .take(n as usize)
                         .enumerate()
-                        .map(|(i, entries)| encode_msg(&Msg::SyncDigest { round, page: i as u16, pages: n, entries }))
+                        .map(|(i, entries)| {
+                            encode_msg(&Msg::SyncDigest {
+                                round,
+                                page: i as u16,
+                                pages: n,
+                                entries,
+                            })
+                        })
                         .collect();
                     self.send_to(from, msgs);
                 }
             }
-            Msg::SyncDigest { round, page, pages, entries } => self.on_digest_page(from, round, page, pages, entries),
+            Msg::SyncDigest {
+                round,
+                page,
+                pages,
+                entries,
+            } => self.on_digest_page(from, round, page, pages, entries),
             Msg::SyncWant { ids } => self.send_records(from, ids.iter().take(self.view.len())),
             _ => {}
         }
     }
 
-    fn on_digest_page(&mut self, from: SocketAddr, round: u32, page: u16, pages: u16, entries: Vec<DigestEntry>) {
+    fn on_digest_page(
+        &mut self,
+        from: SocketAddr,
+        round: u32,
+        page: u16,
+        pages: u16,
+        entries: Vec<DigestEntry>,
+    ) {
         let max_pages = self.view.len().max(1024) as u16;
         if pages == 0 || page >= pages || pages > max_pages {
             Metrics::inc(&self.metrics.decode_errors);
@@ -244,16 +315,20 @@ impl Membership {
         }
         let key = (from, round);
         if !self.partial.contains_key(&key) && self.partial.len() >= MAX_PARTIAL_SYNCS {
-            let oldest = self.partial.iter().min_by_key(|(_, p)| p.started).map(|(k, _)| *k);
+            let oldest = self
+                .partial
+                .iter()
+                .min_by_key(|(_, p)| p.started)
+                .map(|(k, _)| *k);
             if let Some(k) = oldest {
                 self.partial.remove(&k);
             }
             Metrics::inc(&self.metrics.limits_hit);
         }
-        let p = self
-            .partial
-            .entry(key)
-            .or_insert_with(|| PartialSync { pages: vec![None; pages as usize], started: Instant::now() });
+        let p = self.partial.entry(key).or_insert_with(|| PartialSync {
+            pages: vec![None; pages as usize],
+            started: Instant::now(),
+        });
         if p.pages.len() != pages as usize {
             return;
         }
@@ -266,7 +341,10 @@ impl Membership {
         let plan = plan_sync(&self.view, &remote);
         self.send_records(from, plan.send.iter());
         let want_pages = paginate(plan.want, self.room.saturating_sub(PAGE_WRAPPER));
-        let msgs = want_pages.into_iter().map(|ids| encode_msg(&Msg::SyncWant { ids })).collect();
+        let msgs = want_pages
+            .into_iter()
+            .map(|ids| encode_msg(&Msg::SyncWant { ids }))
+            .collect();
         self.send_to(from, msgs);
     }
 
@@ -275,9 +353,17 @@ impl Membership {
         for id in self.view.reclaim(now, self.dead_reclaim) {
             log::debug!("forgetting {id}: tombstone expired");
             let gone = Member::new_alive(id, SocketAddr::from(([0, 0, 0, 0], 0)), 0);
-            self.emit(EventKind::Reclaimed, &Member { state: MemberState::Dead, ..gone }, None);
+            self.emit(
+                EventKind::Reclaimed,
+                &Member {
+                    state: MemberState::Dead,
+                    ..gone
+                },
+                None,
+            );
         }
-        self.partial.retain(|_, p| now.duration_since(p.started) < PARTIAL_SYNC_TTL);
+        self.partial
+            .retain(|_, p| now.duration_since(p.started) < PARTIAL_SYNC_TTL);
         self.update_gauges();
     }
 
@@ -306,9 +392,13 @@ impl Actor for Membership {
     fn started(&mut self, ctx: &mut Context<Self>) {
         // Our own record is the first rumor: it rides on the join requests.
         let own = self.own();
-        self.rumor.do_send(Spread { member: own, by: None });
+        self.rumor.do_send(Spread {
+            member: own,
+            by: None,
+        });
         self.update_gauges();
-        let tick = (self.dead_reclaim / 4).clamp(Duration::from_millis(100), Duration::from_secs(1));
+        let tick =
+            (self.dead_reclaim / 4).clamp(Duration::from_millis(100), Duration::from_secs(1));
         ctx.run_interval(tick, |act, ctx| {
             guard(ctx, |_| act.reclaim());
         });
@@ -350,7 +440,10 @@ impl Handler<StartSync> for Membership {
     type Result = ();
     fn handle(&mut self, m: StartSync, ctx: &mut Context<Self>) {
         guard(ctx, |_| {
-            let msg = Msg::SyncStart { hash: self.view.hash(), join: m.join };
+            let msg = Msg::SyncStart {
+                hash: self.view.hash(),
+                join: m.join,
+            };
             self.send_to(m.peer, vec![encode_msg(&msg)]);
         });
     }
@@ -360,7 +453,9 @@ impl Handler<Accuse> for Membership {
     type Result = ();
     fn handle(&mut self, m: Accuse, ctx: &mut Context<Self>) {
         guard(ctx, |_| {
-            let Some(cur) = self.view.get(&m.id).cloned() else { return };
+            let Some(cur) = self.view.get(&m.id).cloned() else {
+                return;
+            };
             let expected = match m.state {
                 MemberState::Suspect => MemberState::Alive,
                 MemberState::Dead => MemberState::Suspect,
@@ -373,7 +468,14 @@ impl Handler<Accuse> for Membership {
                 Metrics::inc(&self.metrics.suspicions_raised);
             }
             let me = self.me.clone();
-            self.on_rumor(Member { state: m.state, ..cur }, Some(me), false);
+            self.on_rumor(
+                Member {
+                    state: m.state,
+                    ..cur
+                },
+                Some(me),
+                false,
+            );
         });
     }
 }

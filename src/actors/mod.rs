@@ -8,4 +8,6 @@ pub mod membership;
 pub mod registry;
 pub mod rumor;
 pub mod supervisor;
+#[cfg(test)]
+mod tests;
 pub mod transport;

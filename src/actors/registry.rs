@@ -37,7 +37,13 @@ impl Registry {
         publish: Recipient<PublishServices>,
     ) -> Self {
         let services = initial.into_iter().map(|s| (s.name.clone(), s)).collect();
-        Registry { services, max_services, max_record_bytes, template, publish }
+        Registry {
+            services,
+            max_services,
+            max_record_bytes,
+            template,
+            publish,
+        }
     }
 
     fn list(&self) -> Vec<Service> {
@@ -45,7 +51,10 @@ impl Registry {
     }
 
     fn record_size(&self, services: Vec<Service>) -> usize {
-        let member = Member { services: ServiceSet::new(u64::MAX, services), ..self.template.clone() };
+        let member = Member {
+            services: ServiceSet::new(u64::MAX, services),
+            ..self.template.clone()
+        };
         encode_msg(&Msg::Update { member, by: None }).len()
     }
 
@@ -53,7 +62,10 @@ impl Registry {
         s.validate()?;
         let is_new = !self.services.contains_key(&s.name);
         if is_new && self.services.len() >= self.max_services {
-            return Err(format!("this node already has the maximum of {} services", self.max_services));
+            return Err(format!(
+                "this node already has the maximum of {} services",
+                self.max_services
+            ));
         }
         let mut candidate = self.services.clone();
         candidate.insert(s.name.clone(), s);
@@ -84,7 +96,8 @@ impl Supervised for Registry {}
 impl Handler<Register> for Registry {
     type Result = Result<(), String>;
     fn handle(&mut self, m: Register, ctx: &mut Context<Self>) -> Self::Result {
-        guard(ctx, |_| self.register(m.0)).unwrap_or_else(|| Err("internal error; the registry restarted".into()))
+        guard(ctx, |_| self.register(m.0))
+            .unwrap_or_else(|| Err("internal error; the registry restarted".into()))
     }
 }
 

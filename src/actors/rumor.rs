@@ -95,8 +95,9 @@ impl Rumor {
     }
 
     fn release_waiters(&mut self) {
-        let (done, pending): (Vec<Waiter>, Vec<Waiter>) =
-            std::mem::take(&mut self.waiters).into_iter().partition(|w| w.remaining == 0);
+        let (done, pending): (Vec<Waiter>, Vec<Waiter>) = std::mem::take(&mut self.waiters)
+            .into_iter()
+            .partition(|w| w.remaining == 0);
         self.waiters = pending;
         for w in done {
             let _ = w.done.send(());
@@ -117,7 +118,12 @@ impl Rumor {
 
     fn eager_push(&mut self) {
         self.eager_scheduled = false;
-        let peers: Vec<_> = self.peers.sample(self.s.fanout, &[], &mut self.rng).into_iter().map(|(_, a)| a).collect();
+        let peers: Vec<_> = self
+            .peers
+            .sample(self.s.fanout, &[], &mut self.rng)
+            .into_iter()
+            .map(|(_, a)| a)
+            .collect();
         self.gossip_to(&peers);
     }
 
@@ -147,7 +153,13 @@ impl Handler<Spread> for Rumor {
     fn handle(&mut self, m: Spread, ctx: &mut Context<Self>) {
         guard(ctx, |ctx| {
             let key = m.member.id.clone();
-            self.queue.push(key, encode_msg(&Msg::Update { member: m.member, by: m.by }));
+            self.queue.push(
+                key,
+                encode_msg(&Msg::Update {
+                    member: m.member,
+                    by: m.by,
+                }),
+            );
             Metrics::inc(&self.metrics.rumors_queued);
             self.note_drops();
             if !self.eager_scheduled {
@@ -189,7 +201,11 @@ impl Handler<WaitSent> for Rumor {
         if times == 0 {
             let _ = tx.send(());
         } else {
-            self.waiters.push(Waiter { id: m.id, remaining: times, done: tx });
+            self.waiters.push(Waiter {
+                id: m.id,
+                remaining: times,
+                done: tx,
+            });
         }
         Box::pin(async move {
             let _ = rx.await;

@@ -19,7 +19,9 @@ use std::sync::Arc;
 use super::supervisor::{guard, Crash};
 use crate::messages::*;
 use crate::metrics::Metrics;
-use crate::protocol::wire::{decode_envelope, frame_plain, unframe, DecodeError, Framer, Msg, KIND_PLAIN, KIND_SEALED};
+use crate::protocol::wire::{
+    decode_envelope, frame_plain, unframe, DecodeError, Framer, Msg, KIND_PLAIN, KIND_SEALED,
+};
 use crate::protocol::NodeId;
 use crate::transport::Link;
 
@@ -119,23 +121,41 @@ impl Transport {
         for msg in env.msgs {
             match msg {
                 Msg::Ping { .. } | Msg::Ack { .. } | Msg::PingReq { .. } | Msg::Nack { .. } => {
-                    self.routes.probe.do_send(ProbeMsg { from, sender: env.from.clone(), msg })
+                    self.routes.probe.do_send(ProbeMsg {
+                        from,
+                        sender: env.from.clone(),
+                        msg,
+                    })
                 }
                 Msg::Update { member, by } => updates.push((member, by)),
                 Msg::State { member } => states.push((member, None)),
                 Msg::SyncStart { .. } | Msg::SyncDigest { .. } | Msg::SyncWant { .. } => {
-                    self.routes.sync.do_send(SyncMsg { from, sender: env.from.clone(), msg })
+                    self.routes.sync.do_send(SyncMsg {
+                        from,
+                        sender: env.from.clone(),
+                        msg,
+                    })
                 }
-                Msg::Discover | Msg::DiscoverReply => {
-                    self.routes.discovery.do_send(DiscoveryMsg { from, sender: env.from.clone(), msg })
-                }
+                Msg::Discover | Msg::DiscoverReply => self.routes.discovery.do_send(DiscoveryMsg {
+                    from,
+                    sender: env.from.clone(),
+                    msg,
+                }),
             }
         }
         if !updates.is_empty() {
-            self.routes.rumors.do_send(Rumors { from, updates, via_sync: false });
+            self.routes.rumors.do_send(Rumors {
+                from,
+                updates,
+                via_sync: false,
+            });
         }
         if !states.is_empty() {
-            self.routes.rumors.do_send(Rumors { from, updates: states, via_sync: true });
+            self.routes.rumors.do_send(Rumors {
+                from,
+                updates: states,
+                via_sync: true,
+            });
         }
     }
 
@@ -199,7 +219,12 @@ impl Handler<BroadcastOut> for Transport {
 impl Handler<SetFaults> for Transport {
     type Result = ();
     fn handle(&mut self, m: SetFaults, _: &mut Context<Self>) {
-        log::info!("fault injection: loss_in={} loss_out={} blocked={:?}", m.loss_in, m.loss_out, m.block);
+        log::info!(
+            "fault injection: loss_in={} loss_out={} blocked={:?}",
+            m.loss_in,
+            m.loss_out,
+            m.block
+        );
         self.blocked = m.block.iter().copied().collect();
         self.faults = m;
     }

@@ -14,13 +14,18 @@ use crate::protocol::services::Instance;
 pub fn api_addr(flag: Option<String>) -> String {
     flag.or_else(|| std::env::var("API_ADDR").ok().filter(|s| !s.is_empty()))
         .unwrap_or_else(|| {
-            let port = std::env::var("NODE_PORT").ok().and_then(|p| p.parse().ok()).unwrap_or(7946);
+            let port = std::env::var("NODE_PORT")
+                .ok()
+                .and_then(|p| p.parse().ok())
+                .unwrap_or(7946);
             default_api_addr(port).to_string()
         })
 }
 
 fn agent() -> ureq::Agent {
-    ureq::AgentBuilder::new().timeout(Duration::from_secs(5)).build()
+    ureq::AgentBuilder::new()
+        .timeout(Duration::from_secs(5))
+        .build()
 }
 
 /// Performs a request and returns the JSON body, or a one-line error.
@@ -32,10 +37,15 @@ pub fn request(method: &str, api: &str, path: &str, body: Option<Value>) -> Resu
         None => req.call(),
     };
     match resp {
-        Ok(r) => r.into_json::<Value>().map_err(|e| format!("bad answer from {url}: {e}")),
+        Ok(r) => r
+            .into_json::<Value>()
+            .map_err(|e| format!("bad answer from {url}: {e}")),
         Err(ureq::Error::Status(code, r)) => {
             let v: Value = r.into_json().unwrap_or(Value::Null);
-            let msg = v.get("error").and_then(Value::as_str).unwrap_or("no details");
+            let msg = v
+                .get("error")
+                .and_then(Value::as_str)
+                .unwrap_or("no details");
             Err(format!("{code}: {msg}"))
         }
         Err(e) => Err(format!("cannot reach the agent's API at {api}: {e}")),
@@ -51,7 +61,11 @@ pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
         }
     }
     let line = |cells: Vec<&str>| {
-        let padded: Vec<String> = cells.iter().enumerate().map(|(i, c)| format!("{:w$}", c, w = widths[i])).collect();
+        let padded: Vec<String> = cells
+            .iter()
+            .enumerate()
+            .map(|(i, c)| format!("{:w$}", c, w = widths[i]))
+            .collect();
         padded.join("  ").trim_end().to_string()
     };
     let mut out = line(header.to_vec());
@@ -65,8 +79,17 @@ pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
 pub fn members_table(members: &[MemberView]) -> String {
     let mut ms: Vec<&MemberView> = members.iter().collect();
     ms.sort_by(|a, b| a.id.cmp(&b.id));
-    let rows: Vec<Vec<String>> =
-        ms.iter().map(|m| vec![m.id.clone(), m.addr.clone(), m.state.to_string(), m.incarnation.to_string()]).collect();
+    let rows: Vec<Vec<String>> = ms
+        .iter()
+        .map(|m| {
+            vec![
+                m.id.clone(),
+                m.addr.clone(),
+                m.state.to_string(),
+                m.incarnation.to_string(),
+            ]
+        })
+        .collect();
     table(&["Node", "Address", "Status", "Incarnation"], &rows)
 }
 
@@ -74,7 +97,13 @@ pub fn services_table(services: &BTreeMap<String, Vec<Instance>>) -> String {
     let mut rows = Vec::new();
     for (name, instances) in services {
         for i in instances {
-            rows.push(vec![name.clone(), i.node.clone(), format!("{}:{}", i.addr, i.port), i.state.to_string(), i.tags.join(",")]);
+            rows.push(vec![
+                name.clone(),
+                i.node.clone(),
+                format!("{}:{}", i.addr, i.port),
+                i.state.to_string(),
+                i.tags.join(","),
+            ]);
         }
     }
     table(&["Service", "Node", "Address", "Status", "Tags"], &rows)
@@ -88,8 +117,18 @@ mod tests {
     #[test]
     fn members_table_is_aligned_and_sorted() {
         let ms = vec![
-            MemberView { id: "node10".into(), addr: "127.0.0.1:8010".into(), state: MemberState::Suspect, incarnation: 2 },
-            MemberView { id: "n2".into(), addr: "10.0.0.2:8002".into(), state: MemberState::Alive, incarnation: 0 },
+            MemberView {
+                id: "node10".into(),
+                addr: "127.0.0.1:8010".into(),
+                state: MemberState::Suspect,
+                incarnation: 2,
+            },
+            MemberView {
+                id: "n2".into(),
+                addr: "10.0.0.2:8002".into(),
+                state: MemberState::Alive,
+                incarnation: 0,
+            },
         ];
         let t = members_table(&ms);
         let lines: Vec<&str> = t.lines().collect();

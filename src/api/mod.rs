@@ -27,7 +27,12 @@ pub struct MemberView {
 
 impl From<&Member> for MemberView {
     fn from(m: &Member) -> Self {
-        MemberView { id: m.id.to_string(), addr: m.addr.to_string(), state: m.state, incarnation: m.incarnation }
+        MemberView {
+            id: m.id.to_string(),
+            addr: m.addr.to_string(),
+            state: m.state,
+            incarnation: m.incarnation,
+        }
     }
 }
 
@@ -36,7 +41,10 @@ fn error(status: actix_web::http::StatusCode, msg: impl Into<String>) -> HttpRes
 }
 
 fn unavailable() -> HttpResponse {
-    error(actix_web::http::StatusCode::SERVICE_UNAVAILABLE, "the node is restarting an actor; try again")
+    error(
+        actix_web::http::StatusCode::SERVICE_UNAVAILABLE,
+        "the node is restarting an actor; try again",
+    )
 }
 
 async fn members(node: web::Data<NodeHandle>) -> HttpResponse {
@@ -72,7 +80,10 @@ async fn register(node: web::Data<NodeHandle>, body: web::Json<Service>) -> Http
 async fn deregister(node: web::Data<NodeHandle>, name: web::Path<String>) -> HttpResponse {
     match node.registry.send(Deregister(name.clone())).await {
         Ok(Ok(true)) => HttpResponse::Ok().json(json!({ "deregistered": name.as_str() })),
-        Ok(Ok(false)) => error(actix_web::http::StatusCode::NOT_FOUND, format!("no service {:?} on this node", name.as_str())),
+        Ok(Ok(false)) => error(
+            actix_web::http::StatusCode::NOT_FOUND,
+            format!("no service {:?} on this node", name.as_str()),
+        ),
         Ok(Err(e)) => error(actix_web::http::StatusCode::BAD_REQUEST, e),
         Err(_) => unavailable(),
     }
@@ -87,7 +98,10 @@ async fn faults(node: web::Data<NodeHandle>, body: web::Json<SetFaults>) -> Http
     let f = body.into_inner();
     for (k, v) in [("loss_in", f.loss_in), ("loss_out", f.loss_out)] {
         if !(0.0..=1.0).contains(&v) {
-            return error(actix_web::http::StatusCode::BAD_REQUEST, format!("{k} must be a fraction from 0 to 1"));
+            return error(
+                actix_web::http::StatusCode::BAD_REQUEST,
+                format!("{k} must be a fraction from 0 to 1"),
+            );
         }
     }
     node.transport.do_send(f.clone());
@@ -118,18 +132,26 @@ async fn healthz() -> HttpResponse {
 }
 
 async fn not_found(req: HttpRequest) -> HttpResponse {
-    error(actix_web::http::StatusCode::NOT_FOUND, format!("no such endpoint: {} {}", req.method(), req.path()))
+    error(
+        actix_web::http::StatusCode::NOT_FOUND,
+        format!("no such endpoint: {} {}", req.method(), req.path()),
+    )
 }
 
 fn json_error(err: JsonPayloadError, _: &HttpRequest) -> actix_web::Error {
     let msg = match &err {
-        JsonPayloadError::Overflow { limit } | JsonPayloadError::OverflowKnownLength { limit, .. } => {
+        JsonPayloadError::Overflow { limit }
+        | JsonPayloadError::OverflowKnownLength { limit, .. } => {
             format!("request body larger than {limit} bytes")
         }
         JsonPayloadError::ContentType => "expected Content-Type: application/json".to_string(),
         other => format!("invalid JSON body: {other}"),
     };
-    actix_web::error::InternalError::from_response(err, error(actix_web::http::StatusCode::BAD_REQUEST, msg)).into()
+    actix_web::error::InternalError::from_response(
+        err,
+        error(actix_web::http::StatusCode::BAD_REQUEST, msg),
+    )
+    .into()
 }
 
 /// Binds the API on `addr` and returns the running server (spawn or await it).
@@ -138,7 +160,11 @@ pub fn serve(node: NodeHandle, addr: SocketAddr) -> std::io::Result<actix_web::d
     let server = HttpServer::new(move || {
         App::new()
             .app_data(data.clone())
-            .app_data(web::JsonConfig::default().limit(MAX_BODY).error_handler(json_error))
+            .app_data(
+                web::JsonConfig::default()
+                    .limit(MAX_BODY)
+                    .error_handler(json_error),
+            )
             .app_data(web::PayloadConfig::default().limit(MAX_BODY))
             .route("/healthz", web::get().to(healthz))
             .route("/v1/members", web::get().to(members))

@@ -17,7 +17,10 @@ pub struct Awareness {
 impl Awareness {
     /// `max_mult` is the largest multiplier (memberlist's awareness max, 8).
     pub fn new(max_mult: u32) -> Self {
-        Awareness { score: 0, max_mult: max_mult.max(1) }
+        Awareness {
+            score: 0,
+            max_mult: max_mult.max(1),
+        }
     }
 
     pub fn score(&self) -> u32 {

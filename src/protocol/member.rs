@@ -94,13 +94,24 @@ impl Serialize for MemberState {
 impl<'de> Deserialize<'de> for MemberState {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         use serde::de::Error;
-        let states = [MemberState::Alive, MemberState::Suspect, MemberState::Dead, MemberState::Left];
+        let states = [
+            MemberState::Alive,
+            MemberState::Suspect,
+            MemberState::Dead,
+            MemberState::Left,
+        ];
         if d.is_human_readable() {
             let s = String::deserialize(d)?;
-            states.into_iter().find(|x| x.as_str() == s).ok_or_else(|| D::Error::custom(format!("unknown state {s:?}")))
+            states
+                .into_iter()
+                .find(|x| x.as_str() == s)
+                .ok_or_else(|| D::Error::custom(format!("unknown state {s:?}")))
         } else {
             let n = u8::deserialize(d)?;
-            states.get(n as usize).copied().ok_or_else(|| D::Error::custom(format!("unknown state {n}")))
+            states
+                .get(n as usize)
+                .copied()
+                .ok_or_else(|| D::Error::custom(format!("unknown state {n}")))
         }
     }
 }
@@ -143,7 +154,11 @@ impl Member {
 /// Joins two records about the same member (the lattice join).
 pub fn merge(a: &Member, b: &Member) -> Member {
     debug_assert_eq!(a.id, b.id);
-    let live = if a.liveness_cmp(b) == Ordering::Less { b } else { a };
+    let live = if a.liveness_cmp(b) == Ordering::Less {
+        b
+    } else {
+        a
+    };
     let services = if a.services.cmp(&b.services) == Ordering::Less {
         &b.services
     } else {
@@ -208,7 +223,8 @@ pub fn refutation(own_incarnation: u64, own_addr: SocketAddr, rumor: &Member) ->
     let stale = rumor.incarnation < own_incarnation;
     let bad_news = rumor.state != MemberState::Alive;
     let foreign_alive = rumor.state == MemberState::Alive
-        && (rumor.incarnation > own_incarnation || (rumor.incarnation == own_incarnation && rumor.addr != own_addr));
+        && (rumor.incarnation > own_incarnation
+            || (rumor.incarnation == own_incarnation && rumor.addr != own_addr));
     if stale || !(bad_news || foreign_alive) {
         return None;
     }
@@ -225,8 +241,12 @@ mod tests {
 
     fn arb_member() -> impl Strategy<Value = Member> {
         (0u64..4, 0u8..4, 1u16..4, 0u64..3, 0u16..3).prop_map(|(inc, st, port, sv, sp)| {
-            let state = [MemberState::Alive, MemberState::Suspect, MemberState::Dead, MemberState::Left]
-                [st as usize];
+            let state = [
+                MemberState::Alive,
+                MemberState::Suspect,
+                MemberState::Dead,
+                MemberState::Left,
+            ][st as usize];
             let services = if sv == 0 {
                 ServiceSet::default()
             } else {
@@ -270,7 +290,10 @@ mod tests {
     }
 
     fn m(inc: u64, state: MemberState) -> Member {
-        Member { state, ..Member::new_alive(NodeId::new("n"), "127.0.0.1:1".parse().unwrap(), inc) }
+        Member {
+            state,
+            ..Member::new_alive(NodeId::new("n"), "127.0.0.1:1".parse().unwrap(), inc)
+        }
     }
 
     #[test]
@@ -299,7 +322,14 @@ mod tests {
         assert_eq!(refutation(3, addr, &m(7, MemberState::Left)), Some(8));
         assert_eq!(refutation(0, addr, &m(4, MemberState::Alive)), Some(5));
         assert_eq!(refutation(3, addr, &m(2, MemberState::Dead)), None, "stale");
-        assert_eq!(refutation(3, addr, &m(3, MemberState::Alive)), None, "our own news");
-        assert_eq!(refutation(0, addr, &m(u64::MAX, MemberState::Dead)), Some(u64::MAX));
+        assert_eq!(
+            refutation(3, addr, &m(3, MemberState::Alive)),
+            None,
+            "our own news"
+        );
+        assert_eq!(
+            refutation(0, addr, &m(u64::MAX, MemberState::Dead)),
+            Some(u64::MAX)
+        );
     }
 }

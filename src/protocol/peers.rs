@@ -51,7 +51,12 @@ impl PeerSet {
     }
 
     /// Up to `k` distinct random peers, none of them in `exclude`.
-    pub fn sample(&self, k: usize, exclude: &[&NodeId], rng: &mut impl Rng) -> Vec<(NodeId, SocketAddr)> {
+    pub fn sample(
+        &self,
+        k: usize,
+        exclude: &[&NodeId],
+        rng: &mut impl Rng,
+    ) -> Vec<(NodeId, SocketAddr)> {
         let want = k.min(self.items.len());
         let mut out: Vec<(NodeId, SocketAddr)> = Vec::with_capacity(want);
         // Rejection sampling: cheap while k is small next to the set.

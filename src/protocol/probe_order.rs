@@ -99,6 +99,9 @@ mod tests {
 
     #[test]
     fn empty_order_gives_nothing() {
-        assert_eq!(ProbeOrder::default().next(&mut SmallRng::seed_from_u64(0)), None);
+        assert_eq!(
+            ProbeOrder::default().next(&mut SmallRng::seed_from_u64(0)),
+            None
+        );
     }
 }

@@ -42,7 +42,13 @@ pub struct Filled {
 
 impl RumorQueue {
     pub fn new(max_len: usize) -> Self {
-        RumorQueue { rank_of: HashMap::new(), ordered: BTreeMap::new(), next_seq: 0, max_len: max_len.max(1), dropped: 0 }
+        RumorQueue {
+            rank_of: HashMap::new(),
+            ordered: BTreeMap::new(),
+            next_seq: 0,
+            max_len: max_len.max(1),
+            dropped: 0,
+        }
     }
 
     pub fn len(&self) -> usize {
@@ -62,7 +68,9 @@ impl RumorQueue {
             self.ordered.remove(&rank);
         }
         while self.ordered.len() >= self.max_len {
-            let Some((_, (victim, _))) = self.ordered.pop_last() else { break };
+            let Some((_, (victim, _))) = self.ordered.pop_last() else {
+                break;
+            };
             self.rank_of.remove(&victim);
             self.dropped += 1;
         }

@@ -32,7 +32,12 @@ pub struct Service {
 
 impl Service {
     pub fn new(name: &str, port: u16) -> Self {
-        Service { name: name.to_string(), port, tags: Vec::new(), meta: BTreeMap::new() }
+        Service {
+            name: name.to_string(),
+            port,
+            tags: Vec::new(),
+            meta: BTreeMap::new(),
+        }
     }
 
     /// Checks every bound; the message says which field is wrong and why.
@@ -46,18 +51,27 @@ impl Service {
         }
         for t in &self.tags {
             if t.is_empty() || t.len() > MAX_TAG_LEN || t.chars().any(|c| c.is_control()) {
-                return Err(format!("tag {t:?} must be 1 to {MAX_TAG_LEN} printable characters"));
+                return Err(format!(
+                    "tag {t:?} must be 1 to {MAX_TAG_LEN} printable characters"
+                ));
             }
         }
         if self.meta.len() > MAX_META {
-            return Err(format!("at most {MAX_META} metadata entries, got {}", self.meta.len()));
+            return Err(format!(
+                "at most {MAX_META} metadata entries, got {}",
+                self.meta.len()
+            ));
         }
         for (k, v) in &self.meta {
             if k.is_empty() || k.len() > MAX_META_KEY_LEN || k.chars().any(|c| c.is_control()) {
-                return Err(format!("metadata key {k:?} must be 1 to {MAX_META_KEY_LEN} printable characters"));
+                return Err(format!(
+                    "metadata key {k:?} must be 1 to {MAX_META_KEY_LEN} printable characters"
+                ));
             }
             if v.len() > MAX_META_VALUE_LEN {
-                return Err(format!("metadata value of {k:?} is longer than {MAX_META_VALUE_LEN} bytes"));
+                return Err(format!(
+                    "metadata value of {k:?} is longer than {MAX_META_VALUE_LEN} bytes"
+                ));
             }
         }
         Ok(())
@@ -68,9 +82,10 @@ impl Service {
 pub fn validate_name(name: &str) -> Result<(), String> {
     let ok = !name.is_empty()
         && name.len() <= MAX_NAME_LEN
-        && name.bytes().enumerate().all(|(i, b)| {
-            b.is_ascii_lowercase() || b.is_ascii_digit() || (i > 0 && b == b'-')
-        });
+        && name
+            .bytes()
+            .enumerate()
+            .all(|(i, b)| b.is_ascii_lowercase() || b.is_ascii_digit() || (i > 0 && b == b'-'));
     if ok {
         Ok(())
     } else {
@@ -117,7 +132,10 @@ pub struct ServiceSet {
 impl ServiceSet {
     pub fn new(version: u64, mut list: Vec<Service>) -> Self {
         list.sort_by(|a, b| a.name.cmp(&b.name));
-        ServiceSet { version, list: Arc::new(list) }
+        ServiceSet {
+            version,
+            list: Arc::new(list),
+        }
     }
     pub fn is_empty(&self) -> bool {
         self.list.is_empty()
@@ -138,7 +156,9 @@ pub struct Instance {
 
 /// The catalog as seen from a member view: instances on alive members, and on
 /// suspect members marked as such; dead and left members offer nothing.
-pub fn catalog<'a>(members: impl IntoIterator<Item = &'a Member>) -> BTreeMap<String, Vec<Instance>> {
+pub fn catalog<'a>(
+    members: impl IntoIterator<Item = &'a Member>,
+) -> BTreeMap<String, Vec<Instance>> {
     let mut out: BTreeMap<String, Vec<Instance>> = BTreeMap::new();
     for m in members.into_iter().filter(|m| m.state.is_live()) {
         for s in m.services.list.iter() {
@@ -189,7 +209,8 @@ mod tests {
         s.tags = vec!["t".into(); MAX_TAGS + 1];
         assert!(s.validate().unwrap_err().contains("tags"));
         let mut s = Service::new("web", 80);
-        s.meta.insert("k".into(), "v".repeat(MAX_META_VALUE_LEN + 1));
+        s.meta
+            .insert("k".into(), "v".repeat(MAX_META_VALUE_LEN + 1));
         assert!(s.validate().is_err());
     }
 
@@ -202,7 +223,12 @@ mod tests {
             state,
             services: ServiceSet::new(1, vec![Service::new("web", 80)]),
         };
-        let members = [mk("a", MemberState::Alive), mk("b", MemberState::Suspect), mk("c", MemberState::Dead), mk("d", MemberState::Left)];
+        let members = [
+            mk("a", MemberState::Alive),
+            mk("b", MemberState::Suspect),
+            mk("c", MemberState::Dead),
+            mk("d", MemberState::Left),
+        ];
         let cat = catalog(&members);
         let web = &cat["web"];
         assert_eq!(web.len(), 2);

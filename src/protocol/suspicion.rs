@@ -34,7 +34,9 @@ pub struct SuspicionParams {
 /// `(min, max)` suspicion timeouts for a cluster of `n` members.
 pub fn bounds(p: &SuspicionParams, n: usize) -> (Duration, Duration) {
     let scale = (n.max(1) as f64).log10();
-    let scaled = p.probe_interval.mul_f64((p.suspicion_mult * scale).max(0.0));
+    let scaled = p
+        .probe_interval
+        .mul_f64((p.suspicion_mult * scale).max(0.0));
     let min = scaled.max(p.suspicion_min);
     let max = min.mul_f64(p.suspicion_max_mult.max(1.0));
     (min, max)
@@ -62,10 +64,24 @@ pub struct Suspicion {
 }
 
 impl Suspicion {
-    pub fn new(incarnation: u64, first_accuser: NodeId, started: Instant, min: Duration, max: Duration, k: u32) -> Self {
+    pub fn new(
+        incarnation: u64,
+        first_accuser: NodeId,
+        started: Instant,
+        min: Duration,
+        max: Duration,
+        k: u32,
+    ) -> Self {
         let mut accusers = BTreeSet::new();
         accusers.insert(first_accuser);
-        Suspicion { incarnation, started, min, max, k, accusers }
+        Suspicion {
+            incarnation,
+            started,
+            min,
+            max,
+            k,
+            accusers,
+        }
     }
 
     /// Records a confirmation; true if it came from a new accuser.
@@ -119,9 +135,19 @@ mod tests {
     #[test]
     fn confirmation_counts_distinct_accusers_and_shortens_deadline() {
         let t0 = Instant::now();
-        let mut s = Suspicion::new(1, NodeId::new("a"), t0, Duration::from_secs(2), Duration::from_secs(6), 2);
+        let mut s = Suspicion::new(
+            1,
+            NodeId::new("a"),
+            t0,
+            Duration::from_secs(2),
+            Duration::from_secs(6),
+            2,
+        );
         assert_eq!(s.deadline(), t0 + Duration::from_secs(6));
-        assert!(!s.confirm(NodeId::new("a")), "the first accuser again is no confirmation");
+        assert!(
+            !s.confirm(NodeId::new("a")),
+            "the first accuser again is no confirmation"
+        );
         assert!(s.confirm(NodeId::new("b")));
         assert!(s.deadline() < t0 + Duration::from_secs(6));
         assert!(s.confirm(NodeId::new("c")));

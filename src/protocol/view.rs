@@ -32,7 +32,12 @@ pub fn entry_hash(e: &DigestEntry) -> u64 {
 }
 
 pub fn digest_entry(m: &Member) -> DigestEntry {
-    DigestEntry { id: m.id.clone(), incarnation: m.incarnation, state: m.state, services_version: m.services.version }
+    DigestEntry {
+        id: m.id.clone(),
+        incarnation: m.incarnation,
+        state: m.state,
+        services_version: m.services.version,
+    }
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -53,7 +58,13 @@ pub struct View {
 
 impl View {
     pub fn new(max_members: usize) -> Self {
-        View { members: BTreeMap::new(), tombstones: BTreeMap::new(), hash: 0, counts: [0; 4], max_members: max_members.max(1) }
+        View {
+            members: BTreeMap::new(),
+            tombstones: BTreeMap::new(),
+            hash: 0,
+            counts: [0; 4],
+            max_members: max_members.max(1),
+        }
     }
 
     pub fn get(&self, id: &NodeId) -> Option<&Member> {
@@ -170,7 +181,10 @@ mod tests {
 
     fn m(id: &str, inc: u64, state: MemberState) -> Member {
         let addr: SocketAddr = "127.0.0.1:1".parse().unwrap();
-        Member { state, ..Member::new_alive(NodeId::new(id), addr, inc) }
+        Member {
+            state,
+            ..Member::new_alive(NodeId::new(id), addr, inc)
+        }
     }
 
     #[test]
@@ -178,7 +192,11 @@ mod tests {
         let now = Instant::now();
         let mut a = View::new(100);
         let mut b = View::new(100);
-        let rumors = [m("x", 1, MemberState::Alive), m("y", 2, MemberState::Alive), m("x", 1, MemberState::Suspect)];
+        let rumors = [
+            m("x", 1, MemberState::Alive),
+            m("y", 2, MemberState::Alive),
+            m("x", 1, MemberState::Suspect),
+        ];
         for r in &rumors {
             a.apply(r, now).unwrap();
         }
@@ -200,8 +218,13 @@ mod tests {
         v.apply(&m("x", 1, MemberState::Alive), t0).unwrap();
         v.apply(&m("x", 1, MemberState::Dead), t0).unwrap();
         assert_eq!(v.live_count(), 0);
-        assert!(v.reclaim(t0 + Duration::from_secs(5), Duration::from_secs(10)).is_empty());
-        assert_eq!(v.reclaim(t0 + Duration::from_secs(10), Duration::from_secs(10)), vec![NodeId::new("x")]);
+        assert!(v
+            .reclaim(t0 + Duration::from_secs(5), Duration::from_secs(10))
+            .is_empty());
+        assert_eq!(
+            v.reclaim(t0 + Duration::from_secs(10), Duration::from_secs(10)),
+            vec![NodeId::new("x")]
+        );
         assert!(v.is_empty());
         assert_eq!(v.hash(), 0);
     }
@@ -211,18 +234,27 @@ mod tests {
         let now = Instant::now();
         let mut v = View::new(1);
         v.apply(&m("x", 1, MemberState::Alive), now).unwrap();
-        assert_eq!(v.apply(&m("y", 1, MemberState::Alive), now), Err(Rejected::TableFull));
-        assert!(v.apply(&m("x", 2, MemberState::Alive), now).is_ok(), "known members still update");
+        assert_eq!(
+            v.apply(&m("y", 1, MemberState::Alive), now),
+            Err(Rejected::TableFull)
+        );
+        assert!(
+            v.apply(&m("x", 2, MemberState::Alive), now).is_ok(),
+            "known members still update"
+        );
     }
 
     #[test]
     fn sync_plan_sends_newer_and_wants_missing() {
         let now = Instant::now();
         let mut v = View::new(100);
-        v.apply(&m("mine-newer", 3, MemberState::Alive), now).unwrap();
-        v.apply(&m("theirs-newer", 1, MemberState::Alive), now).unwrap();
+        v.apply(&m("mine-newer", 3, MemberState::Alive), now)
+            .unwrap();
+        v.apply(&m("theirs-newer", 1, MemberState::Alive), now)
+            .unwrap();
         v.apply(&m("same", 1, MemberState::Alive), now).unwrap();
-        v.apply(&m("only-mine", 1, MemberState::Alive), now).unwrap();
+        v.apply(&m("only-mine", 1, MemberState::Alive), now)
+            .unwrap();
         let remote = vec![
             digest_entry(&m("mine-newer", 2, MemberState::Alive)),
             digest_entry(&m("theirs-newer", 1, MemberState::Dead)),
@@ -230,7 +262,13 @@ mod tests {
             digest_entry(&m("only-theirs", 1, MemberState::Alive)),
         ];
         let plan = plan_sync(&v, &remote);
-        assert_eq!(plan.send, vec![NodeId::new("mine-newer"), NodeId::new("only-mine")]);
-        assert_eq!(plan.want, vec![NodeId::new("theirs-newer"), NodeId::new("only-theirs")]);
+        assert_eq!(
+            plan.send,
+            vec![NodeId::new("mine-newer"), NodeId::new("only-mine")]
+        );
+        assert_eq!(
+            plan.want,
+            vec![NodeId::new("theirs-newer"), NodeId::new("only-theirs")]
+        );
     }
 }

@@ -71,7 +71,10 @@ pub mod addr_bytes {
                     fn visit_bytes<E: serde::de::Error>(self, v: &[u8]) -> Result<Bytes, E> {
                         Ok(Bytes(v.to_vec()))
                     }
-                    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Bytes, A::Error> {
+                    fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                        self,
+                        mut seq: A,
+                    ) -> Result<Bytes, A::Error> {
                         let mut out = Vec::new();
                         while let Some(b) = seq.next_element::<u8>()? {
                             if out.len() >= 18 {
@@ -137,7 +140,12 @@ pub enum Msg {
     SyncStart { hash: u64, join: bool },
     /// Push-pull, step 2: one page of the answerer's digest.
     #[serde(rename = "d")]
-    SyncDigest { round: u32, page: u16, pages: u16, entries: Vec<DigestEntry> },
+    SyncDigest {
+        round: u32,
+        page: u16,
+        pages: u16,
+        entries: Vec<DigestEntry>,
+    },
     /// Push-pull, step 3: send me your full records of these members.
     #[serde(rename = "w")]
     SyncWant { ids: Vec<NodeId> },
@@ -247,7 +255,8 @@ pub fn unframe(datagram: &[u8]) -> Result<(u8, &[u8]), DecodeError> {
 
 /// Decodes a plaintext envelope body and checks it belongs to `cluster`.
 pub fn decode_envelope(body: &[u8], cluster: &str) -> Result<Envelope, DecodeError> {
-    let env: Envelope = rmp_serde::from_slice(body).map_err(|e| DecodeError::Body(e.to_string()))?;
+    let env: Envelope =
+        rmp_serde::from_slice(body).map_err(|e| DecodeError::Body(e.to_string()))?;
     if env.version != PROTOCOL_VERSION {
         return Err(DecodeError::Version(env.version));
     }
@@ -268,7 +277,13 @@ pub struct Framer {
 }
 
 impl Framer {
-    pub fn new(cluster: &str, from: &NodeId, addr: SocketAddr, max_packet: usize, seal_overhead: usize) -> Self {
+    pub fn new(
+        cluster: &str,
+        from: &NodeId,
+        addr: SocketAddr,
+        max_packet: usize,
+        seal_overhead: usize,
+    ) -> Self {
         let mut header = Vec::new();
         rmp::encode::write_array_len(&mut header, 5).expect("vec write");
         for part in [
@@ -279,7 +294,11 @@ impl Framer {
         ] {
             header.extend(part.expect("msgpack encoding of a header field"));
         }
-        Framer { header, max_packet, seal_overhead }
+        Framer {
+            header,
+            max_packet,
+            seal_overhead,
+        }
     }
 
     /// Bytes available for messages in one datagram.
@@ -344,7 +363,13 @@ mod tests {
     use crate::protocol::services::{Service, ServiceSet};
 
     fn framer(max: usize) -> Framer {
-        Framer::new("default", &NodeId::new("node1"), "127.0.0.1:8001".parse().unwrap(), max, 0)
+        Framer::new(
+            "default",
+            &NodeId::new("node1"),
+            "127.0.0.1:8001".parse().unwrap(),
+            max,
+            0,
+        )
     }
 
     fn roundtrip(f: &Framer, msgs: &[Msg]) -> Vec<Envelope> {
@@ -369,9 +394,15 @@ mod tests {
             ..Member::new_alive(NodeId::new("node2"), "10.0.0.2:8002".parse().unwrap(), 7)
         };
         let msgs = vec![
-            Msg::Ping { seq: 1, target: NodeId::new("node2") },
+            Msg::Ping {
+                seq: 1,
+                target: NodeId::new("node2"),
+            },
             Msg::Update { member, by: None },
-            Msg::SyncStart { hash: u64::MAX, join: true },
+            Msg::SyncStart {
+                hash: u64::MAX,
+                join: true,
+            },
         ];
         let envs = roundtrip(&framer(1400), &msgs);
         assert_eq!(envs.len(), 1);
@@ -382,9 +413,16 @@ mod tests {
     #[test]
     fn a_ping_is_small() {
         let f = framer(1400);
-        let ping = encode_msg(&Msg::Ping { seq: 100_000, target: NodeId::new("node12") });
+        let ping = encode_msg(&Msg::Ping {
+            seq: 100_000,
+            target: NodeId::new("node12"),
+        });
         let (d, _) = f.pack(&[ping]);
-        assert!(d[0].len() + FRAME_PREFIX <= 48, "ping datagram is {} bytes", d[0].len());
+        assert!(
+            d[0].len() + FRAME_PREFIX <= 48,
+            "ping datagram is {} bytes",
+            d[0].len()
+        );
     }
 
     #[test]
@@ -392,7 +430,11 @@ mod tests {
         let f = framer(300);
         let msgs: Vec<Msg> = (0..50)
             .map(|i| Msg::Update {
-                member: Member::new_alive(NodeId::new(&format!("member-{i}")), "10.0.0.2:8002".parse().unwrap(), i),
+                member: Member::new_alive(
+                    NodeId::new(&format!("member-{i}")),
+                    "10.0.0.2:8002".parse().unwrap(),
+                    i,
+                ),
                 by: None,
             })
             .collect();
@@ -411,15 +453,29 @@ mod tests {
     fn digest_pages_fit_in_a_datagram() {
         let f = framer(1400);
         let entries: Vec<DigestEntry> = (0..1000)
-            .map(|i| DigestEntry { id: NodeId::new(&format!("node-{i}")), incarnation: i, state: MemberState::Alive, services_version: 3 })
+            .map(|i| DigestEntry {
+                id: NodeId::new(&format!("node-{i}")),
+                incarnation: i,
+                state: MemberState::Alive,
+                services_version: 3,
+            })
             .collect();
         let pages = paginate(entries, f.room() - 32);
-        assert!(pages.len() > 10 && pages.len() < 30, "{} pages", pages.len());
+        assert!(
+            pages.len() > 10 && pages.len() < 30,
+            "{} pages",
+            pages.len()
+        );
         let n = pages.len() as u16;
         let mut total = 0;
         for (i, p) in pages.into_iter().enumerate() {
             total += p.len();
-            let msg = encode_msg(&Msg::SyncDigest { round: u32::MAX, page: i as u16, pages: n, entries: p });
+            let msg = encode_msg(&Msg::SyncDigest {
+                round: u32::MAX,
+                page: i as u16,
+                pages: n,
+                entries: p,
+            });
             let (d, oversized) = f.pack(&[msg]);
             assert_eq!((d.len(), oversized), (1, 0));
         }
@@ -429,7 +485,9 @@ mod tests {
     #[test]
     fn oversized_message_is_reported_not_sent() {
         let f = framer(100);
-        let big = encode_msg(&Msg::SyncWant { ids: (0..40).map(|i| NodeId::new(&format!("n{i}"))).collect() });
+        let big = encode_msg(&Msg::SyncWant {
+            ids: (0..40).map(|i| NodeId::new(&format!("n{i}"))).collect(),
+        });
         let (d, oversized) = f.pack(&[big]);
         assert!(d.is_empty());
         assert_eq!(oversized, 1);
@@ -443,6 +501,9 @@ mod tests {
             assert!(decode_envelope(junk, "default").is_err());
         }
         let env = framer(1400).envelope(&[]);
-        assert!(matches!(decode_envelope(&env, "other"), Err(DecodeError::Cluster(_))));
+        assert!(matches!(
+            decode_envelope(&env, "other"),
+            Err(DecodeError::Cluster(_))
+        ));
     }
 }

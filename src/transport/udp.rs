@@ -39,7 +39,8 @@ impl UdpLink {
         let mut sockets = vec![sock.clone()];
         let mut broadcast_to = None;
         if let Some((port, ip)) = discovery {
-            let disc = UdpSocket::bind(SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), port)).await?;
+            let disc =
+                UdpSocket::bind(SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), port)).await?;
             disc.set_broadcast(true)?;
             sockets.push(Arc::new(disc));
             broadcast_to = Some(SocketAddr::new(IpAddr::V4(ip), port));
@@ -51,14 +52,23 @@ impl UdpLink {
             while let Some((to, data)) = rx.recv().await {
                 // Broadcasts leave from the discovery socket (which has
                 // SO_BROADCAST); everything else from the gossip socket.
-                let s = if Some(to) == broadcast_to { &senders[1] } else { &senders[0] };
+                let s = if Some(to) == broadcast_to {
+                    &senders[1]
+                } else {
+                    &senders[0]
+                };
                 if let Err(e) = s.send_to(&data, to).await {
                     Metrics::inc(&m.send_errors);
                     log::debug!("send to {to} failed: {e}");
                 }
             }
         });
-        Ok(UdpLink { tx, broadcast_to, closed: Arc::new(AtomicBool::new(false)), sockets })
+        Ok(UdpLink {
+            tx,
+            broadcast_to,
+            closed: Arc::new(AtomicBool::new(false)),
+            sockets,
+        })
     }
 
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
@@ -79,7 +89,10 @@ impl UdpLink {
                             if closed.load(Ordering::Relaxed) {
                                 break;
                             }
-                            to.do_send(Inbound { from, data: buf[..n].to_vec() });
+                            to.do_send(Inbound {
+                                from,
+                                data: buf[..n].to_vec(),
+                            });
                         }
                         Err(e) => {
                             // ICMP errors (port unreachable) surface here on
@@ -117,7 +130,11 @@ impl Link for UdpLink {
 /// /24 around `ip`, which is what a Docker bridge network uses by default.
 pub fn broadcast_address_for(ip: Ipv4Addr) -> Ipv4Addr {
     let prefix = interface_prefix(ip).unwrap_or(24);
-    let mask: u32 = if prefix == 0 { 0 } else { u32::MAX << (32 - prefix) };
+    let mask: u32 = if prefix == 0 {
+        0
+    } else {
+        u32::MAX << (32 - prefix)
+    };
     Ipv4Addr::from(u32::from(ip) | !mask)
 }
 
@@ -143,6 +160,9 @@ mod tests {
     #[test]
     fn broadcast_of_a_slash_24() {
         // 192.0.2.0/24 (TEST-NET-1) is on no interface here: the /24 fallback.
-        assert_eq!(broadcast_address_for(Ipv4Addr::new(192, 0, 2, 7)), Ipv4Addr::new(192, 0, 2, 255));
+        assert_eq!(
+            broadcast_address_for(Ipv4Addr::new(192, 0, 2, 7)),
+            Ipv4Addr::new(192, 0, 2, 255)
+        );
     }
 }

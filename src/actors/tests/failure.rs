@@ -1,0 +1,369 @@
+use actix::prelude::*;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::{addr, id, member};
+use crate::actors::failure::{FailureDetector, FailureSettings, GetAwareness};
+use crate::messages::*;
+use crate::metrics::Metrics;
+use crate::protocol::suspicion::SuspicionParams;
+use crate::protocol::wire::Msg;
+use crate::protocol::{Member, MemberState};
+use crate::testkit::{recorder, settle, Log};
+
+struct Fixture {
+    fd: Addr<FailureDetector>,
+    sends: Log<Send>,
+    accuses: Log<Accuse>,
+    spreads: Log<Spread>,
+}
+
+fn settings(probe_interval_ms: u64) -> FailureSettings {
+    FailureSettings {
+        me: id("me"),
+        probe_interval: Duration::from_millis(probe_interval_ms),
+        probe_timeout: Duration::from_millis(probe_interval_ms / 2),
+        indirect_checks: 3,
+        awareness_max_mult: 8,
+        suspicion: SuspicionParams {
+            probe_interval: Duration::from_millis(probe_interval_ms),
+            suspicion_min: Duration::from_millis(1800),
+            suspicion_mult: 0.0,
+            suspicion_max_mult: 3.0,
+            confirmations: 2,
+        },
+        seed: 7,
+    }
+}
+
+fn start(probe_interval_ms: u64) -> Fixture {
+    let (send, sends) = recorder::<Send>();
+    let (accuse, accuses) = recorder::<Accuse>();
+    let (spread, spreads) = recorder::<Spread>();
+    let fd = FailureDetector::new(
+        settings(probe_interval_ms),
+        send,
+        accuse,
+        spread,
+        Arc::new(Metrics::default()),
+    )
+    .start();
+    Fixture {
+        fd,
+        sends,
+        accuses,
+        spreads,
+    }
+}
+
+fn event(kind: EventKind, m: &Member, by: Option<&str>) -> MemberEvent {
+    MemberEvent {
+        kind,
+        member: m.clone(),
+        by: by.map(id),
+    }
+}
+
+fn decoded(sends: &[Send]) -> Vec<(std::net::SocketAddr, Msg)> {
+    sends
+        .iter()
+        .flat_map(|s| {
+            s.msgs
+                .iter()
+                .map(move |m| (s.to, rmp_serde::from_slice::<Msg>(m).expect("decodes")))
+        })
+        .collect()
+}
+
+fn join_four(fd: &Addr<FailureDetector>) -> Vec<Member> {
+    let ms: Vec<Member> = (1..=4)
+        .map(|i| member(&format!("n{i}"), 9000 + i, 0, MemberState::Alive))
+        .collect();
+    for m in &ms {
+        fd.do_send(event(EventKind::Joined, m, None));
+    }
+    ms
+}
+
+/// The first probe: its target's address and sequence number.
+fn first_ping(sends: &Log<Send>) -> (std::net::SocketAddr, u32) {
+    decoded(&sends.all())
+        .into_iter()
+        .find_map(|(to, m)| match m {
+            Msg::Ping { seq, .. } => Some((to, seq)),
+            _ => None,
+        })
+        .expect("a ping was sent")
+}
+
+#[actix::test]
+async fn probe_timeout_leads_to_ping_req_then_suspicion() {
+    tokio::time::pause();
+    let f = start(1000);
+    let ms = join_four(&f.fd);
+    settle(1010).await;
+    let (target, seq) = first_ping(&f.sends);
+    let target_id = ms.iter().find(|m| m.addr == target).unwrap().id.clone();
+    assert!(f.accuses.is_empty());
+    settle(500).await;
+    let reqs: Vec<_> = decoded(&f.sends.all())
+        .into_iter()
+        .filter(|(_, m)| matches!(m, Msg::PingReq { seq: s, .. } if *s == seq))
+        .collect();
+    assert_eq!(reqs.len(), 3, "three relays asked");
+    assert!(
+        reqs.iter().all(|(to, _)| *to != target),
+        "never the target itself"
+    );
+    assert!(f.accuses.is_empty(), "not before the end of the period");
+    settle(500).await;
+    let acc = f.accuses.all();
+    assert_eq!(acc.len(), 1);
+    assert_eq!(
+        (acc[0].id.clone(), acc[0].state, acc[0].incarnation),
+        (target_id, MemberState::Suspect, 0)
+    );
+}
+
+#[actix::test]
+async fn indirect_probe_rescued_by_a_relay() {
+    tokio::time::pause();
+    let f = start(1000);
+    join_four(&f.fd);
+    settle(1010).await;
+    let (_, seq) = first_ping(&f.sends);
+    settle(500).await;
+    // A relay got the target's ack and passes it on.
+    f.fd.do_send(ProbeMsg {
+        from: addr(9001),
+        sender: id("n1"),
+        msg: Msg::Ack { seq },
+    });
+    settle(600).await;
+    assert!(f.accuses.is_empty(), "{:?}", f.accuses.all());
+    assert_eq!(f.fd.send(GetAwareness).await.unwrap(), 0);
+}
+
+#[actix::test]
+async fn relays_ping_for_others_and_answer_ack_or_nack() {
+    tokio::time::pause();
+    let f = start(100_000);
+    let origin = addr(7000);
+    let req = Msg::PingReq {
+        seq: 77,
+        target: id("t"),
+        addr: addr(7001),
+    };
+    f.fd.do_send(ProbeMsg {
+        from: origin,
+        sender: id("o"),
+        msg: req,
+    });
+    settle(10).await;
+    let sent = decoded(&f.sends.take());
+    let my_seq = match &sent[..] {
+        [(to, Msg::Ping { seq, target })] if *to == addr(7001) && target == &id("t") => *seq,
+        other => panic!("expected one ping to the target, got {other:?}"),
+    };
+    f.fd.do_send(ProbeMsg {
+        from: addr(7001),
+        sender: id("t"),
+        msg: Msg::Ack { seq: my_seq },
+    });
+    settle(10).await;
+    assert_eq!(
+        decoded(&f.sends.take()),
+        vec![(origin, Msg::Ack { seq: 77 })]
+    );
+
+    // A target that stays silent: a nack after the probe timeout.
+    f.fd.do_send(ProbeMsg {
+        from: origin,
+        sender: id("o"),
+        msg: Msg::PingReq {
+            seq: 78,
+            target: id("t"),
+            addr: addr(7001),
+        },
+    });
+    settle(10).await;
+    f.sends.take();
+    settle(50_000).await;
+    assert_eq!(
+        decoded(&f.sends.take()),
+        vec![(origin, Msg::Nack { seq: 78 })]
+    );
+}
+
+#[actix::test]
+async fn answers_pings_meant_for_it_only() {
+    tokio::time::pause();
+    let f = start(100_000);
+    f.fd.do_send(ProbeMsg {
+        from: addr(7000),
+        sender: id("o"),
+        msg: Msg::Ping {
+            seq: 5,
+            target: id("me"),
+        },
+    });
+    f.fd.do_send(ProbeMsg {
+        from: addr(7000),
+        sender: id("o"),
+        msg: Msg::Ping {
+            seq: 6,
+            target: id("previous-owner"),
+        },
+    });
+    settle(10).await;
+    assert_eq!(
+        decoded(&f.sends.all()),
+        vec![(addr(7000), Msg::Ack { seq: 5 })]
+    );
+}
+
+#[actix::test]
+async fn suspicion_expires_into_dead_at_the_maximum_timeout() {
+    tokio::time::pause();
+    let f = start(1_000_000); // no probing during the test
+    let a = member("a", 9001, 4, MemberState::Alive);
+    f.fd.do_send(event(EventKind::Joined, &a, None));
+    let sa = Member {
+        state: MemberState::Suspect,
+        ..a.clone()
+    };
+    f.fd.do_send(event(EventKind::Suspected, &sa, Some("x")));
+    // No confirmations: max = 3 * 1.8 s = 5.4 s.
+    settle(5300).await;
+    assert!(f.accuses.is_empty());
+    settle(200).await;
+    let acc = f.accuses.all();
+    assert_eq!(acc.len(), 1);
+    assert_eq!((acc[0].state, acc[0].incarnation), (MemberState::Dead, 4));
+}
+
+#[actix::test]
+async fn confirmations_shorten_the_suspicion() {
+    tokio::time::pause();
+    let f = start(1_000_000);
+    let a = member("a", 9001, 0, MemberState::Alive);
+    f.fd.do_send(event(EventKind::Joined, &a, None));
+    let sa = Member {
+        state: MemberState::Suspect,
+        ..a.clone()
+    };
+    f.fd.do_send(event(EventKind::Suspected, &sa, Some("x")));
+    f.fd.do_send(event(EventKind::Confirmed, &sa, Some("y")));
+    f.fd.do_send(event(EventKind::Confirmed, &sa, Some("y"))); // same accuser: no news
+    f.fd.do_send(event(EventKind::Confirmed, &sa, Some("z")));
+    settle(1700).await;
+    assert!(f.accuses.is_empty());
+    settle(200).await;
+    assert_eq!(f.accuses.len(), 1, "dead at the minimum, 1.8 s, not 5.4 s");
+    let spread_by: Vec<_> = f.spreads.all().into_iter().map(|s| s.by.unwrap()).collect();
+    assert_eq!(
+        spread_by,
+        vec![id("y"), id("z")],
+        "each new confirmation is passed on once"
+    );
+}
+
+#[actix::test]
+async fn refutation_cancels_the_suspicion() {
+    tokio::time::pause();
+    let f = start(1_000_000);
+    let a = member("a", 9001, 0, MemberState::Alive);
+    f.fd.do_send(event(EventKind::Joined, &a, None));
+    f.fd.do_send(event(
+        EventKind::Suspected,
+        &Member {
+            state: MemberState::Suspect,
+            ..a.clone()
+        },
+        Some("x"),
+    ));
+    settle(100).await;
+    f.fd.do_send(event(
+        EventKind::AliveAgain,
+        &Member {
+            incarnation: 1,
+            ..a.clone()
+        },
+        None,
+    ));
+    settle(10_000).await;
+    assert!(f.accuses.is_empty());
+}
+
+#[actix::test]
+async fn a_ping_to_a_suspect_carries_the_suspicion() {
+    tokio::time::pause();
+    let f = start(1000);
+    let a = member("a", 9001, 2, MemberState::Alive);
+    f.fd.do_send(event(EventKind::Joined, &a, None));
+    let sa = Member {
+        state: MemberState::Suspect,
+        ..a.clone()
+    };
+    f.fd.do_send(event(EventKind::Suspected, &sa, Some("x")));
+    settle(1010).await;
+    let msgs = decoded(&f.sends.all());
+    assert!(matches!(&msgs[0].1, Msg::Ping { target, .. } if target == &id("a")));
+    assert!(
+        msgs.iter().any(|(to, m)| *to == a.addr
+            && matches!(m, Msg::Update { member, .. } if member.state == MemberState::Suspect)),
+        "{msgs:?}"
+    );
+}
+
+#[actix::test]
+async fn local_health_rises_on_failures_and_refutations_and_slows_probing() {
+    tokio::time::pause();
+    let f = start(1000);
+    let a = member("a", 9001, 0, MemberState::Alive);
+    f.fd.do_send(event(EventKind::Joined, &a, None));
+    // One member, no relays: every failed probe raises the score by one.
+    settle(2010).await;
+    assert_eq!(f.fd.send(GetAwareness).await.unwrap(), 1);
+    f.fd.do_send(event(
+        EventKind::SelfRefuted,
+        &member("me", 1, 0, MemberState::Suspect),
+        None,
+    ));
+    settle(1).await;
+    assert_eq!(f.fd.send(GetAwareness).await.unwrap(), 2);
+    // With a score of 2 the next probes come every 3 s instead of every 1 s.
+    let before = decoded(&f.sends.all())
+        .iter()
+        .filter(|(_, m)| matches!(m, Msg::Ping { .. }))
+        .count();
+    settle(2900).await;
+    let after = decoded(&f.sends.all())
+        .iter()
+        .filter(|(_, m)| matches!(m, Msg::Ping { .. }))
+        .count();
+    assert!(
+        after - before <= 1,
+        "probed {} times in 2.9 s",
+        after - before
+    );
+}
+
+#[actix::test]
+async fn stops_probing_and_answering_after_stop() {
+    tokio::time::pause();
+    let f = start(1000);
+    join_four(&f.fd);
+    f.fd.do_send(StopActivity);
+    f.fd.do_send(ProbeMsg {
+        from: addr(7000),
+        sender: id("o"),
+        msg: Msg::Ping {
+            seq: 5,
+            target: id("me"),
+        },
+    });
+    settle(5000).await;
+    assert!(f.sends.is_empty());
+    assert!(f.accuses.is_empty());
+}

@@ -1,0 +1,151 @@
+use actix::prelude::*;
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use super::{addr, id, member};
+use crate::actors::gossip::{Gossip, GossipSettings, LiteralResolver};
+use crate::messages::*;
+use crate::protocol::wire::Msg;
+use crate::protocol::MemberState;
+use crate::testkit::{recorder, settle, Log};
+
+struct Fixture {
+    g: Addr<Gossip>,
+    rounds: Log<GossipRound>,
+    sends: Log<Send>,
+    syncs: Log<StartSync>,
+    broadcasts: Log<BroadcastOut>,
+}
+
+fn start(seeds: &[&str], broadcast: bool) -> Fixture {
+    let (round, rounds) = recorder::<GossipRound>();
+    let (send, sends) = recorder::<Send>();
+    let (sync, syncs) = recorder::<StartSync>();
+    let (bc, broadcasts) = recorder::<BroadcastOut>();
+    let s = GossipSettings {
+        me: id("me"),
+        my_addr: addr(1000),
+        seeds: seeds.iter().map(|s| s.to_string()).collect(),
+        broadcast,
+        gossip_interval: Duration::from_millis(200),
+        fanout: 3,
+        push_pull_interval: Duration::from_secs(30),
+        reconnect_interval: Duration::from_secs(5),
+        seed_timeout: Duration::from_secs(1),
+        join_retry_max: Duration::from_secs(30),
+        seed: 9,
+    };
+    let g = Gossip::new(s, Box::new(LiteralResolver), round, send, sync, bc).start();
+    Fixture {
+        g,
+        rounds,
+        sends,
+        syncs,
+        broadcasts,
+    }
+}
+
+#[actix::test]
+async fn joins_through_every_seed_but_itself_and_retries_with_backoff() {
+    tokio::time::pause();
+    let f = start(
+        &["127.0.0.1:9001", "127.0.0.1:9002", "127.0.0.1:1000"],
+        false,
+    );
+    settle(10).await;
+    let first: Vec<_> = f
+        .syncs
+        .take()
+        .into_iter()
+        .map(|s| (s.peer, s.join))
+        .collect();
+    assert_eq!(first, vec![(addr(9001), true), (addr(9002), true)]);
+    settle(5_000).await;
+    let retries = f.syncs.take().len();
+    assert!(
+        (2..=6).contains(&retries),
+        "one or two retries in 5 s, got {retries} syncs"
+    );
+    // Once a member is known, no more join attempts.
+    f.g.do_send(MemberEvent {
+        kind: EventKind::Joined,
+        member: member("a", 9001, 0, MemberState::Alive),
+        by: None,
+    });
+    settle(60_000).await;
+    assert!(f.syncs.all().iter().all(|s| !s.join));
+}
+
+#[actix::test]
+async fn broadcasts_when_no_seed_answers() {
+    tokio::time::pause();
+    let f = start(&[], true);
+    settle(1_100).await;
+    let b = f.broadcasts.take();
+    assert_eq!(b.len(), 1);
+    assert_eq!(
+        rmp_serde::from_slice::<Msg>(&b[0].msgs[0]).unwrap(),
+        Msg::Discover
+    );
+    // Answers a discovery, and joins whoever answers ours.
+    f.g.do_send(DiscoveryMsg {
+        from: addr(7947),
+        sender: id("other"),
+        msg: Msg::Discover,
+    });
+    f.g.do_send(DiscoveryMsg {
+        from: addr(9005),
+        sender: id("x"),
+        msg: Msg::DiscoverReply,
+    });
+    settle(1).await;
+    let replies = f.sends.take();
+    assert_eq!(replies[0].to, addr(7947));
+    assert_eq!(
+        rmp_serde::from_slice::<Msg>(&replies[0].msgs[0]).unwrap(),
+        Msg::DiscoverReply
+    );
+    assert!(f.syncs.all().iter().any(|s| s.peer == addr(9005) && s.join));
+}
+
+#[actix::test]
+async fn rounds_go_to_fanout_distinct_live_peers_and_none_when_alone() {
+    tokio::time::pause();
+    let f = start(&[], false);
+    settle(1_000).await;
+    assert!(f.rounds.is_empty(), "no peers, no rounds");
+    for i in 0..6 {
+        f.g.do_send(MemberEvent {
+            kind: EventKind::Joined,
+            member: member(&format!("p{i}"), 9000 + i, 0, MemberState::Alive),
+            by: None,
+        });
+    }
+    f.g.do_send(MemberEvent {
+        kind: EventKind::Failed,
+        member: member("p0", 9000, 0, MemberState::Dead),
+        by: None,
+    });
+    settle(1_000).await;
+    let rounds = f.rounds.take();
+    assert!(
+        (5..=6).contains(&rounds.len()),
+        "{} rounds in 1 s",
+        rounds.len()
+    );
+    for r in rounds {
+        let distinct: BTreeSet<_> = r.peers.iter().collect();
+        assert_eq!(distinct.len(), 3);
+        assert!(
+            !r.peers.contains(&addr(9000)),
+            "dead members get no gossip rounds"
+        );
+    }
+    // ...but they get reconnection attempts.
+    settle(5_000).await;
+    assert!(f
+        .syncs
+        .all()
+        .iter()
+        .any(|s| s.peer == addr(9000) && !s.join));
+}

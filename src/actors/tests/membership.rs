@@ -1,0 +1,323 @@
+use actix::prelude::*;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::{addr, id, member};
+use crate::actors::membership::{Membership, MembershipSettings};
+use crate::messages::*;
+use crate::metrics::Metrics;
+use crate::protocol::wire::Msg;
+use crate::protocol::{Member, MemberState};
+use crate::testkit::{recorder, settle, Log};
+
+struct Fixture {
+    ms: Addr<Membership>,
+    spreads: Log<Spread>,
+    sends: Log<Send>,
+    events: Log<MemberEvent>,
+}
+
+async fn start() -> Fixture {
+    let (spread, spreads) = recorder::<Spread>();
+    let (send, sends) = recorder::<Send>();
+    let (ev, events) = recorder::<MemberEvent>();
+    let s = MembershipSettings {
+        me: member("me", 1000, 0, MemberState::Alive),
+        room: 1200,
+        max_members: 100,
+        dead_reclaim: Duration::from_secs(60),
+        stats_interval: Duration::from_secs(3600),
+        seed: 1,
+    };
+    let ms = Membership::new(s, spread, send, Arc::new(Metrics::default())).start();
+    ms.do_send(Subscribe(ev));
+    settle(1).await;
+    spreads.take(); // our own record, spread at start
+    Fixture {
+        ms,
+        spreads,
+        sends,
+        events,
+    }
+}
+
+fn rumor(m: Member, by: Option<&str>) -> Rumors {
+    Rumors {
+        from: addr(5000),
+        updates: vec![(m, by.map(id))],
+        via_sync: false,
+    }
+}
+
+fn kinds(log: &Log<MemberEvent>) -> Vec<(EventKind, String)> {
+    log.take()
+        .into_iter()
+        .map(|e| (e.kind, e.member.id.to_string()))
+        .collect()
+}
+
+fn decoded(sends: Vec<Send>) -> Vec<Msg> {
+    sends
+        .iter()
+        .flat_map(|s| {
+            s.msgs
+                .iter()
+                .map(|m| rmp_serde::from_slice::<Msg>(m).unwrap())
+        })
+        .collect()
+}
+
+#[actix::test]
+async fn refutes_a_suspicion_about_itself() {
+    tokio::time::pause();
+    let f = start().await;
+    f.ms.do_send(rumor(
+        member("me", 1000, 0, MemberState::Suspect),
+        Some("x"),
+    ));
+    settle(1).await;
+    let spread = f.spreads.take();
+    assert_eq!(spread.len(), 1);
+    assert_eq!(
+        (spread[0].member.state, spread[0].member.incarnation),
+        (MemberState::Alive, 1)
+    );
+    assert_eq!(
+        kinds(&f.events),
+        vec![(EventKind::SelfRefuted, "me".into())]
+    );
+    // A rumor of our death at an old incarnation is stale: nothing to do.
+    f.ms.do_send(rumor(member("me", 1000, 0, MemberState::Dead), None));
+    settle(1).await;
+    assert!(f.spreads.is_empty());
+}
+
+#[actix::test]
+async fn a_restarted_node_rises_above_its_previous_life() {
+    tokio::time::pause();
+    let f = start().await;
+    f.ms.do_send(rumor(member("me", 1000, 7, MemberState::Left), None));
+    settle(1).await;
+    let spread = f.spreads.take();
+    assert_eq!(
+        (spread[0].member.state, spread[0].member.incarnation),
+        (MemberState::Alive, 8)
+    );
+}
+
+#[actix::test]
+async fn stale_gossip_cannot_resurrect_the_dead() {
+    tokio::time::pause();
+    let f = start().await;
+    f.ms.do_send(rumor(member("a", 2000, 3, MemberState::Alive), None));
+    f.ms.do_send(rumor(member("a", 2000, 3, MemberState::Dead), Some("x")));
+    settle(1).await;
+    assert_eq!(
+        kinds(&f.events),
+        vec![
+            (EventKind::Joined, "a".into()),
+            (EventKind::Failed, "a".into())
+        ]
+    );
+    f.spreads.take();
+    f.ms.do_send(rumor(member("a", 2000, 3, MemberState::Alive), None));
+    f.ms.do_send(rumor(member("a", 2000, 2, MemberState::Alive), None));
+    settle(1).await;
+    assert!(f.events.is_empty(), "old news changes nothing");
+    assert!(f.spreads.is_empty(), "and is not passed on");
+    f.ms.do_send(rumor(member("a", 2000, 4, MemberState::Alive), None));
+    settle(1).await;
+    assert_eq!(kinds(&f.events), vec![(EventKind::Joined, "a".into())]);
+    assert_eq!(f.spreads.len(), 1);
+}
+
+#[actix::test]
+async fn a_second_accuser_is_a_confirmation() {
+    tokio::time::pause();
+    let f = start().await;
+    f.ms.do_send(rumor(member("a", 2000, 0, MemberState::Alive), None));
+    f.ms.do_send(rumor(member("a", 2000, 0, MemberState::Suspect), Some("x")));
+    f.ms.do_send(rumor(member("a", 2000, 0, MemberState::Suspect), Some("y")));
+    settle(1).await;
+    let evs = f.events.take();
+    let got: Vec<_> = evs.iter().map(|e| (e.kind, e.by.clone())).collect();
+    assert_eq!(
+        got,
+        vec![
+            (EventKind::Joined, None),
+            (EventKind::Suspected, Some(id("x"))),
+            (EventKind::Confirmed, Some(id("y")))
+        ]
+    );
+}
+
+#[actix::test]
+async fn accusations_apply_only_to_the_incarnation_probed() {
+    tokio::time::pause();
+    let f = start().await;
+    f.ms.do_send(rumor(member("a", 2000, 2, MemberState::Alive), None));
+    settle(1).await;
+    f.events.take();
+    f.spreads.take();
+    f.ms.do_send(Accuse {
+        id: id("a"),
+        incarnation: 1,
+        state: MemberState::Suspect,
+    });
+    f.ms.do_send(Accuse {
+        id: id("a"),
+        incarnation: 2,
+        state: MemberState::Dead,
+    });
+    settle(1).await;
+    assert!(
+        f.events.is_empty(),
+        "stale or out-of-order verdicts are ignored"
+    );
+    f.ms.do_send(Accuse {
+        id: id("a"),
+        incarnation: 2,
+        state: MemberState::Suspect,
+    });
+    settle(1).await;
+    let e = f.events.take();
+    assert_eq!(
+        (e[0].kind, e[0].by.clone()),
+        (EventKind::Suspected, Some(id("me")))
+    );
+    assert_eq!(f.spreads.take()[0].member.state, MemberState::Suspect);
+}
+
+#[actix::test]
+async fn push_pull_exchanges_digests_then_records() {
+    tokio::time::pause();
+    let f = start().await;
+    f.ms.do_send(rumor(member("a", 2000, 1, MemberState::Alive), None));
+    settle(1).await;
+    // A peer whose view differs: we answer with our digest.
+    f.ms.do_send(SyncMsg {
+        from: addr(3000),
+        sender: id("p"),
+        msg: Msg::SyncStart {
+            hash: 12345,
+            join: false,
+        },
+    });
+    settle(1).await;
+    let msgs = decoded(f.sends.take());
+    let Msg::SyncDigest { pages, entries, .. } = &msgs[0] else {
+        panic!("{msgs:?}")
+    };
+    assert_eq!((*pages, entries.len()), (1, 2));
+    // Its digest: it knows "b" (we don't) and an older "a": we send "a" and
+    // "me" (which it lacks) and ask for "b".
+    let digest = vec![
+        crate::protocol::view::digest_entry(&member("a", 2000, 0, MemberState::Alive)),
+        crate::protocol::view::digest_entry(&member("b", 2001, 0, MemberState::Alive)),
+    ];
+    f.ms.do_send(SyncMsg {
+        from: addr(3000),
+        sender: id("p"),
+        msg: Msg::SyncDigest {
+            round: 1,
+            page: 0,
+            pages: 1,
+            entries: digest,
+        },
+    });
+    settle(1).await;
+    let msgs = decoded(f.sends.take());
+    let states: Vec<String> = msgs
+        .iter()
+        .filter_map(|m| {
+            if let Msg::State { member } = m {
+                Some(member.id.to_string())
+            } else {
+                None
+            }
+        })
+        .collect();
+    assert_eq!(states, vec!["a", "me"]);
+    assert!(msgs.contains(&Msg::SyncWant { ids: vec![id("b")] }));
+    // Agreeing views cost nothing beyond the hash.
+    let our_hash = {
+        f.ms.do_send(StartSync {
+            peer: addr(3000),
+            join: false,
+        });
+        settle(1).await;
+        match &decoded(f.sends.take())[0] {
+            Msg::SyncStart { hash, .. } => *hash,
+            m => panic!("{m:?}"),
+        }
+    };
+    f.ms.do_send(SyncMsg {
+        from: addr(3000),
+        sender: id("p"),
+        msg: Msg::SyncStart {
+            hash: our_hash,
+            join: false,
+        },
+    });
+    settle(1).await;
+    assert!(f.sends.is_empty());
+}
+
+#[actix::test]
+async fn a_join_request_gets_every_record_and_sync_news_is_not_regossiped() {
+    tokio::time::pause();
+    let f = start().await;
+    f.ms.do_send(Rumors {
+        from: addr(3000),
+        updates: vec![(member("a", 2000, 0, MemberState::Alive), None)],
+        via_sync: true,
+    });
+    settle(1).await;
+    assert_eq!(kinds(&f.events), vec![(EventKind::Joined, "a".into())]);
+    assert!(
+        f.spreads.is_empty(),
+        "a record learned by push-pull about a new member is not re-gossiped"
+    );
+    f.ms.do_send(SyncMsg {
+        from: addr(3001),
+        sender: id("new"),
+        msg: Msg::SyncStart {
+            hash: 0,
+            join: true,
+        },
+    });
+    settle(1).await;
+    let n = decoded(f.sends.take())
+        .iter()
+        .filter(|m| matches!(m, Msg::State { .. }))
+        .count();
+    assert_eq!(n, 2);
+}
+
+#[actix::test]
+async fn leaving_marks_us_left_and_stops_refuting() {
+    tokio::time::pause();
+    let f = start().await;
+    let rec = f.ms.send(LeaveCluster).await.unwrap();
+    assert_eq!((rec.state, rec.incarnation), (MemberState::Left, 1));
+    assert_eq!(f.spreads.take()[0].member.state, MemberState::Left);
+    f.ms.do_send(rumor(member("me", 1000, 1, MemberState::Dead), None));
+    settle(1).await;
+    assert!(f.spreads.is_empty());
+}
+
+#[actix::test]
+async fn tombstones_are_forgotten_after_dead_reclaim() {
+    tokio::time::pause();
+    let f = start().await;
+    f.ms.do_send(rumor(member("a", 2000, 0, MemberState::Dead), None));
+    settle(59_000).await;
+    assert_eq!(f.ms.send(GetMembers).await.unwrap().len(), 2);
+    settle(2_000).await;
+    assert_eq!(f.ms.send(GetMembers).await.unwrap().len(), 1);
+    assert!(f
+        .events
+        .all()
+        .iter()
+        .any(|e| e.kind == EventKind::Reclaimed));
+}

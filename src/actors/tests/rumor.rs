@@ -1,0 +1,145 @@
+use actix::prelude::*;
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use super::{addr, id, member};
+use crate::actors::rumor::{Rumor, RumorSettings};
+use crate::messages::*;
+use crate::metrics::Metrics;
+use crate::protocol::wire::{encode_msg, Msg};
+use crate::protocol::MemberState;
+use crate::testkit::{recorder, settle, Log};
+
+fn start(peers: u16) -> (Addr<Rumor>, Log<Outbound>) {
+    let (out, log) = recorder::<Outbound>();
+    let s = RumorSettings {
+        me: id("me"),
+        room: 1200,
+        fanout: 3,
+        retransmit_mult: 4,
+        max_rumors: 100,
+        seed: 3,
+    };
+    let r = Rumor::new(s, out, Arc::new(Metrics::default())).start();
+    for i in 0..peers {
+        r.do_send(MemberEvent {
+            kind: EventKind::Joined,
+            member: member(&format!("p{i}"), 9000 + i, 0, MemberState::Alive),
+            by: None,
+        });
+    }
+    (r, log)
+}
+
+fn count_updates(o: &Outbound) -> usize {
+    o.msgs
+        .iter()
+        .filter(|m| matches!(rmp_serde::from_slice::<Msg>(m).unwrap(), Msg::Update { .. }))
+        .count()
+}
+
+#[actix::test]
+async fn rumors_ride_on_outgoing_datagrams() {
+    tokio::time::pause();
+    let (r, out) = start(0);
+    r.do_send(Spread {
+        member: member("a", 1, 0, MemberState::Suspect),
+        by: Some(id("me")),
+    });
+    r.do_send(Send {
+        to: addr(7000),
+        msgs: vec![encode_msg(&Msg::Ack { seq: 1 })],
+    });
+    settle(1).await;
+    let sent = out.take();
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0].msgs.len(), 2, "the ack plus the rumor");
+    assert_eq!(count_updates(&sent[0]), 1);
+}
+
+#[actix::test]
+async fn an_idle_round_sends_nothing() {
+    tokio::time::pause();
+    let (r, out) = start(5);
+    r.do_send(GossipRound {
+        peers: vec![addr(9000), addr(9001)],
+    });
+    settle(10).await;
+    assert!(out.is_empty());
+}
+
+#[actix::test]
+async fn fresh_rumors_are_pushed_at_once_to_fanout_peers() {
+    tokio::time::pause();
+    let (r, out) = start(6);
+    r.do_send(Spread {
+        member: member("a", 1, 0, MemberState::Dead),
+        by: None,
+    });
+    settle(5).await;
+    let sent = out.take();
+    let peers: BTreeSet<_> = sent.iter().map(|o| o.to).collect();
+    assert_eq!(peers.len(), 3, "{sent:?}");
+    assert!(sent.iter().all(|o| count_updates(o) == 1));
+}
+
+#[actix::test]
+async fn each_rumor_is_retired_after_its_retransmit_limit() {
+    tokio::time::pause();
+    let (r, out) = start(1); // N = 2: limit 4 * ceil(log10(3)) = 4
+    r.do_send(Spread {
+        member: member("a", 1, 0, MemberState::Alive),
+        by: None,
+    });
+    settle(5).await;
+    for _ in 0..10 {
+        r.do_send(GossipRound {
+            peers: vec![addr(9000)],
+        });
+    }
+    settle(5).await;
+    let total: usize = out.all().iter().map(count_updates).sum();
+    assert_eq!(total, 4);
+}
+
+#[actix::test]
+async fn a_newer_rumor_replaces_the_older() {
+    tokio::time::pause();
+    let (r, out) = start(0);
+    r.do_send(Spread {
+        member: member("a", 1, 0, MemberState::Suspect),
+        by: None,
+    });
+    r.do_send(Spread {
+        member: member("a", 1, 1, MemberState::Alive),
+        by: None,
+    });
+    r.do_send(Send {
+        to: addr(7000),
+        msgs: vec![],
+    });
+    settle(1).await;
+    let sent = out.take();
+    assert_eq!(count_updates(&sent[0]), 1);
+    let Msg::Update { member, .. } = rmp_serde::from_slice::<Msg>(&sent[0].msgs[0]).unwrap() else {
+        panic!()
+    };
+    assert_eq!(member.incarnation, 1);
+}
+
+#[actix::test]
+async fn wait_sent_resolves_after_enough_transmissions() {
+    tokio::time::pause();
+    let (r, _out) = start(5);
+    r.do_send(Spread {
+        member: member("me", 1, 1, MemberState::Left),
+        by: None,
+    });
+    let waited = r.send(WaitSent {
+        id: id("me"),
+        times: 3,
+    });
+    // The eager push sends it to 3 peers within a few milliseconds.
+    let res = tokio::time::timeout(std::time::Duration::from_millis(50), waited).await;
+    assert!(res.is_ok(), "resolved by the eager push");
+}
