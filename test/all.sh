@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# The whole test suite, as README.md gives it and .ci/run runs it:
+#   1. cargo test --release: unit, actor, property, simulator and loopback
+#      (real processes on 127.0.0.1) tests;
+#   2. the Docker failure-injection scripts, when a Docker engine answers.
+# Ends with one line "N passed, M failed" counting the suites.
+set -uo pipefail
+cd "$(dirname "$0")/.." || exit 2
+
+passed=0
+failed=0
+run() {
+    local name=$1
+    shift
+    echo "=== $name: $*"
+    if "$@"; then
+        passed=$((passed + 1))
+        echo "=== $name: PASS"
+    else
+        failed=$((failed + 1))
+        echo "=== $name: FAIL"
+    fi
+}
+
+run cargo-test cargo test --release
+if docker info >/dev/null 2>&1; then
+    run docker-tests bash test/docker_all.sh
+else
+    echo "=== docker-tests: skipped (no Docker engine answers 'docker info')"
+fi
+
+echo "suites: $passed passed, $failed failed"
+[ "$failed" -eq 0 ]
