@@ -131,6 +131,18 @@ pub struct Config {
     pub loss_in: f64,
     pub loss_out: f64,
     pub fault_seed: Option<u64>,
+
+    pub gossip_key: Option<String>,
+    pub encryption: Encryption,
+    pub api_token: Option<String>,
+    pub data_dir: Option<String>,
+}
+
+/// `encryption.keys` in the config file: base64 keys, the first encrypts.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Encryption {
+    pub keys: Vec<String>,
 }
 
 impl Default for Config {
@@ -171,6 +183,10 @@ impl Default for Config {
             loss_in: 0.0,
             loss_out: 0.0,
             fault_seed: None,
+            gossip_key: None,
+            encryption: Encryption::default(),
+            api_token: None,
+            data_dir: None,
         }
     }
 }
@@ -212,6 +228,9 @@ pub const KEYS: &[&str] = &[
     "loss_in",
     "loss_out",
     "fault_seed",
+    "gossip_key",
+    "api_token",
+    "data_dir",
 ];
 
 /// Loads the file (if any) and the environment `env` (pass the process
@@ -349,6 +368,15 @@ impl Config {
                 return Err(err(k, "must be a fraction from 0 to 1"));
             }
         }
+        self.keyring().map_err(|(k, e)| err(k, e))?;
+        if let Some(t) = &self.api_token {
+            if t.len() < 16 || t.chars().any(|c| c.is_whitespace() || c.is_control()) {
+                return Err(err("API_TOKEN", "must be at least 16 characters without spaces"));
+            }
+        }
+        if self.data_dir.as_deref() == Some("") {
+            return Err(err("DATA_DIR", "must not be empty (leave it unset for none)"));
+        }
         if self.max_services > 1024 {
             return Err(err("MAX_SERVICES", "must be at most 1024"));
         }
@@ -360,6 +388,21 @@ impl Config {
             ));
         }
         Ok(())
+    }
+
+    /// The keyring: GOSSIP_KEY first (it encrypts), then `encryption.keys`.
+    pub fn keyring(&self) -> Result<Vec<crate::protocol::crypto::Key>, (&'static str, String)> {
+        let mut keys = Vec::new();
+        if let Some(k) = self.gossip_key.as_deref().filter(|k| !k.is_empty()) {
+            keys.push(crate::protocol::crypto::parse_key(k).map_err(|e| ("GOSSIP_KEY", e))?);
+        }
+        for (i, k) in self.encryption.keys.iter().enumerate() {
+            let key = crate::protocol::crypto::parse_key(k).map_err(|e| ("encryption.keys", format!("key {}: {e}", i + 1)))?;
+            if !keys.contains(&key) {
+                keys.push(key);
+            }
+        }
+        Ok(keys)
     }
 
     pub fn ms(v: u64) -> Duration {
@@ -497,6 +540,8 @@ mod tests {
             (&[("NODE_ID", "n"), ("FANOUT", "0")], "FANOUT"),
             (&[("NODE_ID", "n"), ("LOSS_IN", "2")], "LOSS_IN"),
             (&[("NODE_ID", "n"), ("API_ADDR", "nowhere")], "API_ADDR"),
+            (&[("NODE_ID", "n"), ("GOSSIP_KEY", "short")], "GOSSIP_KEY"),
+            (&[("NODE_ID", "n"), ("API_TOKEN", "x")], "API_TOKEN"),
         ];
         for (vars, key) in cases {
             let e = load(None, false, &env(vars)).unwrap_err();

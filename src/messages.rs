@@ -55,6 +55,17 @@ pub struct SetFaults {
     pub block: Vec<SocketAddr>,
 }
 
+/// Changes or lists the transport's keyring. Answers the installed keys
+/// (base64, primary first) or what is wrong.
+#[derive(Message, Debug, Clone, PartialEq)]
+#[rtype(result = "Result<Vec<String>, String>")]
+pub enum KeyringOp {
+    List,
+    Install(String),
+    Use(String),
+    Remove(String),
+}
+
 /// Stop sending and receiving for good (after a graceful leave, or a
 /// simulated crash).
 #[derive(Message, Debug, Clone, Copy)]

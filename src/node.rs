@@ -22,6 +22,7 @@ use crate::actors::transport::{Routes, Transport};
 use crate::config::Config;
 use crate::messages::*;
 use crate::metrics::Metrics;
+use crate::protocol::crypto::{Keyring, SEAL_OVERHEAD};
 use crate::protocol::wire::Framer;
 use crate::protocol::{Member, NodeId};
 use crate::transport::Link;
@@ -85,7 +86,10 @@ pub fn start_node(
     let registry = registry_ctx.address();
     let leave = leave_ctx.address();
 
-    let framer = Framer::new(&cfg.cluster_name, &me, addr, cfg.max_packet_bytes, 0);
+    // Room for the seal is always reserved, so that a key installed at run
+    // time never makes a full datagram too large.
+    let framer = Framer::new(&cfg.cluster_name, &me, addr, cfg.max_packet_bytes, SEAL_OVERHEAD);
+    let keyring = Keyring::new(&cfg.keyring().unwrap_or_default());
     let room = framer.room();
     let link = make_link(transport.clone().recipient());
     let routes = Routes {
@@ -106,6 +110,7 @@ pub fn start_node(
             me.clone(),
             cfg.cluster_name.clone(),
             framer,
+            keyring,
             link,
             routes,
             faults,

@@ -1,13 +1,14 @@
 //! Transport actor: owns the link (UDP socket or simulated network), the wire
-//! codec and fault injection.
+//! codec, the keyring (encryption) and fault injection.
 //!
 //! Takes: `Inbound` (a datagram arrived), `Outbound` (send to one peer),
-//! `BroadcastOut`, `SetFaults`, `Silence`.
+//! `BroadcastOut`, `SetFaults`, `KeyringOp`, `Silence`.
 //! Sends: `ProbeMsg` to the failure detector, `Rumors` and `SyncMsg` to
 //! membership, `DiscoveryMsg` to gossip.
 //!
-//! Decoding never panics; a datagram that fails to decode, or belongs to
-//! another cluster, is dropped and counted.
+//! Decoding never panics; a datagram that fails to decode or to
+//! authenticate, or belongs to another cluster, is dropped and counted. With
+//! a keyring, every datagram out is sealed and every datagram in must be.
 
 use actix::prelude::*;
 use rand::rngs::SmallRng;
@@ -22,6 +23,7 @@ use crate::metrics::Metrics;
 use crate::protocol::wire::{
     decode_envelope, frame_plain, unframe, DecodeError, Framer, Msg, KIND_PLAIN, KIND_SEALED,
 };
+use crate::protocol::crypto::{encode_key, parse_key, Keyring};
 use crate::protocol::NodeId;
 use crate::transport::Link;
 
@@ -38,6 +40,7 @@ pub struct Transport {
     me: NodeId,
     cluster: String,
     framer: Framer,
+    keyring: Keyring,
     link: Box<dyn Link>,
     routes: Routes,
     faults: SetFaults,
@@ -54,6 +57,7 @@ impl Transport {
         me: NodeId,
         cluster: String,
         framer: Framer,
+        keyring: Keyring,
         link: Box<dyn Link>,
         routes: Routes,
         faults: SetFaults,
@@ -65,6 +69,7 @@ impl Transport {
             me,
             cluster,
             framer,
+            keyring,
             link,
             routes,
             faults,
@@ -98,15 +103,19 @@ impl Transport {
         if self.silenced || self.dropped_by_fault(from, self.faults.loss_in) {
             return;
         }
-        let env = match unframe(data).and_then(|(kind, body)| match kind {
-            KIND_PLAIN => decode_envelope(body, &self.cluster),
-            KIND_SEALED => Err(DecodeError::Sealed),
+        let keyed = !self.keyring.is_empty();
+        let env = match unframe(data).and_then(|(kind, body)| match (kind, keyed) {
+            (KIND_PLAIN, false) => decode_envelope(body, &self.cluster),
+            (KIND_PLAIN, true) => Err(DecodeError::Unsealed),
+            (KIND_SEALED, false) => Err(DecodeError::Sealed),
+            (KIND_SEALED, true) => decode_envelope(&self.keyring.open(body, &self.cluster)?, &self.cluster),
             _ => Err(DecodeError::Body(format!("unknown frame kind {kind}"))),
         }) {
             Ok(env) => env,
             Err(e) => {
                 match e {
                     DecodeError::Cluster(_) => Metrics::inc(&self.metrics.foreign_cluster),
+                    DecodeError::Auth | DecodeError::Unsealed | DecodeError::Sealed => Metrics::inc(&self.metrics.auth_failures),
                     _ => Metrics::inc(&self.metrics.decode_errors),
                 }
                 self.warn_rate_limited(from, &e);
@@ -162,7 +171,11 @@ impl Transport {
     fn frames(&mut self, msgs: &[crate::protocol::wire::EncodedMsg]) -> Vec<Vec<u8>> {
         let (envelopes, oversized) = self.framer.pack(msgs);
         Metrics::add(&self.metrics.oversized_msgs, oversized as u64);
-        envelopes.iter().map(|e| frame_plain(e)).collect()
+        if self.keyring.is_empty() {
+            envelopes.iter().map(|e| frame_plain(e)).collect()
+        } else {
+            envelopes.iter().filter_map(|e| self.keyring.seal(e, &self.cluster)).collect()
+        }
     }
 
     fn send(&mut self, to: SocketAddr, msgs: &[crate::protocol::wire::EncodedMsg]) {
@@ -227,6 +240,26 @@ impl Handler<SetFaults> for Transport {
         );
         self.blocked = m.block.iter().copied().collect();
         self.faults = m;
+    }
+}
+
+impl Handler<KeyringOp> for Transport {
+    type Result = Result<Vec<String>, String>;
+    fn handle(&mut self, op: KeyringOp, _: &mut Context<Self>) -> Self::Result {
+        let was_keyed = !self.keyring.is_empty();
+        match &op {
+            KeyringOp::List => {}
+            KeyringOp::Install(k) => self.keyring.install(parse_key(k)?),
+            KeyringOp::Use(k) => self.keyring.use_key(&parse_key(k)?)?,
+            KeyringOp::Remove(k) => self.keyring.remove(&parse_key(k)?)?,
+        }
+        if !was_keyed && !self.keyring.is_empty() {
+            log::warn!("a key was installed on a plaintext node: it now encrypts everything and refuses plaintext");
+        }
+        if op != KeyringOp::List {
+            log::info!("keyring changed: {} keys", self.keyring.keys().len());
+        }
+        Ok(self.keyring.keys().iter().map(encode_key).collect())
     }
 }
 

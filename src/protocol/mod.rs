@@ -4,6 +4,7 @@
 
 pub mod awareness;
 pub mod backoff;
+pub mod crypto;
 pub mod member;
 pub mod peers;
 pub mod probe_order;
