@@ -97,7 +97,8 @@ async fn run_node(cfg: Config, addr: SocketAddr) -> i32 {
         },
     );
     let api_addr = cfg.api_socket_addr();
-    let server = match crate::api::serve(node.clone(), api_addr) {
+    let token = crate::api::auth::ApiToken(cfg.api_token.clone());
+    let server = match crate::api::serve(node.clone(), api_addr, token) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("config error: API_ADDR: cannot listen on {api_addr}: {e}");
@@ -106,10 +107,15 @@ async fn run_node(cfg: Config, addr: SocketAddr) -> i32 {
     };
     let server_handle = server.handle();
     actix_rt::spawn(server);
+    let security = match cfg.keyring() {
+        Ok(keys) if !keys.is_empty() => format!("encrypted (AES-256-GCM, {} key(s))", keys.len()),
+        _ => "PLAINTEXT: no GOSSIP_KEY, anyone who can send UDP here can join or lie".into(),
+    };
     log::info!(
-        "node {} up: gossip on {} (advertised {addr}), API on http://{api_addr}, cluster {:?}, plaintext (no key configured)",
+        "node {} up: gossip on {} (advertised {addr}), API on http://{api_addr}{}, cluster {:?}, {security}",
         cfg.node_id,
         cfg.bind_socket_addr(),
+        if cfg.api_token.is_some() { " (token required for changes)" } else { "" },
         cfg.cluster_name
     );
 

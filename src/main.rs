@@ -62,11 +62,40 @@ enum Cmd {
         #[arg(long)]
         api: Option<String>,
     },
+    /// Stream the agent's membership and service events live (recent ones first).
+    Monitor {
+        #[arg(long)]
+        api: Option<String>,
+        /// One JSON object per line instead of columns.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print a new random encryption key (base64 of 32 bytes) for GOSSIP_KEY.
+    Keygen,
+    /// List or change the agent's keyring at run time (needs API_TOKEN if the agent has one).
+    Keys {
+        #[command(subcommand)]
+        op: KeysOp,
+        #[arg(long, global = true)]
+        api: Option<String>,
+    },
     /// A narrated in-process cluster on 127.0.0.1.
     Demo {
         #[arg(long, default_value_t = 7)]
         nodes: usize,
     },
+}
+
+#[derive(Subcommand)]
+enum KeysOp {
+    /// The installed keys, primary (encrypting) first.
+    List,
+    /// Add a key; it decrypts at once and encrypts once made primary.
+    Install { key: String },
+    /// Make an installed key the one that encrypts.
+    Use { key: String },
+    /// Remove a key that is not primary.
+    Remove { key: String },
 }
 
 fn main() {
@@ -76,6 +105,24 @@ fn main() {
     let cli = Cli::parse();
     let code = match cli.cmd {
         Cmd::Agent { config } => gossip::agent::run(config),
+        Cmd::Keygen => {
+            println!("{}", gossip::protocol::crypto::encode_key(&gossip::protocol::crypto::generate_key()));
+            0
+        }
+        Cmd::Keys { op, api } => run_client(|| {
+            let api = api_addr(api);
+            let v = match op {
+                KeysOp::List => client::request("GET", &api, "/v1/keys", None)?,
+                KeysOp::Install { key } => client::request("POST", &api, "/v1/keys", Some(json!({"op": "install", "key": key})))?,
+                KeysOp::Use { key } => client::request("POST", &api, "/v1/keys", Some(json!({"op": "use", "key": key})))?,
+                KeysOp::Remove { key } => client::request("POST", &api, "/v1/keys", Some(json!({"op": "remove", "key": key})))?,
+            };
+            let keys: Vec<String> = serde_json::from_value(v["keys"].clone()).unwrap_or_default();
+            if keys.is_empty() {
+                return Ok("no keys: this agent runs in plaintext".into());
+            }
+            Ok(keys.iter().enumerate().map(|(i, k)| format!("{k}{}", if i == 0 { "  (primary)" } else { "" })).collect::<Vec<_>>().join("\n"))
+        }),
         Cmd::Demo { nodes } => gossip::demo::run(nodes),
         Cmd::Members { api, json } => run_client(|| {
             let v = client::request("GET", &api_addr(api), "/v1/members", None)?;
@@ -128,6 +175,13 @@ fn main() {
             client::request("POST", &api_addr(api), "/v1/leave", None)?;
             Ok("leaving".into())
         }),
+        Cmd::Monitor { api, json } => match gossip::api::events::monitor(&api_addr(api), json) {
+            Ok(()) => 0,
+            Err(e) => {
+                eprintln!("error: {e}");
+                1
+            }
+        },
     };
     std::process::exit(code);
 }

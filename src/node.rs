@@ -209,6 +209,7 @@ pub fn start_node(
             room.saturating_sub(16),
             own,
             membership.clone().recipient(),
+            cfg.data_dir.as_ref().map(std::path::PathBuf::from),
         ),
         metrics.clone(),
     );

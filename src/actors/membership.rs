@@ -23,7 +23,7 @@ use tokio::time::Instant;
 use super::supervisor::{guard, Crash};
 use crate::messages::*;
 use crate::metrics::Metrics;
-use crate::protocol::member::{refutation, Change};
+use crate::protocol::member::{plausible_incarnation, refutation, Change};
 use crate::protocol::services::ServiceSet;
 use crate::protocol::view::{plan_sync, View};
 use crate::protocol::wire::{encode_msg, paginate, DigestEntry, EncodedMsg, Msg};
@@ -185,6 +185,12 @@ impl Membership {
     }
 
     fn on_rumor(&mut self, member: Member, by: Option<NodeId>, via_sync: bool) {
+        let known = self.view.get(&member.id).map(|m| m.incarnation);
+        if !plausible_incarnation(known, member.incarnation) || member.services.version > (1 << 40) {
+            Metrics::inc(&self.metrics.limits_hit);
+            log::debug!("ignoring implausible rumor about {} at incarnation {}", member.id, member.incarnation);
+            return;
+        }
         if member.id == self.me {
             return self.on_self_rumor(&member);
         }

@@ -3,6 +3,12 @@
 //! within one datagram, and publishes the whole list to membership, which
 //! versions it and spreads it with our member record.
 //!
+//! With a `data_dir`, the list is also written to `data_dir/services.json`
+//! (atomically: a temporary file, then a rename) on every change and read
+//! back at start, so registrations made at run time survive a restart of the
+//! process; without one they survive restarts of this actor only (actix keeps
+//! the actor value across supervised restarts).
+//!
 //! Lookups do not come here: every node answers "where is service X?" from
 //! its own member table (`protocol::services::catalog`).
 //!
@@ -11,6 +17,7 @@
 
 use actix::prelude::*;
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 
 use super::supervisor::{guard, Crash};
 use crate::messages::*;
@@ -26,6 +33,23 @@ pub struct Registry {
     /// Our record as others will see it, to measure the encoded size.
     template: Member,
     publish: Recipient<PublishServices>,
+    store: Option<PathBuf>,
+}
+
+/// Reads the saved list; a file that does not parse is kept aside (renamed
+/// `services.json.bad`), never overwritten.
+fn load(path: &PathBuf) -> Option<Vec<Service>> {
+    let text = std::fs::read_to_string(path).ok()?;
+    match serde_json::from_str::<Vec<Service>>(&text) {
+        Ok(list) if list.iter().all(|s| s.validate().is_ok()) => Some(list),
+        other => {
+            let why = other.err().map(|e| e.to_string()).unwrap_or_else(|| "invalid service".into());
+            let aside = path.with_extension("json.bad");
+            log::error!("{}: {why}; moved to {} and starting from SERVICES", path.display(), aside.display());
+            let _ = std::fs::rename(path, aside);
+            None
+        }
+    }
 }
 
 impl Registry {
@@ -35,15 +59,37 @@ impl Registry {
         max_record_bytes: usize,
         template: Member,
         publish: Recipient<PublishServices>,
+        data_dir: Option<PathBuf>,
     ) -> Self {
+        let store = data_dir.map(|d| d.join("services.json"));
+        let initial = match store.as_ref().and_then(load) {
+            Some(saved) => {
+                log::info!("restored {} service(s) from the data dir", saved.len());
+                saved
+            }
+            None => initial,
+        };
         let services = initial.into_iter().map(|s| (s.name.clone(), s)).collect();
-        Registry {
-            services,
-            max_services,
-            max_record_bytes,
-            template,
-            publish,
+        Registry { services, max_services, max_record_bytes, template, publish, store }
+    }
+
+    fn save(&self) {
+        let Some(path) = &self.store else { return };
+        let tmp = path.with_extension("json.tmp");
+        let text = serde_json::to_string_pretty(&self.list()).unwrap_or_else(|_| "[]".into());
+        let result = path
+            .parent()
+            .map_or(Ok(()), std::fs::create_dir_all)
+            .and_then(|_| std::fs::write(&tmp, text))
+            .and_then(|_| std::fs::rename(&tmp, path));
+        if let Err(e) = result {
+            log::warn!("cannot save services to {}: {e}", path.display());
         }
+    }
+
+    fn changed(&self) {
+        self.save();
+        self.publish.do_send(PublishServices(self.list()));
     }
 
     fn list(&self) -> Vec<Service> {
@@ -77,7 +123,7 @@ impl Registry {
             ));
         }
         self.services = candidate;
-        self.publish.do_send(PublishServices(self.list()));
+        self.changed();
         Ok(())
     }
 }
@@ -107,7 +153,7 @@ impl Handler<Deregister> for Registry {
         guard(ctx, |_| {
             let existed = self.services.remove(&m.0).is_some();
             if existed {
-                self.publish.do_send(PublishServices(self.list()));
+                self.changed();
             }
             Ok(existed)
         })

@@ -31,7 +31,12 @@ fn agent() -> ureq::Agent {
 /// Performs a request and returns the JSON body, or a one-line error.
 pub fn request(method: &str, api: &str, path: &str, body: Option<Value>) -> Result<Value, String> {
     let url = format!("http://{api}{path}");
-    let req = agent().request(method, &url);
+    let mut req = agent().request(method, &url);
+    if let Ok(token) = std::env::var("API_TOKEN") {
+        if !token.is_empty() {
+            req = req.set("Authorization", &format!("Bearer {token}"));
+        }
+    }
     let resp = match body {
         Some(b) => req.send_json(b),
         None => req.call(),

@@ -2,7 +2,12 @@
 //! injection and counters. Handlers only translate between JSON and actor
 //! messages; every answer, errors included, is JSON.
 
+pub mod auth;
 pub mod client;
+pub mod dashboard;
+pub mod events;
+pub mod prometheus;
+pub mod sd;
 
 use actix_web::{error::JsonPayloadError, web, App, HttpRequest, HttpResponse, HttpServer};
 use serde::{Deserialize, Serialize};
@@ -127,6 +132,40 @@ async fn stats(node: web::Data<NodeHandle>) -> HttpResponse {
     HttpResponse::Ok().json(counters)
 }
 
+#[derive(Deserialize)]
+struct KeyRequest {
+    op: String,
+    key: String,
+}
+
+async fn keys_list(node: web::Data<NodeHandle>) -> HttpResponse {
+    keys_answer(node.transport.send(KeyringOp::List).await)
+}
+
+async fn keys_change(node: web::Data<NodeHandle>, body: web::Json<KeyRequest>) -> HttpResponse {
+    let KeyRequest { op, key } = body.into_inner();
+    let op = match op.as_str() {
+        "install" => KeyringOp::Install(key),
+        "use" => KeyringOp::Use(key),
+        "remove" => KeyringOp::Remove(key),
+        other => {
+            return error(
+                actix_web::http::StatusCode::BAD_REQUEST,
+                format!("op must be install, use or remove, not {other:?}"),
+            )
+        }
+    };
+    keys_answer(node.transport.send(op).await)
+}
+
+fn keys_answer(r: Result<Result<Vec<String>, String>, actix::MailboxError>) -> HttpResponse {
+    match r {
+        Ok(Ok(keys)) => HttpResponse::Ok().json(json!({ "primary": keys.first(), "keys": keys })),
+        Ok(Err(e)) => error(actix_web::http::StatusCode::BAD_REQUEST, e),
+        Err(_) => unavailable(),
+    }
+}
+
 async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(json!({ "status": "ok" }))
 }
@@ -155,11 +194,22 @@ fn json_error(err: JsonPayloadError, _: &HttpRequest) -> actix_web::Error {
 }
 
 /// Binds the API on `addr` and returns the running server (spawn or await it).
-pub fn serve(node: NodeHandle, addr: SocketAddr) -> std::io::Result<actix_web::dev::Server> {
+pub fn serve(
+    node: NodeHandle,
+    addr: SocketAddr,
+    token: auth::ApiToken,
+) -> std::io::Result<actix_web::dev::Server> {
+    let token = web::Data::new(token);
+    // The event hub lives as long as the node's API: started here, subscribed
+    // to membership before anything else can happen.
+    let hub = web::Data::new(events::EventHub::start(&node));
     let data = web::Data::new(node);
     let server = HttpServer::new(move || {
         App::new()
             .app_data(data.clone())
+            .app_data(token.clone())
+            .wrap(actix_web::middleware::from_fn(auth::require_token))
+            .app_data(hub.clone())
             .app_data(
                 web::JsonConfig::default()
                     .limit(MAX_BODY)
@@ -175,6 +225,12 @@ pub fn serve(node: NodeHandle, addr: SocketAddr) -> std::io::Result<actix_web::d
             .route("/v1/leave", web::post().to(leave))
             .route("/v1/faults", web::post().to(faults))
             .route("/v1/stats", web::get().to(stats))
+            .route("/v1/keys", web::get().to(keys_list))
+            .route("/v1/keys", web::post().to(keys_change))
+            .route("/v1/events", web::get().to(events::stream))
+            .route("/v1/sd/prometheus", web::get().to(sd::prometheus))
+            .route("/metrics", web::get().to(prometheus::metrics))
+            .route("/", web::get().to(dashboard::index))
             .default_service(web::to(not_found))
     })
     .workers(1)

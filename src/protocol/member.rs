@@ -215,6 +215,23 @@ pub fn apply(current: Option<&Member>, incoming: &Member) -> (Member, Change) {
     }
 }
 
+/// The largest incarnation accepted for a member we do not know yet.
+pub const MAX_NEW_INCARNATION: u64 = 1 << 40;
+/// The largest step up from the incarnation we know for a member.
+pub const MAX_INCARNATION_JUMP: u64 = 1 << 20;
+
+/// Whether an incarnation is believable. Real incarnations grow by one per
+/// refutation or restart; a rumor that jumps far ahead is a lie (or garbage)
+/// that would otherwise let its author outbid every refutation for good, so it
+/// is refused. Without a key anyone can still lie within these bounds; see
+/// SECURITY.md.
+pub fn plausible_incarnation(known: Option<u64>, incoming: u64) -> bool {
+    match known {
+        None => incoming <= MAX_NEW_INCARNATION,
+        Some(k) => incoming <= k.saturating_add(MAX_INCARNATION_JUMP),
+    }
+}
+
 /// How a node must answer a rumor about itself. Returns the incarnation to
 /// announce when the rumor has to be refuted: someone thinks we are suspect,
 /// dead or left, or knows an incarnation of ours at least as high as ours

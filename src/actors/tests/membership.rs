@@ -321,3 +321,19 @@ async fn tombstones_are_forgotten_after_dead_reclaim() {
         .iter()
         .any(|e| e.kind == EventKind::Reclaimed));
 }
+
+#[actix::test]
+async fn a_lie_at_the_top_of_the_incarnation_range_cannot_wedge_us() {
+    tokio::time::pause();
+    let f = start().await;
+    f.ms.do_send(rumor(member("me", 1000, u64::MAX, MemberState::Dead), Some("liar")));
+    f.ms.do_send(rumor(member("a", 2000, u64::MAX, MemberState::Alive), None));
+    settle(1).await;
+    assert!(f.spreads.is_empty() && f.events.is_empty(), "both refused");
+    let own = f.ms.send(GetMembers).await.unwrap().into_iter().find(|m| m.id == id("me")).unwrap();
+    assert_eq!((own.state, own.incarnation), (MemberState::Alive, 0));
+    // An ordinary lie is refuted as usual.
+    f.ms.do_send(rumor(member("me", 1000, 3, MemberState::Dead), Some("liar")));
+    settle(1).await;
+    assert_eq!(f.spreads.take()[0].member.incarnation, 4);
+}

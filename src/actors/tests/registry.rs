@@ -11,6 +11,10 @@ use crate::protocol::MemberState;
 use crate::testkit::{recorder, settle, Log};
 
 fn start(max_services: usize) -> (Addr<Registry>, Log<PublishServices>, Arc<Metrics>) {
+    start_in(max_services, None)
+}
+
+fn start_in(max_services: usize, dir: Option<std::path::PathBuf>) -> (Addr<Registry>, Log<PublishServices>, Arc<Metrics>) {
     let (publish, log) = recorder::<PublishServices>();
     let metrics = Arc::new(Metrics::default());
     let reg = Registry::new(
@@ -19,6 +23,7 @@ fn start(max_services: usize) -> (Addr<Registry>, Log<PublishServices>, Arc<Metr
         1300,
         member("me", 1, 0, MemberState::Alive),
         publish,
+        dir,
     );
     let addr = supervise(Context::new(), reg, metrics.clone());
     (addr, log, metrics)
@@ -101,4 +106,24 @@ async fn survives_a_crash_with_its_services() {
         vec!["api", "web"],
         "republished after the restart"
     );
+}
+
+#[actix::test]
+async fn registrations_survive_a_process_restart_with_a_data_dir() {
+    let dir = std::env::temp_dir().join(format!("gossip-registry-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let (r, _, _) = start_in(8, Some(dir.clone()));
+    r.send(Register(Service::new("api", 9090))).await.unwrap().unwrap();
+    // A new registry (a new process) starts from the saved list, not SERVICES.
+    let (r2, log, _) = start_in(8, Some(dir.clone()));
+    settle(1).await;
+    assert_eq!(names(&log.take()[0]), vec!["api", "web"]);
+    r2.send(Deregister("web".into())).await.unwrap().unwrap();
+    // A damaged file is kept aside, never overwritten, and SERVICES is used.
+    std::fs::write(dir.join("services.json"), "{not json").unwrap();
+    let (_r3, log, _) = start_in(8, Some(dir.clone()));
+    settle(1).await;
+    assert_eq!(names(&log.take()[0]), vec!["web"]);
+    assert_eq!(std::fs::read_to_string(dir.join("services.json.bad")).unwrap(), "{not json");
+    std::fs::remove_dir_all(&dir).ok();
 }
