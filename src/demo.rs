@@ -5,7 +5,6 @@
 
 use actix::prelude::*;
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::actors::gossip::LiteralResolver;
@@ -13,11 +12,9 @@ use crate::api::client::{members_table, services_table};
 use crate::api::MemberView;
 use crate::config::{Config, StringList};
 use crate::messages::*;
-use crate::metrics::Metrics;
-use crate::node::{start_node, NodeHandle, NodeOptions};
+use crate::node::{start_on_udp, NodeHandle};
 use crate::protocol::services::{catalog, Service};
 use crate::protocol::{MemberState, NodeId};
-use crate::transport::udp::UdpLink;
 
 pub fn run(nodes: usize) -> i32 {
     System::new().block_on(async move {
@@ -77,39 +74,17 @@ async fn demo(n: usize) -> Result<(), String> {
     let mut seed: Option<SocketAddr> = None;
     let t0 = Instant::now();
     for i in 1..=n {
-        let metrics = Arc::new(Metrics::default());
-        let link = UdpLink::bind("127.0.0.1:0".parse().unwrap(), None, metrics.clone())
-            .await
-            .map_err(|e| format!("cannot bind a UDP socket on 127.0.0.1: {e}"))?;
-        let addr = link.local_addr().map_err(|e| e.to_string())?;
         let cfg = Config {
             node_id: format!("node{i}"),
-            node_port: addr.port(),
             seed_nodes: StringList(seed.iter().map(|s| s.to_string()).collect()),
-            services: StringList(if i % 2 == 1 {
-                vec!["web".into()]
-            } else {
-                vec![]
-            }),
+            services: StringList(if i % 2 == 1 { vec!["web".into()] } else { vec![] }),
             stats_interval_ms: 3_600_000,
             ..Config::default()
         };
-        let mut link = Some(link);
-        let node = start_node(
-            &cfg,
-            addr,
-            |inbox| {
-                let l = link.take().expect("once");
-                l.start_receiving(inbox);
-                Box::new(l)
-            },
-            NodeOptions {
-                seed: i as u64,
-                resolver: Box::new(LiteralResolver),
-                owner: None,
-                metrics,
-            },
-        );
+        let node = start_on_udp(&cfg, "127.0.0.1:0".parse().unwrap(), i as u64, Box::new(LiteralResolver))
+            .await
+            .map_err(|e| format!("cannot bind a UDP socket on 127.0.0.1: {e}"))?;
+        let addr = node.addr;
         println!(
             "started {} on {addr}{}",
             node.id,

@@ -91,6 +91,8 @@ pub struct Rumors {
     pub from: SocketAddr,
     pub updates: Vec<(Member, Option<NodeId>)>,
     pub via_sync: bool,
+    /// The node that sent the datagram.
+    pub sender: NodeId,
 }
 
 /// A push-pull message (SyncStart, SyncDigest, SyncWant).

@@ -249,3 +249,29 @@ pub fn start_node(
         metrics,
     }
 }
+
+/// Starts a node on a real UDP socket bound to `bind` (port 0 picks one) and
+/// advertised at the bound address: the demo's and the tests' way to run
+/// several nodes in one process. The agent does the same plus signals and API.
+pub async fn start_on_udp(
+    cfg: &Config,
+    bind: SocketAddr,
+    seed: u64,
+    resolver: Box<dyn SeedResolver>,
+) -> std::io::Result<NodeHandle> {
+    let metrics = Arc::new(Metrics::default());
+    let link = crate::transport::udp::UdpLink::bind(bind, None, metrics.clone()).await?;
+    let addr = link.local_addr()?;
+    let cfg = Config { node_port: addr.port(), ..cfg.clone() };
+    let mut link = Some(link);
+    Ok(start_node(
+        &cfg,
+        addr,
+        |inbox| {
+            let l = link.take().expect("the link is made once");
+            l.start_receiving(inbox);
+            Box::new(l)
+        },
+        NodeOptions { seed, resolver, owner: None, metrics },
+    ))
+}

@@ -361,6 +361,7 @@ impl FailureDetector {
         if let Some(m) = self.known.get(id) {
             if m.state == MemberState::Suspect && m.incarnation == s.incarnation {
                 log::debug!("suspicion of {id} expired after {:?}", s.started.elapsed());
+                self.metrics.observe_detection(s.started.elapsed());
                 self.accuse.do_send(Accuse {
                     id: id.clone(),
                     incarnation: s.incarnation,

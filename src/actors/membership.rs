@@ -184,7 +184,7 @@ impl Membership {
         }
     }
 
-    fn on_rumor(&mut self, member: Member, by: Option<NodeId>, via_sync: bool) {
+    fn on_rumor(&mut self, member: Member, by: Option<NodeId>, via_sync: bool, sender: &NodeId) {
         let known = self.view.get(&member.id).map(|m| m.incarnation);
         if !plausible_incarnation(known, member.incarnation) || member.services.version > (1 << 40) {
             Metrics::inc(&self.metrics.limits_hit);
@@ -244,8 +244,9 @@ impl Membership {
         }
         self.emit(kind, &after, accuser.clone());
         // Records learned by push-pull about members new to us are not
-        // re-gossiped: a joiner would otherwise re-broadcast the whole table.
-        if !via_sync || change.old_state.is_some() {
+        // re-gossiped (a joiner would otherwise re-broadcast the whole
+        // table), except the sender's own record: a joiner announcing itself.
+        if !via_sync || change.old_state.is_some() || &after.id == sender {
             self.rumor.do_send(Spread {
                 member: after,
                 by: accuser,
@@ -425,7 +426,7 @@ impl Handler<Rumors> for Membership {
     fn handle(&mut self, m: Rumors, ctx: &mut Context<Self>) {
         guard(ctx, |_| {
             for (member, by) in m.updates {
-                self.on_rumor(member, by, m.via_sync);
+                self.on_rumor(member, by, m.via_sync, &m.sender);
             }
         });
     }
@@ -450,7 +451,13 @@ impl Handler<StartSync> for Membership {
                 hash: self.view.hash(),
                 join: m.join,
             };
-            self.send_to(m.peer, vec![encode_msg(&msg)]);
+            let mut msgs = vec![encode_msg(&msg)];
+            if m.join {
+                // Announce ourselves with the request: our first rumor may
+                // have been used up on seeds that did not answer.
+                msgs.push(encode_msg(&Msg::Update { member: self.own(), by: None }));
+            }
+            self.send_to(m.peer, msgs);
         });
     }
 }
@@ -474,14 +481,7 @@ impl Handler<Accuse> for Membership {
                 Metrics::inc(&self.metrics.suspicions_raised);
             }
             let me = self.me.clone();
-            self.on_rumor(
-                Member {
-                    state: m.state,
-                    ..cur
-                },
-                Some(me),
-                false,
-            );
+            self.on_rumor(Member { state: m.state, ..cur }, Some(me.clone()), false, &me);
         });
     }
 }

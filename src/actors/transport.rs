@@ -157,6 +157,7 @@ impl Transport {
                 from,
                 updates,
                 via_sync: false,
+                sender: env.from.clone(),
             });
         }
         if !states.is_empty() {
@@ -164,6 +165,7 @@ impl Transport {
                 from,
                 updates: states,
                 via_sync: true,
+                sender: env.from.clone(),
             });
         }
     }

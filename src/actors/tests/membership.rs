@@ -46,6 +46,7 @@ fn rumor(m: Member, by: Option<&str>) -> Rumors {
         from: addr(5000),
         updates: vec![(m, by.map(id))],
         via_sync: false,
+        sender: id("p"),
     }
 }
 
@@ -271,6 +272,7 @@ async fn a_join_request_gets_every_record_and_sync_news_is_not_regossiped() {
         from: addr(3000),
         updates: vec![(member("a", 2000, 0, MemberState::Alive), None)],
         via_sync: true,
+        sender: id("p"),
     });
     settle(1).await;
     assert_eq!(kinds(&f.events), vec![(EventKind::Joined, "a".into())]);
@@ -336,4 +338,19 @@ async fn a_lie_at_the_top_of_the_incarnation_range_cannot_wedge_us() {
     f.ms.do_send(rumor(member("me", 1000, 3, MemberState::Dead), Some("liar")));
     settle(1).await;
     assert_eq!(f.spreads.take()[0].member.incarnation, 4);
+}
+
+#[actix::test]
+async fn a_joiner_announces_itself_and_its_own_record_is_spread() {
+    tokio::time::pause();
+    let f = start().await;
+    f.ms.do_send(StartSync { peer: addr(3000), join: true });
+    settle(1).await;
+    let msgs = decoded(f.sends.take());
+    assert!(matches!(msgs[0], Msg::SyncStart { join: true, .. }));
+    assert!(matches!(&msgs[1], Msg::Update { member, .. } if member.id == id("me")), "{msgs:?}");
+    // A record that came by push-pull about its own sender is news to spread.
+    f.ms.do_send(Rumors { from: addr(3000), updates: vec![(member("p", 3000, 0, MemberState::Alive), None)], via_sync: true, sender: id("p") });
+    settle(1).await;
+    assert_eq!(f.spreads.take().len(), 1);
 }
