@@ -201,7 +201,7 @@ async fn demo(n: usize) -> Result<(), String> {
                 .iter()
                 .map(|ms| state_of(ms, &victim.id))
                 .collect();
-        if suspected_at.is_none() && states.iter().any(|s| *s == Some(MemberState::Suspect)) {
+        if suspected_at.is_none() && states.contains(&Some(MemberState::Suspect)) {
             suspected_at = Some(start.elapsed());
             println!("  t+{:>5} ms  suspected", start.elapsed().as_millis());
         }

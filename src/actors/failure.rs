@@ -250,11 +250,8 @@ impl FailureDetector {
             return;
         }
         match msg {
-            Msg::Ping { seq, target } => {
-                if target == self.s.me {
-                    self.send(from, vec![Msg::Ack { seq }]);
-                }
-            }
+            // A ping for another id is for a previous owner of this address.
+            Msg::Ping { seq, target } if target == self.s.me => self.send(from, vec![Msg::Ack { seq }]),
             Msg::Ack { seq } => {
                 if let Some(p) = self.probes.get_mut(&seq) {
                     if !p.acked {

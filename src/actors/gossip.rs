@@ -290,13 +290,8 @@ impl Handler<DiscoveryMsg> for Gossip {
                     to: m.from,
                     msgs: vec![encode_msg(&Msg::DiscoverReply)],
                 }),
-                Msg::DiscoverReply => {
-                    if !self.peers.contains(&m.sender) {
-                        self.sync.do_send(StartSync {
-                            peer: m.from,
-                            join: true,
-                        });
-                    }
+                Msg::DiscoverReply if !self.peers.contains(&m.sender) => {
+                    self.sync.do_send(StartSync { peer: m.from, join: true })
                 }
                 _ => {}
             }

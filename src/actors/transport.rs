@@ -21,6 +21,7 @@ use super::supervisor::{guard, Crash};
 use crate::messages::*;
 use crate::metrics::Metrics;
 use crate::protocol::wire::{
+    KeyOpKind,
     decode_envelope, frame_plain, unframe, DecodeError, Framer, Msg, KIND_PLAIN, KIND_SEALED,
 };
 use crate::protocol::crypto::{encode_key, parse_key, Keyring};
@@ -53,6 +54,7 @@ pub struct Transport {
 }
 
 impl Transport {
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         me: NodeId,
         cluster: String,
@@ -91,7 +93,7 @@ impl Transport {
 
     fn warn_rate_limited(&mut self, from: SocketAddr, e: &DecodeError) {
         let now = tokio::time::Instant::now();
-        if self.next_warning.map_or(true, |t| now >= t) {
+        if self.next_warning.is_none_or(|t| now >= t) {
             log::warn!("dropping datagram from {from}: {e} (further ones counted, logged at most every 10 s)");
             self.next_warning = Some(now + std::time::Duration::from_secs(10));
         }
@@ -150,6 +152,7 @@ impl Transport {
                     sender: env.from.clone(),
                     msg,
                 }),
+                Msg::KeyOp { op, key } => self.apply_remote_key_op(&env.from, op, &key, keyed),
             }
         }
         if !updates.is_empty() {
@@ -167,6 +170,31 @@ impl Transport {
                 via_sync: true,
                 sender: env.from.clone(),
             });
+        }
+    }
+
+    /// A keyring change sent by another member. Accepted only when we have
+    /// keys (so the datagram was sealed with one of them); a plaintext cluster
+    /// has no authority to trust with its keys.
+    fn apply_remote_key_op(&mut self, from: &NodeId, op: KeyOpKind, key: &str, keyed: bool) {
+        if !keyed {
+            Metrics::inc(&self.metrics.auth_failures);
+            return;
+        }
+        let result = parse_key(key).and_then(|k| match op {
+            KeyOpKind::Install => {
+                self.keyring.install(k);
+                Ok(())
+            }
+            KeyOpKind::Use => self.keyring.use_key(&k),
+            KeyOpKind::Remove => self.keyring.remove(&k).or_else(|e| {
+                // Already gone is what was asked for.
+                if self.keyring.keys().contains(&k) { Err(e) } else { Ok(()) }
+            }),
+        });
+        match result {
+            Ok(()) => log::info!("keyring: {op:?} from {from}; {} key(s) now", self.keyring.keys().len()),
+            Err(e) => log::warn!("keyring: {op:?} from {from} refused: {e}"),
         }
     }
 

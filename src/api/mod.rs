@@ -136,6 +136,13 @@ async fn stats(node: web::Data<NodeHandle>) -> HttpResponse {
 struct KeyRequest {
     op: String,
     key: String,
+    /// Also send the change to every live member (default true).
+    #[serde(default = "yes")]
+    cluster: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 async fn keys_list(node: web::Data<NodeHandle>) -> HttpResponse {
@@ -143,11 +150,12 @@ async fn keys_list(node: web::Data<NodeHandle>) -> HttpResponse {
 }
 
 async fn keys_change(node: web::Data<NodeHandle>, body: web::Json<KeyRequest>) -> HttpResponse {
-    let KeyRequest { op, key } = body.into_inner();
-    let op = match op.as_str() {
-        "install" => KeyringOp::Install(key),
-        "use" => KeyringOp::Use(key),
-        "remove" => KeyringOp::Remove(key),
+    use crate::protocol::wire::{encode_msg, KeyOpKind, Msg};
+    let KeyRequest { op, key, cluster } = body.into_inner();
+    let (local, kind) = match op.as_str() {
+        "install" => (KeyringOp::Install(key.clone()), KeyOpKind::Install),
+        "use" => (KeyringOp::Use(key.clone()), KeyOpKind::Use),
+        "remove" => (KeyringOp::Remove(key.clone()), KeyOpKind::Remove),
         other => {
             return error(
                 actix_web::http::StatusCode::BAD_REQUEST,
@@ -155,7 +163,27 @@ async fn keys_change(node: web::Data<NodeHandle>, body: web::Json<KeyRequest>) -
             )
         }
     };
-    keys_answer(node.transport.send(op).await)
+    let answer = node.transport.send(local).await;
+    let keyed = matches!(&answer, Ok(Ok(keys)) if !keys.is_empty());
+    if cluster && keyed {
+        // Tell every live member directly, sealed with our (new) primary
+        // key; three times, 100 ms apart, since UDP may lose one.
+        if let Ok(members) = node.membership.send(GetMembers).await {
+            let peers: Vec<SocketAddr> =
+                members.iter().filter(|m| m.id != node.id && m.state.is_live()).map(|m| m.addr).collect();
+            let msg = encode_msg(&Msg::KeyOp { op: kind, key });
+            let transport = node.transport.clone();
+            actix_rt::spawn(async move {
+                for _ in 0..3 {
+                    for &to in &peers {
+                        transport.do_send(Outbound { to, msgs: vec![msg.clone()] });
+                    }
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                }
+            });
+        }
+    }
+    keys_answer(answer)
 }
 
 fn keys_answer(r: Result<Result<Vec<String>, String>, actix::MailboxError>) -> HttpResponse {

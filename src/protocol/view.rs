@@ -106,7 +106,7 @@ impl View {
             self.hash = self.hash.wrapping_add(entry_hash(&digest_entry(&merged)));
             if merged.state.is_live() {
                 self.tombstones.remove(&merged.id);
-            } else if change.old_state.map_or(true, |s| s.is_live()) {
+            } else if change.old_state.is_none_or(|s| s.is_live()) {
                 self.tombstones.insert(merged.id.clone(), now);
             }
             self.members.insert(merged.id.clone(), merged);

@@ -159,6 +159,20 @@ pub enum Msg {
     /// Answer to `Discover`: I am a member, join through me.
     #[serde(rename = "R")]
     DiscoverReply,
+    /// A keyring change for the whole cluster (`gossip keys ... `). Only
+    /// accepted inside a sealed datagram: holding a key is the authority.
+    #[serde(rename = "k")]
+    KeyOp { op: KeyOpKind, key: String },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum KeyOpKind {
+    #[serde(rename = "i")]
+    Install,
+    #[serde(rename = "u")]
+    Use,
+    #[serde(rename = "r")]
+    Remove,
 }
 
 impl Msg {
@@ -175,6 +189,7 @@ impl Msg {
             Msg::State { .. } => "state",
             Msg::Discover => "discover",
             Msg::DiscoverReply => "discover-reply",
+            Msg::KeyOp { .. } => "key-op",
         }
     }
 }
