@@ -7,7 +7,8 @@
 #    RUSTFLAGS='-C target-feature=+crt-static' cargo build --release
 #        --target x86_64-unknown-linux-gnu
 #    (the explicit --target keeps the static flag away from proc-macro crates),
-# 2. copies it to docker/gossip, the only file in the image's build context,
+# 2. copies it, stripped, to docker/gossip, the only file in the image's
+#    build context (see .dockerignore),
 # 3. runs `docker-compose build` (extra arguments are passed on to it).
 #
 # Set SKIP_IMAGE=1 to stop after step 2.
@@ -28,8 +29,20 @@ if command -v file >/dev/null 2>&1; then
         exit 1
     fi
 fi
-install -m 0755 "$bin" docker/gossip
-echo "==> docker/gossip: $(du -h docker/gossip | cut -f1)"
+# the image only needs the code: drop the symbol tables (about 2 MB)
+if command -v strip >/dev/null 2>&1; then
+    strip -o docker/gossip.tmp "$bin"
+else
+    cp "$bin" docker/gossip.tmp
+fi
+chmod 0755 docker/gossip.tmp
+mv -f docker/gossip.tmp docker/gossip
+size=$(stat -c %s docker/gossip)
+echo "==> docker/gossip: $((size / 1024)) KiB"
+if [ "$size" -gt $((10 * 1000 * 1000)) ]; then
+    echo "error: docker/gossip is over 10 MB, the image limit" >&2
+    exit 1
+fi
 
 if [ "${SKIP_IMAGE:-0}" = 1 ]; then
     exit 0

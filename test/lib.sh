@@ -112,11 +112,16 @@ gt_teardown() {
     local paused
     paused=$(docker ps -q --filter "label=com.docker.compose.project=$COMPOSE_PROJECT_NAME" --filter status=paused 2>/dev/null)
     [ -n "$paused" ] && docker unpause $paused >/dev/null 2>&1
+    if [ "${KEEP_CLUSTER:-0}" = 1 ]; then
+        echo "[$TEST_NAME] KEEP_CLUSTER=1: leaving project $COMPOSE_PROJECT_NAME running (docker-compose -p $COMPOSE_PROJECT_NAME down -v to remove)"
+        rm -rf "$GT_TMP"
+        exit "$rc"
+    fi
     echo "[$TEST_NAME] teardown: docker-compose down -v"
     docker-compose down -v --remove-orphans -t 10 >/dev/null 2>&1 \
         || echo "[$TEST_NAME] WARNING: docker-compose down failed" >&2
     rm -rf "$GT_TMP"
-    if [ "$rc" = 0 ] && [ "$GT_FAILED" = 0 ]; then
+    if [ "$rc" = 0 ] && [ "$GT_FAILED" = 0 ] && [ "${GT_NO_PASS_LINE:-0}" != 1 ]; then
         echo "PASS [$TEST_NAME]"
     fi
     exit "$rc"
@@ -196,10 +201,45 @@ wait_for() {
     fi
 }
 
+# wait_bg DESC TIMEOUT_S MODE STATES "TARGETS" "OBSERVERS": like wait_for, but
+# starts polling now, in the background, so that the action that follows is
+# timed from the moment it happens, not from when its command returns;
+# wait_collect then waits for the result (sets DONE_AT, or fails).
+wait_bg() {
+    GT_WAIT_DESC=$1 GT_WAIT_TIMEOUT=$2
+    python3 "$GT_PROBE" wait --timeout "$2" --mode "$3" --states "$4" \
+        --targets "$5" --observers "$6" >"$GT_TMP/wait.out" &
+    GT_WAIT_PID=$!
+    GT_BG_PIDS+=("$GT_WAIT_PID")
+    sleep 0.5   # let it take its first look before anything happens
+}
+wait_collect() {
+    if wait "$GT_WAIT_PID"; then
+        DONE_AT=$(cat "$GT_TMP/wait.out")
+    else
+        fail "expected $GT_WAIT_DESC within ${GT_WAIT_TIMEOUT} s, saw: $(cat "$GT_TMP/wait.out")"
+    fi
+}
+
+# event_time SERVICE ACTION SINCE [SIGNAL]: epoch of the first Docker event
+# ACTION (kill, die, pause, unpause, start, ...) of SERVICE's container since
+# epoch SINCE; for "kill", SIGNAL picks the signal (15 for stop, 9 for kill).
+event_time() {
+    local c t
+    c=$(cid "$1")
+    t=$(docker events --since "$3" --until "$EPOCHREALTIME" --filter "container=$c" \
+            --filter "event=$2" --format '{{.TimeNano}} {{index .Actor.Attributes "signal"}}' \
+        | awk -v sig="${4:-}" '(sig == "" || $2 == sig) { printf "%.3f\n", $1 / 1e9; exit }')
+    [ -n "$t" ] || fail "expected a Docker '$2' event for $1 since $3, saw none"
+    echo "$t"
+}
+
 # watch_start FILE "OBSERVERS": record every observer's view every 100 ms in
 # the background until watch_stop.
 watch_start() {
-    probe watch --out "$1" --observers "$2" &
+    # python3 itself in the background (not the probe function: killing a
+    # backgrounded function's subshell would leave the python running)
+    python3 "$GT_PROBE" watch --out "$1" --observers "$2" &
     GT_WATCH_PID=$!
     GT_BG_PIDS+=("$GT_WATCH_PID")
     sleep 0.3
@@ -411,6 +451,7 @@ def main():
     an.add_argument("file")
     an.add_argument("--states", required=True)
     an.add_argument("--targets", required=True)
+    an.add_argument("--t0", type=float, help="report times relative to this epoch")
     st = sub.add_parser("state")
     st.add_argument("target")
     st.add_argument("observer")
@@ -458,8 +499,8 @@ def main():
         if not rows:
             print("no samples recorded")
             return 1
-        t0 = rows[0]["t"]
-        bad, worst, answered = [], {}, {}
+        t0 = a.t0 if a.t0 else rows[0]["t"]
+        bad, worst, answered, spans = [], {}, {}, {}
         rank = {"alive": 0, "absent": 1, "left": 1, "suspect": 2, "dead": 3}
         for r in rows:
             for o, v in r["views"].items():
@@ -472,15 +513,20 @@ def main():
                     s = v.get(t, "absent")
                     if rank.get(s, 0) > rank.get(worst.get(t, ("alive",))[0], 0):
                         worst[t] = (s, o, r["t"] - t0)
+                    if s != "alive":
+                        first, last = spans.get((t, s), (r["t"], r["t"]))
+                        spans[(t, s)] = (min(first, r["t"]), max(last, r["t"]))
                     if s in states:
                         bad.append(f"{o} sees {t} {s} at +{r['t'] - t0:.1f}s")
-        span = rows[-1]["t"] - t0
+        span = rows[-1]["t"] - rows[0]["t"]
         print(f"samples: {len(rows)} sweeps over {span:.1f} s "
               f"(every {span / max(len(rows) - 1, 1) * 1000:.0f} ms); answers per node: "
               + ", ".join(f"{o}={n}" for o, n in sorted(answered.items())))
         for t in targets:
             s = worst.get(t)
-            print(f"worst state of {t} seen: " + (f"{s[0]} (in {s[1]}'s view at +{s[2]:.1f}s)" if s else "alive"))
+            print(f"worst state of {t} seen: " + (f"{s[0]} (in {s[1]}'s view at {s[2]:+.1f}s)" if s else "alive"))
+        for (t, s), (first, last) in sorted(spans.items()):
+            print(f"  {t} seen {s} by someone from {first - t0:+.1f}s to {last - t0:+.1f}s")
         if bad:
             print(f"{len(bad)} violating observations, first: " + "; ".join(bad[:8]))
             return 1

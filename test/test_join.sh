@@ -15,10 +15,11 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 fresh_start
 
 log "docker-compose up -d (node1..node7)"
+wait_bg "node1..node7 alive in every node's view" 40 all alive "$ALL7" "$ALL7"
 up
 started=$(started_at $ALL7)
 log "containers started $(secs_between "$UP_ISSUED" "$started") s after the command; waiting for every view"
-wait_for "node1..node7 alive in every node's view" 30 all alive "$ALL7" "$ALL7"
+wait_collect
 figure "up -d -> all 7 alive in every view (from last container start)" "$(secs_between "$started" "$DONE_AT")" 3
 figure "up -d -> all 7 alive in every view (from 'docker-compose up -d' issued)" "$(secs_between "$UP_ISSUED" "$DONE_AT")"
 show_views
@@ -31,9 +32,10 @@ n=$(printf '%s' "$json" | python3 -c 'import json,sys; v=json.load(sys.stdin); p
 log "node1 reports 7 alive members"
 
 log "docker-compose up -d node8 (joins the running cluster through its seeds)"
+wait_bg "node8 alive in all 8 views" 30 all alive "$ALL7 node8" "$ALL7 node8"
 up node8
 started8=$(started_at node8)
-wait_for "node8 alive in all 8 views" 30 all alive "$ALL7 node8" "$ALL7 node8"
+wait_collect
 figure "node8 start -> alive in all 8 views" "$(secs_between "$started8" "$DONE_AT")"
 
 log "node1 looks up node8's service 'search'"
@@ -51,8 +53,9 @@ done
 log "node1 found 'search' on node8"
 
 log "docker-compose up -d node9 (no SEED_NODES: broadcast bootstrap only)"
+wait_bg "node9 (no seeds) alive in all 9 views" 60 all alive "$ALL7 node8 node9" "$ALL7 node8 node9"
 up node9
 started9=$(started_at node9)
-wait_for "node9 (no seeds) alive in all 9 views" 60 all alive "$ALL7 node8 node9" "$ALL7 node8 node9"
+wait_collect
 figure "node9 (broadcast bootstrap) start -> alive in all 9 views" "$(secs_between "$started9" "$DONE_AT")"
 show_views

@@ -21,9 +21,10 @@ log "cluster formed"
 
 vcid=$(cid "$VICTIM")
 log "docker network disconnect $GT_NET $VICTIM"
+wait_bg "$VICTIM dead in every other node's view while partitioned" 30 all dead "$VICTIM" "$OTHERS"
 t0=$(now)
 docker network disconnect "$GT_NET" "$vcid" || fail "expected to disconnect $VICTIM from $GT_NET, saw it fail"
-wait_for "$VICTIM dead in every other node's view while partitioned" 30 all dead "$VICTIM" "$OTHERS"
+wait_collect
 figure "partition -> $VICTIM dead on the majority side" "$(secs_between "$t0" "$DONE_AT")"
 wait_for "no node of the majority side suspect/dead in the majority's views" 1 all alive "$OTHERS" "$OTHERS"
 log "$VICTIM's own view while cut off:"; probe table "$VICTIM" || true
@@ -32,10 +33,12 @@ rest=$(awk -v a="$t0" -v b="$EPOCHREALTIME" -v p="$PARTITION_SECS" 'BEGIN{r=p-(b
 log "holding the partition another $rest s"
 sleep "$rest"
 
+log "$VICTIM's own view at the end of the partition:"; probe table "$VICTIM" || true
 log "docker network connect --alias $VICTIM $GT_NET $VICTIM"
+wait_bg "all 7 alive in all 7 views after the heal" 60 all alive "$ALL7" "$ALL7"
 t1=$(now)
 docker network connect --alias "$VICTIM" "$GT_NET" "$vcid" || fail "expected to reconnect $VICTIM to $GT_NET, saw it fail"
 log "partition held $(secs_between "$t0" "$t1") s"
-wait_for "all 7 alive in all 7 views after the heal" 60 all alive "$ALL7" "$ALL7"
+wait_collect
 figure "heal -> all 7 alive in every view" "$(secs_between "$t1" "$DONE_AT")"
 show_views
