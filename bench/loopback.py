@@ -434,6 +434,11 @@ class Bench:
         self.logdir = Path(tempfile.mkdtemp(prefix="gossip-bench-"))
         self.results = {}
         self.rows = []  # (figure, measured, target, ok)
+        self.anomalies = []  # odd observations; the agents' logs are kept when there are any
+
+    def anomaly(self, what):
+        log("  ANOMALY: " + what)
+        self.anomalies.append(what)
 
     def row(self, figure, measured, target="", ok=None):
         self.rows.append((figure, measured, target, ok))
@@ -544,6 +549,9 @@ class Bench:
                 wn = max(not_alive_t.values()) if len(not_alive_t) == len(survivors) else None
                 f = min(not_alive_t.values()) if not_alive_t else None
                 all_dead.append(wd)
+                if wd is None:
+                    self.anomaly("kill run %d: %s not reported dead by %s within 60 s (logs %s)"
+                                 % (r + 1, victim.id, [k for k, v in dead_t.items() if v is None], c.logdir))
                 none_alive.append(wn)
                 first.append(f)
                 log("  kill run %d (%s): first suspicion %s, none lists it alive %s, dead at all %d survivors %s"
@@ -614,6 +622,9 @@ class Bench:
                         good = [t for t, s in ss if t > last_bad]
                         recov.append(max(0.0, good[0] - t_cont) if good else None)
                 alive_after = None if any(x is None for x in recov) else max(recov)
+                if ever_dead or alive_after is None:
+                    self.anomaly("freeze run %d: %s reported dead/left by %s; alive everywhere after resume: %s (logs %s)"
+                                 % (r + 1, victim.id, ever_dead, fmt_s(alive_after), c.logdir))
                 runs.append({"victim": victim.id, "ever_dead_by": ever_dead, "suspected_by": len(suspected_by),
                              "alive_everywhere_after_resume_s": alive_after, "samples": len(states)})
                 log("  freeze run %d (%s, %.1fs): suspected by %d, dead by %d, alive everywhere %s after resume"
@@ -719,8 +730,13 @@ class Bench:
                     v = members(o.api, timeout=0.5)
                     return v is not None and v.get(lid, (None, 0))[0] == "alive" and v[lid][1] > inc
 
-                rj = worst(first_times(c.nodes, probe2, t1, timeout=30))
+                rjt = first_times(c.nodes, probe2, t1, timeout=30)
+                rj = worst(rjt)
                 rejoin.append(rj)
+                slow = {k: v for k, v in rjt.items() if v is None or v > 2.0}
+                if slow:
+                    self.anomaly("leave run %d: restarted %s was slow to be alive with a higher incarnation at %s "
+                                 "(logs %s)" % (r + 1, leaver.id, slow, c.logdir))
                 log("  leave run %d: restarted %s alive everywhere with a higher incarnation after %s"
                     % (r + 1, leaver.id, fmt_s(rj)))
                 self.settle(3)
@@ -853,6 +869,8 @@ class Bench:
         finally:
             c.close()
         subjects = sorted({m for _, m in false_pairs})
+        if false_pairs:
+            self.anomaly("loss soak: %d false dead/left reports (logs %s)" % (len(false_pairs), c.logdir))
         self.results["loss_soak"] = {"nodes": N, "loss_in": loss, "minutes": minutes, "sweeps": sweeps,
                                      "false_dead_pairs": len(false_pairs), "false_dead_members": subjects,
                                      "dead_sightings": dead_sightings, "suspect_sightings": suspect_sightings,
@@ -954,14 +972,20 @@ def main():
 
     bench.results["wall_s"] = round(time.monotonic() - t_start, 1)
     bench.results["env"] = bench.extra_env
-    if args.json:
-        bench.table(sys.stderr)
-        print(json.dumps(bench.results, indent=2, default=str))
-    else:
+    if bench.anomalies:
+        bench.results["anomalies"] = bench.anomalies
+    out = sys.stderr if args.json else sys.stdout
+    if not args.json:
         print()
-        bench.table(sys.stdout)
-        print("\n(total %.0f s)" % bench.results["wall_s"])
-    if args.keep_logs or failed:
+    bench.table(out)
+    if bench.anomalies:
+        print("\nanomalies:", file=out)
+        for a in bench.anomalies:
+            print("  " + a, file=out)
+    print("\n(total %.0f s)" % bench.results["wall_s"], file=out)
+    if args.json:
+        print(json.dumps(bench.results, indent=2, default=str))
+    if args.keep_logs or failed or bench.anomalies:
         log("agent logs kept in %s" % bench.logdir)
     else:
         shutil.rmtree(bench.logdir, ignore_errors=True)

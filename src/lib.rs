@@ -12,5 +12,6 @@ pub mod messages;
 pub mod metrics;
 pub mod node;
 pub mod protocol;
+pub mod sim;
 pub mod testkit;
 pub mod transport;

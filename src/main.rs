@@ -84,6 +84,8 @@ enum Cmd {
         #[arg(long, default_value_t = 7)]
         nodes: usize,
     },
+    /// A simulated cluster: real nodes, in-memory network, virtual clock, faults.
+    Sim(gossip::sim::SimArgs),
 }
 
 #[derive(Subcommand)]
@@ -124,6 +126,7 @@ fn main() {
             Ok(keys.iter().enumerate().map(|(i, k)| format!("{k}{}", if i == 0 { "  (primary)" } else { "" })).collect::<Vec<_>>().join("\n"))
         }),
         Cmd::Demo { nodes } => gossip::demo::run(nodes),
+        Cmd::Sim(args) => gossip::sim::run(args),
         Cmd::Members { api, json } => run_client(|| {
             let v = client::request("GET", &api_addr(api), "/v1/members", None)?;
             if json {

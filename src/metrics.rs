@@ -3,12 +3,16 @@
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 macro_rules! counters {
     ($($name:ident : $help:literal),* $(,)?) => {
         #[derive(Debug, Default)]
         pub struct Metrics {
             $(#[doc = $help] pub $name: AtomicU64,)*
+            /// How long suspicions raised here lasted before the member was
+            /// declared dead (`/metrics`: `gossip_detection_latency_seconds`).
+            pub detection_latency: Histogram,
         }
 
         impl Metrics {
@@ -29,6 +33,7 @@ counters! {
     bytes_out: "bytes sent",
     decode_errors: "datagrams dropped because they did not decode",
     foreign_cluster: "datagrams dropped because they belong to another cluster",
+    auth_failures: "datagrams dropped because they failed authentication or were not encrypted",
     injected_drops: "datagrams dropped by fault injection",
     oversized_msgs: "messages too large for one datagram, not sent",
     send_errors: "datagrams the socket refused to send",
@@ -61,5 +66,75 @@ impl Metrics {
     }
     pub fn set(c: &AtomicU64, n: u64) {
         c.store(n, Ordering::Relaxed);
+    }
+}
+
+impl Metrics {
+    /// Records how long a suspicion lasted before it declared a member dead.
+    pub fn observe_detection(&self, d: Duration) {
+        self.detection_latency.observe(d);
+    }
+}
+
+/// Upper bounds (seconds) of the detection-latency buckets; a last, implicit
+/// bucket is `+Inf`.
+pub const DETECTION_BUCKETS: [f64; 12] = [0.5, 1.0, 2.0, 3.0, 4.0, 5.0, 7.5, 10.0, 15.0, 20.0, 30.0, 60.0];
+
+/// A fixed-bucket histogram of durations made of atomics (no lock, no
+/// allocation).
+#[derive(Debug, Default)]
+pub struct Histogram {
+    buckets: [AtomicU64; DETECTION_BUCKETS.len() + 1],
+    sum_micros: AtomicU64,
+}
+
+/// A consistent-enough copy of a [`Histogram`], in Prometheus' shape.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HistogramSnapshot {
+    /// `(upper bound in seconds, observations in this bucket alone)`, ending
+    /// with `+Inf`; not cumulative (the text encoder accumulates).
+    pub buckets: Vec<(f64, u64)>,
+    pub sum_seconds: f64,
+    pub count: u64,
+}
+
+impl Histogram {
+    pub fn observe(&self, d: Duration) {
+        let secs = d.as_secs_f64();
+        let i = DETECTION_BUCKETS.iter().position(|&le| secs <= le).unwrap_or(DETECTION_BUCKETS.len());
+        self.buckets[i].fetch_add(1, Ordering::Relaxed);
+        self.sum_micros.fetch_add(d.as_micros().min(u64::MAX as u128) as u64, Ordering::Relaxed);
+    }
+
+    pub fn read(&self) -> HistogramSnapshot {
+        let buckets: Vec<(f64, u64)> = self
+            .buckets
+            .iter()
+            .enumerate()
+            .map(|(i, b)| (DETECTION_BUCKETS.get(i).copied().unwrap_or(f64::INFINITY), b.load(Ordering::Relaxed)))
+            .collect();
+        // The count is the sum of the buckets, as the exposition format requires.
+        let count = buckets.iter().map(|(_, n)| n).sum();
+        HistogramSnapshot { sum_seconds: self.sum_micros.load(Ordering::Relaxed) as f64 / 1e6, count, buckets }
+    }
+}
+
+#[cfg(test)]
+mod histogram_tests {
+    use super::*;
+
+    #[test]
+    fn buckets_count_alone_and_end_at_inf() {
+        let h = Histogram::default();
+        h.observe(Duration::from_millis(300));
+        h.observe(Duration::from_millis(2500));
+        h.observe(Duration::from_secs(500));
+        let s = h.read();
+        assert_eq!(s.count, 3);
+        assert_eq!(s.buckets[0], (0.5, 1));
+        assert_eq!(s.buckets[3], (3.0, 1));
+        assert_eq!(s.buckets[4], (4.0, 0));
+        assert_eq!(*s.buckets.last().unwrap(), (f64::INFINITY, 1));
+        assert!((s.sum_seconds - 502.8).abs() < 1e-6);
     }
 }

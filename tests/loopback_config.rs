@@ -11,7 +11,9 @@ use std::time::{Duration, Instant};
 /// (exit code, stderr). Kills it if it does not exit within 10 s.
 fn run_agent(env: &[(&str, &str)], unset: &[&str]) -> (Option<i32>, String) {
     let base = free_base_port(1);
-    let dir = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("loopback").join("config");
+    let dir = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join("loopback")
+        .join("config");
     std::fs::create_dir_all(&dir).unwrap();
     let mut cmd = Command::new(GOSSIP);
     for k in AGENT_ENV_KEYS {
@@ -35,7 +37,9 @@ fn run_agent(env: &[(&str, &str)], unset: &[&str]) -> (Option<i32>, String) {
     }
     let stderr_path = dir.join(format!("stderr-{base}.txt"));
     let stderr = std::fs::File::create(&stderr_path).unwrap();
-    cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::from(stderr));
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::from(stderr));
     let mut child = cmd.spawn().expect("spawn gossip agent");
     let deadline = Instant::now() + Duration::from_secs(10);
     let status = loop {
@@ -51,15 +55,25 @@ fn run_agent(env: &[(&str, &str)], unset: &[&str]) -> (Option<i32>, String) {
     };
     let err = std::fs::read_to_string(&stderr_path).unwrap_or_default();
     let _ = std::fs::remove_file(&stderr_path);
-    let status = status.unwrap_or_else(|| panic!("agent with {env:?} (unset {unset:?}) still running after 10 s; stderr:\n{err}"));
+    let status = status.unwrap_or_else(|| {
+        panic!("agent with {env:?} (unset {unset:?}) still running after 10 s; stderr:\n{err}")
+    });
     (status.code(), err)
 }
 
 fn assert_rejected(env: &[(&str, &str)], unset: &[&str], key: &str) {
     let (code, err) = run_agent(env, unset);
-    assert_eq!(code, Some(2), "exit code for {env:?} (unset {unset:?}); stderr:\n{err}");
+    assert_eq!(
+        code,
+        Some(2),
+        "exit code for {env:?} (unset {unset:?}); stderr:\n{err}"
+    );
     let lines: Vec<&str> = err.lines().filter(|l| !l.trim().is_empty()).collect();
-    assert_eq!(lines.len(), 1, "expected exactly one line on stderr for {env:?} (unset {unset:?}), got:\n{err}");
+    assert_eq!(
+        lines.len(),
+        1,
+        "expected exactly one line on stderr for {env:?} (unset {unset:?}), got:\n{err}"
+    );
     assert!(
         lines[0].to_lowercase().contains(&key.to_lowercase()),
         "the error line for {env:?} (unset {unset:?}) does not name {key}: {}",

@@ -24,20 +24,26 @@ fn sigkilled_agent_is_reported_dead_by_every_survivor() {
     c.nodes[victim].sigkill();
     let survivors = c.except(&[victim]);
 
-    let t = c.wait_state_everywhere(&survivors, victim, "dead", Duration::from_secs(40), |c, o, view| {
-        // Nobody else may be declared dead or left on the way.
-        for m in view.values() {
-            if m.id != c.nodes[victim].id {
-                assert!(
-                    m.state == "alive" || m.state == "suspect",
-                    "{} reports healthy {} as {}",
-                    c.nodes[o].id,
-                    m.id,
-                    m.state
-                );
+    let t = c.wait_state_everywhere(
+        &survivors,
+        victim,
+        "dead",
+        Duration::from_secs(40),
+        |c, o, view| {
+            // Nobody else may be declared dead or left on the way.
+            for m in view.values() {
+                if m.id != c.nodes[victim].id {
+                    assert!(
+                        m.state == "alive" || m.state == "suspect",
+                        "{} reports healthy {} as {}",
+                        c.nodes[o].id,
+                        m.id,
+                        m.state
+                    );
+                }
             }
-        }
-    });
+        },
+    );
     eprintln!("{victim_id} SIGKILLed: reported dead by all 9 survivors after {t:?}");
 
     // The survivors still agree that the other 9 are alive.
@@ -64,7 +70,9 @@ fn no_false_dead_under_20_percent_loss_for_60s() {
         c.assert_running(&all);
         // One sweep over all APIs.
         for &o in &all {
-            let Some(view) = c.nodes[o].members() else { continue };
+            let Some(view) = c.nodes[o].members() else {
+                continue;
+            };
             for m in view.values() {
                 match m.state.as_str() {
                     "dead" | "left" => false_reports.push(format!(

@@ -15,15 +15,20 @@ fn seven_agents_converge_then_an_eighth_joins() {
     let first7 = c.all();
 
     // Every API comes up.
-    wait_for("7 APIs to answer /healthz", Duration::from_secs(20), Duration::from_millis(100), || {
-        for n in &c.nodes {
-            match http_get(&n.api(), "/healthz") {
-                Some(r) if r.status == 200 => {}
-                other => return Err(format!("{} /healthz: {:?}", n.id, other)),
+    wait_for(
+        "7 APIs to answer /healthz",
+        Duration::from_secs(20),
+        Duration::from_millis(100),
+        || {
+            for n in &c.nodes {
+                match http_get(&n.api(), "/healthz") {
+                    Some(r) if r.status == 200 => {}
+                    other => return Err(format!("{} /healthz: {:?}", n.id, other)),
+                }
             }
-        }
-        Ok(())
-    });
+            Ok(())
+        },
+    );
 
     let t7 = c.wait_all_alive(&first7, &first7, Duration::from_secs(30));
     eprintln!("7 agents: all list all 7 alive after {t7:?} (after all APIs answered)");
@@ -31,9 +36,16 @@ fn seven_agents_converge_then_an_eighth_joins() {
     // The member records carry the documented fields.
     let view = c.nodes[0].members().expect("node1 members");
     for (i, n) in c.nodes.iter().enumerate() {
-        let m = view.get(&n.id).unwrap_or_else(|| panic!("node1 does not list {}", n.id));
+        let m = view
+            .get(&n.id)
+            .unwrap_or_else(|| panic!("node1 does not list {}", n.id));
         assert_eq!(m.state, "alive");
-        assert_eq!(m.addr, c.nodes[i].udp_addr(), "addr of {} as seen by node1", n.id);
+        assert_eq!(
+            m.addr,
+            c.nodes[i].udp_addr(),
+            "addr of {} as seen by node1",
+            n.id
+        );
     }
 
     // An 8th node, started later, seeded with node1 and node2.
@@ -44,7 +56,8 @@ fn seven_agents_converge_then_an_eighth_joins() {
 
     // And the view stays converged (nobody falls out right after joining).
     std::thread::sleep(Duration::from_secs(2));
-    c.check_all_alive(&all8, &all8).expect("view still converged 2 s later");
+    c.check_all_alive(&all8, &all8)
+        .expect("view still converged 2 s later");
     assert!(c.nodes[eighth].members().unwrap().len() == 8);
 }
 
@@ -62,7 +75,11 @@ fn members_cli_talks_to_the_api() {
         .args(["members", "--api", &api, "--json"])
         .output()
         .expect("run gossip members");
-    assert!(out.status.success(), "gossip members --json failed: {:?}", out);
+    assert!(
+        out.status.success(),
+        "gossip members --json failed: {:?}",
+        out
+    );
     let v: serde_json::Value =
         serde_json::from_slice(&out.stdout).expect("gossip members --json prints JSON");
     let ids: Vec<&str> = v
@@ -71,7 +88,10 @@ fn members_cli_talks_to_the_api() {
         .iter()
         .filter_map(|m| m.get("id").and_then(|i| i.as_str()))
         .collect();
-    assert!(ids.contains(&"node1") && ids.contains(&"node2"), "ids: {ids:?}");
+    assert!(
+        ids.contains(&"node1") && ids.contains(&"node2"),
+        "ids: {ids:?}"
+    );
 
     let out = std::process::Command::new(GOSSIP)
         .args(["members", "--api", &api])
@@ -79,7 +99,10 @@ fn members_cli_talks_to_the_api() {
         .expect("run gossip members");
     assert!(out.status.success());
     let table = String::from_utf8_lossy(&out.stdout);
-    assert!(table.contains("node1") && table.contains("node2") && table.contains("alive"), "{table}");
+    assert!(
+        table.contains("node1") && table.contains("node2") && table.contains("alive"),
+        "{table}"
+    );
 
     // A dead API address: non-zero exit.
     let dead_api = format!("127.0.0.1:{}", free_base_port(1) + API_OFFSET);
@@ -87,5 +110,8 @@ fn members_cli_talks_to_the_api() {
         .args(["members", "--api", &dead_api])
         .output()
         .expect("run gossip members");
-    assert!(!out.status.success(), "gossip members against a closed port must fail");
+    assert!(
+        !out.status.success(),
+        "gossip members against a closed port must fail"
+    );
 }

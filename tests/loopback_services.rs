@@ -21,11 +21,21 @@ fn nodes_listed(c: &Cluster, observer: usize, service: &str) -> Result<Vec<Strin
 }
 
 /// Wait until every observer lists exactly `owners` (node ids) for `service`.
-fn wait_service_owners(c: &Cluster, observers: &[usize], service: &str, owners: &[&str], timeout: Duration) -> Duration {
+fn wait_service_owners(
+    c: &Cluster,
+    observers: &[usize],
+    service: &str,
+    owners: &[&str],
+    timeout: Duration,
+) -> Duration {
     let mut want: Vec<String> = owners.iter().map(|s| s.to_string()).collect();
     want.sort();
     wait_for(
-        &format!("{} nodes to list {service} on {:?}", observers.len(), owners),
+        &format!(
+            "{} nodes to list {service} on {:?}",
+            observers.len(),
+            owners
+        ),
         timeout,
         Duration::from_millis(200),
         || {
@@ -60,8 +70,12 @@ fn registered_service_is_listed_by_all() {
 
     // Registered at runtime on node3.
     let api3 = c.nodes[2].api();
-    let r = http_put_json(&api3, "/v1/services", &json!({"name": "api", "port": 9090, "tags": ["v1"], "meta": {"k": "v"}}))
-        .expect("PUT /v1/services answered");
+    let r = http_put_json(
+        &api3,
+        "/v1/services",
+        &json!({"name": "api", "port": 9090, "tags": ["v1"], "meta": {"k": "v"}}),
+    )
+    .expect("PUT /v1/services answered");
     assert_eq!(r.status, 200, "PUT /v1/services: {}", r.body);
     let t = wait_service_owners(&c, &all, "api", &["node3"], SPREAD);
     eprintln!("registration on node3 listed by all 7 after {t:?}");
@@ -72,15 +86,29 @@ fn registered_service_is_listed_by_all() {
         assert_eq!(inst.len(), 1);
         let i = &inst[0];
         assert_eq!(i.node, "node3");
-        assert_eq!(i.addr, "127.0.0.1", "addr of the instance at {}", c.nodes[o].id);
+        assert_eq!(
+            i.addr, "127.0.0.1",
+            "addr of the instance at {}",
+            c.nodes[o].id
+        );
         assert_eq!(i.port, 9090);
         assert_eq!(i.tags, vec!["v1".to_string()]);
         assert_eq!(i.state, "alive");
     }
     // GET /v1/services lists everything by name.
-    let allsvc = http_get(&c.nodes[6].api(), "/v1/services").unwrap().json().expect("JSON");
+    let allsvc = http_get(&c.nodes[6].api(), "/v1/services")
+        .unwrap()
+        .json()
+        .expect("JSON");
     for name in ["web", "cache", "api"] {
-        assert!(allsvc.get(name).and_then(|v| v.as_array()).map(|a| !a.is_empty()).unwrap_or(false), "{name} missing in {allsvc}");
+        assert!(
+            allsvc
+                .get(name)
+                .and_then(|v| v.as_array())
+                .map(|a| !a.is_empty())
+                .unwrap_or(false),
+            "{name} missing in {allsvc}"
+        );
     }
     // An unknown service is an empty array, not an error.
     let none = http_get(&c.nodes[0].api(), "/v1/services/nosuch").unwrap();
@@ -95,11 +123,25 @@ fn registered_service_is_listed_by_all() {
         json!({"port": 80}),
     ] {
         let r = http_put_json(&api3, "/v1/services", &bad).expect("PUT answered");
-        assert_eq!(r.status, 400, "PUT {bad} should be 400, got {} {}", r.status, r.body);
-        assert!(r.json().and_then(|v| v.get("error").cloned()).is_some(), "400 body has an error field: {}", r.body);
+        assert_eq!(
+            r.status, 400,
+            "PUT {bad} should be 400, got {} {}",
+            r.status, r.body
+        );
+        assert!(
+            r.json().and_then(|v| v.get("error").cloned()).is_some(),
+            "400 body has an error field: {}",
+            r.body
+        );
     }
-    assert_eq!(nodes_listed(&c, 2, "ok-name").unwrap(), Vec::<String>::new());
-    assert_eq!(http_delete(&api3, "/v1/services/nosuch").unwrap().status, 404);
+    assert_eq!(
+        nodes_listed(&c, 2, "ok-name").unwrap(),
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        http_delete(&api3, "/v1/services/nosuch").unwrap().status,
+        404
+    );
 
     // Deregistration spreads.
     let r = http_delete(&api3, "/v1/services/api").expect("DELETE answered");
@@ -132,24 +174,38 @@ fn sigterm_leaves_cleanly_and_a_restart_rejoins() {
     let status = c.nodes[leaver]
         .wait_exit(Duration::from_secs(15))
         .expect("node4 exits within 15 s of SIGTERM");
-    assert_eq!(status.code(), Some(0), "node4 exit status after SIGTERM: {status:?}");
+    assert_eq!(
+        status.code(),
+        Some(0),
+        "node4 exit status after SIGTERM: {status:?}"
+    );
 
     let mut left_inc = 0u64;
     let t = c.wait_state_everywhere(&others, leaver, "left", SPREAD, |c, o, view| {
         if let Some(m) = view.get("node4") {
-            assert_ne!(m.state, "dead", "{} reports gracefully leaving node4 as dead", c.nodes[o].id);
+            assert_ne!(
+                m.state, "dead",
+                "{} reports gracefully leaving node4 as dead",
+                c.nodes[o].id
+            );
             if m.state == "left" {
                 left_inc = left_inc.max(m.incarnation);
             }
         }
     });
-    eprintln!("SIGTERM: node4 left at all 6 others after {t:?} (incarnation {inc_before} -> {left_inc})");
+    eprintln!(
+        "SIGTERM: node4 left at all 6 others after {t:?} (incarnation {inc_before} -> {left_inc})"
+    );
     wait_service_owners(&c, &others, "cache", &[], SPREAD);
     // Still `left`, not `dead`, a little later; the others are all alive.
     std::thread::sleep(Duration::from_secs(3));
     for &o in &others {
         let view = c.nodes[o].members().unwrap();
-        assert_eq!(view["node4"].state, "left", "{} view of node4 3 s after leave", c.nodes[o].id);
+        assert_eq!(
+            view["node4"].state, "left",
+            "{} view of node4 3 s after leave",
+            c.nodes[o].id
+        );
     }
     c.check_all_alive(&others, &others).unwrap();
 
@@ -173,9 +229,12 @@ fn sigterm_leaves_cleanly_and_a_restart_rejoins() {
 
     // POST /v1/leave works the same way: 202, exit 0, left everywhere.
     let leaver2 = 5;
-    let r = http_post_json(&c.nodes[leaver2].api(), "/v1/leave", &json!({})).expect("POST /v1/leave answered");
+    let r = http_post_json(&c.nodes[leaver2].api(), "/v1/leave", &json!({}))
+        .expect("POST /v1/leave answered");
     assert_eq!(r.status, 202, "POST /v1/leave: {}", r.body);
-    let status = c.nodes[leaver2].wait_exit(Duration::from_secs(15)).expect("node6 exits after POST /v1/leave");
+    let status = c.nodes[leaver2]
+        .wait_exit(Duration::from_secs(15))
+        .expect("node6 exits after POST /v1/leave");
     assert_eq!(status.code(), Some(0));
     let others2 = c.except(&[leaver2]);
     c.wait_state_everywhere(&others2, leaver2, "left", SPREAD, |_, _, _| {});
@@ -204,19 +263,29 @@ fn sigkill_services_gone_once_dead() {
     let victim = 4;
     c.nodes[victim].sigkill();
     let survivors = c.except(&[victim]);
-    let t = c.wait_state_everywhere(&survivors, victim, "dead", Duration::from_secs(40), |c, o, view| {
-        if view.get("node5").map(|m| m.state == "dead").unwrap_or(false) {
-            // The members view said dead; a services view fetched after it
-            // must not list node5 any more.
-            let web = nodes_listed(c, o, "web").unwrap();
-            let db = nodes_listed(c, o, "db").unwrap();
-            assert!(
-                !web.contains(&"node5".to_string()) && db.is_empty(),
-                "{} reports node5 dead but still lists its services: web {web:?} db {db:?}",
-                c.nodes[o].id
-            );
-        }
-    });
+    let t = c.wait_state_everywhere(
+        &survivors,
+        victim,
+        "dead",
+        Duration::from_secs(40),
+        |c, o, view| {
+            if view
+                .get("node5")
+                .map(|m| m.state == "dead")
+                .unwrap_or(false)
+            {
+                // The members view said dead; a services view fetched after it
+                // must not list node5 any more.
+                let web = nodes_listed(c, o, "web").unwrap();
+                let db = nodes_listed(c, o, "db").unwrap();
+                assert!(
+                    !web.contains(&"node5".to_string()) && db.is_empty(),
+                    "{} reports node5 dead but still lists its services: web {web:?} db {db:?}",
+                    c.nodes[o].id
+                );
+            }
+        },
+    );
     eprintln!("SIGKILL: node5 dead at all 6 survivors after {t:?}");
     wait_service_owners(&c, &survivors, "web", &["node2"], SPREAD);
     wait_service_owners(&c, &survivors, "db", &[], SPREAD);

@@ -15,7 +15,7 @@
 
 use actix::prelude::*;
 use rand::rngs::SmallRng;
-use rand::SeedableRng;
+use rand::{Rng, SeedableRng};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -140,9 +140,32 @@ impl FailureDetector {
         if self.stopped {
             return;
         }
-        let Some(target) = self.next_target() else {
-            return;
-        };
+        if let Some(target) = self.next_target() {
+            self.probe_member(target, ctx);
+        }
+    }
+
+    /// A suspicion raised by someone else is checked at once: one extra probe
+    /// of the suspect, at a random moment within the next probe interval (so
+    /// that the whole cluster does not probe it in the same instant). A dead
+    /// member is thus confirmed by several probers about one period after the
+    /// first accusation, and its suspicion falls to the minimum timeout; a
+    /// healthy one gets pings that carry the suspicion, and refutes sooner.
+    fn check_suspect_soon(&mut self, id: NodeId, incarnation: u64, ctx: &mut Context<Self>) {
+        let delay = self.s.probe_interval.mul_f64(self.rng.gen::<f64>());
+        ctx.run_later(delay, move |act, ctx| {
+            guard(ctx, |ctx| {
+                let still = act.known.get(&id).filter(|m| m.state == MemberState::Suspect && m.incarnation == incarnation);
+                if let Some(m) = still.cloned() {
+                    if !act.stopped {
+                        act.probe_member(m, ctx);
+                    }
+                }
+            });
+        });
+    }
+
+    fn probe_member(&mut self, target: Member, ctx: &mut Context<Self>) {
         let seq = self.seq();
         let mut msgs = vec![Msg::Ping {
             seq,
@@ -391,6 +414,9 @@ impl FailureDetector {
         match e.kind {
             EventKind::Suspected => {
                 let by = e.by.unwrap_or_else(|| m.id.clone());
+                if by != self.s.me {
+                    self.check_suspect_soon(m.id.clone(), m.incarnation, ctx);
+                }
                 self.start_suspicion(&m, by, ctx);
             }
             EventKind::Confirmed => {

@@ -159,6 +159,8 @@ pub fn merge(a: &Member, b: &Member) -> Member {
     } else {
         a
     };
+    #[cfg(test)]
+    let live = test_hooks::broken_precedence(a, b).unwrap_or(live);
     let services = if a.services.cmp(&b.services) == Ordering::Less {
         &b.services
     } else {
@@ -170,6 +172,34 @@ pub fn merge(a: &Member, b: &Member) -> Member {
         incarnation: live.incarnation,
         state: live.state,
         services: services.clone(),
+    }
+}
+
+/// Test builds only (nothing of it exists in a normal build): a switch that
+/// breaks the merge rule on purpose, so that a test can show the simulator's
+/// invariant checker catching the bug (`sim::tests`).
+#[cfg(test)]
+pub mod test_hooks {
+    use super::{Member, MemberState};
+    use std::cell::Cell;
+
+    thread_local! {
+        /// Per thread rather than process-wide: the other unit tests run in
+        /// parallel threads of the same process and must keep the real rule.
+        pub static RESURRECT: Cell<bool> = const { Cell::new(false) };
+    }
+
+    /// With the switch on, at equal incarnation an alive record beats a dead
+    /// or left one: the resurrection the precedence rule exists to prevent.
+    pub fn broken_precedence<'a>(a: &'a Member, b: &'a Member) -> Option<&'a Member> {
+        if !RESURRECT.with(|r| r.get()) || a.incarnation != b.incarnation {
+            return None;
+        }
+        match (a.state, b.state) {
+            (MemberState::Alive, MemberState::Dead | MemberState::Left) => Some(a),
+            (MemberState::Dead | MemberState::Left, MemberState::Alive) => Some(b),
+            _ => None,
+        }
     }
 }
 

@@ -5,6 +5,7 @@
 //! datagrams reach the transport as [`Inbound`](crate::messages::Inbound)
 //! messages from either.
 
+pub mod sim;
 pub mod udp;
 
 use std::net::SocketAddr;

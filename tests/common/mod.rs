@@ -163,7 +163,11 @@ pub fn members_at(api: &str) -> Option<BTreeMap<String, Member>> {
     for m in arr.as_array()? {
         let member = Member {
             id: m.get("id")?.as_str()?.to_string(),
-            addr: m.get("addr").and_then(|a| a.as_str()).unwrap_or("").to_string(),
+            addr: m
+                .get("addr")
+                .and_then(|a| a.as_str())
+                .unwrap_or("")
+                .to_string(),
             state: m.get("state")?.as_str()?.to_string(),
             incarnation: m.get("incarnation").and_then(|i| i.as_u64()).unwrap_or(0),
         };
@@ -183,14 +187,26 @@ pub fn instances_at(api: &str, name: &str) -> Option<Vec<Instance>> {
     for i in arr.as_array()? {
         out.push(Instance {
             node: i.get("node")?.as_str()?.to_string(),
-            addr: i.get("addr").and_then(|a| a.as_str()).unwrap_or("").to_string(),
+            addr: i
+                .get("addr")
+                .and_then(|a| a.as_str())
+                .unwrap_or("")
+                .to_string(),
             port: i.get("port").and_then(|p| p.as_u64()).unwrap_or(0),
             tags: i
                 .get("tags")
                 .and_then(|t| t.as_array())
-                .map(|t| t.iter().filter_map(|x| x.as_str().map(String::from)).collect())
+                .map(|t| {
+                    t.iter()
+                        .filter_map(|x| x.as_str().map(String::from))
+                        .collect()
+                })
                 .unwrap_or_default(),
-            state: i.get("state").and_then(|s| s.as_str()).unwrap_or("").to_string(),
+            state: i
+                .get("state")
+                .and_then(|s| s.as_str())
+                .unwrap_or("")
+                .to_string(),
         });
     }
     Some(out)
@@ -294,7 +310,9 @@ impl Node {
     }
 
     fn signal(&self, sig: &str) {
-        let pid = self.pid().unwrap_or_else(|| panic!("{} is not running", self.id));
+        let pid = self
+            .pid()
+            .unwrap_or_else(|| panic!("{} is not running", self.id));
         let st = Command::new("kill")
             .arg(format!("-{sig}"))
             .arg(pid.to_string())
@@ -460,7 +478,10 @@ impl Cluster {
     }
 
     pub fn except(&self, skip: &[usize]) -> Vec<usize> {
-        self.all().into_iter().filter(|i| !skip.contains(i)).collect()
+        self.all()
+            .into_iter()
+            .filter(|i| !skip.contains(i))
+            .collect()
     }
 
     /// Fails fast (with the log) if a node that should be running has exited.
@@ -500,8 +521,10 @@ impl Cluster {
                 .map(|m| m.id.clone())
                 .collect();
             if alive != want {
-                let summary: Vec<String> =
-                    view.values().map(|m| format!("{}={}", m.id, m.state)).collect();
+                let summary: Vec<String> = view
+                    .values()
+                    .map(|m| format!("{}={}", m.id, m.state))
+                    .collect();
                 return Err(format!("{} sees [{}]", node.id, summary.join(" ")));
             }
         }
@@ -509,7 +532,12 @@ impl Cluster {
     }
 
     /// Wait until every node in `observers` lists exactly `expected` alive.
-    pub fn wait_all_alive(&mut self, observers: &[usize], expected: &[usize], timeout: Duration) -> Duration {
+    pub fn wait_all_alive(
+        &mut self,
+        observers: &[usize],
+        expected: &[usize],
+        timeout: Duration,
+    ) -> Duration {
         let obs = observers.to_vec();
         let exp = expected.to_vec();
         wait_for(
@@ -555,7 +583,10 @@ impl Cluster {
                                 seen.insert(o);
                             }
                             Some(m) => {
-                                last = format!("{} sees {subject_id} {} (inc {})", me.nodes[o].id, m.state, m.incarnation)
+                                last = format!(
+                                    "{} sees {subject_id} {} (inc {})",
+                                    me.nodes[o].id, m.state, m.incarnation
+                                )
                             }
                             None => last = format!("{} does not list {subject_id}", me.nodes[o].id),
                         }
@@ -572,7 +603,11 @@ impl Cluster {
 
     pub fn dump_logs(&self, lines: usize) {
         for n in &self.nodes {
-            eprintln!("----- {} ({}) last {lines} lines -----", n.id, n.log.display());
+            eprintln!(
+                "----- {} ({}) last {lines} lines -----",
+                n.id,
+                n.log.display()
+            );
             eprintln!("{}", n.log_tail(lines));
         }
     }

@@ -367,3 +367,26 @@ async fn stops_probing_and_answering_after_stop() {
     assert!(f.sends.is_empty());
     assert!(f.accuses.is_empty());
 }
+
+#[actix::test]
+async fn a_suspicion_heard_from_others_is_checked_with_an_extra_probe() {
+    tokio::time::pause();
+    let f = start(1000);
+    // Many members, so the round-robin alone would rarely reach "a" soon.
+    let ms = join_four(&f.fd);
+    let a = member("a", 9100, 0, MemberState::Alive);
+    f.fd.do_send(event(EventKind::Joined, &a, None));
+    let sa = Member { state: MemberState::Suspect, ..a.clone() };
+    f.fd.do_send(event(EventKind::Suspected, &sa, Some("x")));
+    settle(1000).await;
+    let pings_to_a = decoded(&f.sends.all()).iter().filter(|(to, m)| *to == a.addr && matches!(m, Msg::Ping { .. })).count();
+    assert!(pings_to_a >= 1, "the suspect was probed within one interval");
+    // Unanswered, it is our confirmation: spread with us as the accuser, and
+    // the suspicion (x, then us) ends at the 2-confirmation rule's middle step
+    // rather than the 5.4 s maximum.
+    settle(1100).await;
+    assert!(f.spreads.all().iter().any(|s| s.member.id == a.id && s.by == Some(id("me"))), "{:?}", f.spreads.all());
+    settle(2000).await;
+    assert!(f.accuses.all().iter().any(|x| x.id == a.id && x.state == MemberState::Dead), "dead well before 5.4 s");
+    let _ = ms;
+}
