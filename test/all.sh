@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The whole test suite, as README.md gives it and .ci/run runs it:
-#   1. cargo test --release: unit, actor, property, simulator and loopback
+#   1. cargo test (release, static): unit, actor, property, simulator and loopback
 #      (real processes on 127.0.0.1) tests;
 #   2. the Docker failure-injection scripts, when a Docker engine answers.
 # Ends with one line "N passed, M failed" counting the suites.
@@ -22,7 +22,11 @@ run() {
     fi
 }
 
-run cargo-test cargo test --release
+# Built static for x86_64-unknown-linux-gnu, exactly as docker/build.sh
+# builds the image's binary, so the Docker suite reuses this build instead of
+# compiling everything a second time.
+export RUSTFLAGS='-C target-feature=+crt-static'
+run cargo-test cargo test --release --target x86_64-unknown-linux-gnu
 if docker info >/dev/null 2>&1; then
     run docker-tests bash test/docker_all.sh
 else
