@@ -524,7 +524,10 @@ class Bench:
             try:
                 c.start_n(N)
                 c.wait_converged(timeout=90)
-                self.settle(5)
+                # The agents start within a few ms of each other, so their
+                # probe ticks share a phase: a fixed settle time would always
+                # kill at the same point of the probe period. Randomise it.
+                self.settle(5 + random.uniform(0, 2))
                 victim = random.choice(c.nodes[2:])
                 survivors = [n for n in c.nodes if n is not victim]
                 t0 = time.monotonic()
@@ -579,6 +582,7 @@ class Bench:
             c.wait_converged(timeout=90)
             self.settle(5)
             for r in range(self.args.runs):
+                self.settle(random.uniform(0, 2))  # random phase w.r.t. the probe ticks
                 victim = random.choice(c.nodes[2:])
                 observers = [n for n in c.nodes if n is not victim]
                 samples = {o.id: [] for o in observers}

@@ -160,7 +160,7 @@ impl Default for Config {
             discovery_port: 7947,
             gossip_interval_ms: 200,
             fanout: 3,
-            push_pull_interval_ms: 30_000,
+            push_pull_interval_ms: 10_000,
             probe_interval_ms: 1000,
             probe_timeout_ms: 500,
             indirect_checks: 3,

@@ -54,11 +54,31 @@ fn seven_agents_converge_then_an_eighth_joins() {
     let t8 = c.wait_all_alive(&all8, &all8, Duration::from_secs(30));
     eprintln!("8th agent listed alive by all 8 after {t8:?}");
 
-    // And the view stays converged (nobody falls out right after joining).
+    // Nobody falls out right after joining: 2 s later every node still lists
+    // all 8, none dead or left (a transient `suspect` on a busy machine is
+    // tolerated).
     std::thread::sleep(Duration::from_secs(2));
-    c.check_all_alive(&all8, &all8)
-        .expect("view still converged 2 s later");
-    assert!(c.nodes[eighth].members().unwrap().len() == 8);
+    c.assert_running(&all8);
+    for &o in &all8 {
+        let view = c.nodes[o].members().expect("members");
+        assert_eq!(
+            view.len(),
+            8,
+            "{} lists {:?}",
+            c.nodes[o].id,
+            view.keys().collect::<Vec<_>>()
+        );
+        for m in view.values() {
+            assert!(
+                m.state == "alive" || m.state == "suspect",
+                "{} lists {} as {}",
+                c.nodes[o].id,
+                m.id,
+                m.state
+            );
+        }
+    }
+    assert_eq!(c.nodes[eighth].members().unwrap().len(), 8);
 }
 
 /// `gossip members --json` and the table form work against a running agent.

@@ -326,7 +326,7 @@ impl FailureDetector {
     ) -> SpawnHandle {
         let wait = deadline.saturating_duration_since(Instant::now());
         ctx.run_later(wait, move |act, ctx| {
-            guard(ctx, |_| act.expire(&id));
+            guard(ctx, |ctx| act.expire(&id, ctx));
         })
     }
 
@@ -371,24 +371,39 @@ impl FailureDetector {
         }
     }
 
-    fn expire(&mut self, id: &NodeId) {
-        let Some((s, _)) = self.suspicions.remove(id) else {
+    /// A suspicion's timer ran out. A node declares a member dead only after
+    /// seeing it fail a probe of its own: if this node has not (it only heard
+    /// of the suspicion), it probes once more and decides one period later. A
+    /// failed probe confirms (and brings this back at once); an answer
+    /// usually carries the member's refutation. This costs nothing when a
+    /// member has really crashed (its first accuser has seen it fail, and
+    /// its "dead" reaches everyone), and guards against a refutation that got
+    /// lost on its way to this one node.
+    fn expire(&mut self, id: &NodeId, ctx: &mut Context<Self>) {
+        let Some((s, _)) = self.suspicions.get(id) else {
             return;
         };
-        if self.stopped {
+        let current = self.known.get(id).filter(|m| m.state == MemberState::Suspect && m.incarnation == s.incarnation).cloned();
+        let Some(m) = current.filter(|_| !self.stopped) else {
+            self.suspicions.remove(id);
+            return;
+        };
+        if !s.accused_by(&self.s.me) {
+            let retry = self.awareness.scale(self.s.probe_interval) + Duration::from_millis(10);
+            self.probe_member(m, ctx);
+            let again = id.clone();
+            let h = ctx.run_later(retry, move |act, ctx| {
+                guard(ctx, |ctx| act.expire(&again, ctx));
+            });
+            if let Some((_, old)) = self.suspicions.get_mut(id) {
+                *old = h;
+            }
             return;
         }
-        if let Some(m) = self.known.get(id) {
-            if m.state == MemberState::Suspect && m.incarnation == s.incarnation {
-                log::debug!("suspicion of {id} expired after {:?}", s.started.elapsed());
-                self.metrics.observe_detection(s.started.elapsed());
-                self.accuse.do_send(Accuse {
-                    id: id.clone(),
-                    incarnation: s.incarnation,
-                    state: MemberState::Dead,
-                });
-            }
-        }
+        let (s, _) = self.suspicions.remove(id).expect("present");
+        log::debug!("suspicion of {id} expired after {:?}", s.started.elapsed());
+        self.metrics.observe_detection(s.started.elapsed());
+        self.accuse.do_send(Accuse { id: id.clone(), incarnation: s.incarnation, state: MemberState::Dead });
     }
 
     fn on_event(&mut self, e: MemberEvent, ctx: &mut Context<Self>) {

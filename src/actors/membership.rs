@@ -29,6 +29,8 @@ use crate::protocol::view::{plan_sync, View};
 use crate::protocol::wire::{encode_msg, paginate, DigestEntry, EncodedMsg, Msg};
 use crate::protocol::{Member, MemberState, NodeId};
 
+/// How many members a refutation is sent to directly.
+const DIRECT_REFUTATION_PEERS: usize = 64;
 /// Incomplete digests kept at once (each is one push-pull in progress).
 const MAX_PARTIAL_SYNCS: usize = 8;
 /// A push-pull whose digest pages have not all arrived by then is dropped.
@@ -152,16 +154,17 @@ impl Membership {
         }
         let mut own = self.own();
         let mut changed = false;
+        let mut refute_directly = false;
         if let Some(inc) = refutation(own.incarnation, own.addr, rumor) {
             if rumor.state != MemberState::Alive {
                 Metrics::inc(&self.metrics.suspicions_refuted);
                 log::info!(
-                    "refuting: {} says we are {} at incarnation {}; now at {inc}",
-                    self.me,
+                    "refuting: we were called {} at incarnation {}; now at {inc}",
                     rumor.state,
                     rumor.incarnation
                 );
                 self.emit(EventKind::SelfRefuted, rumor, None);
+                refute_directly = true;
             } else {
                 log::info!(
                     "raising our incarnation to {inc} above a previous life's {}",
@@ -180,7 +183,23 @@ impl Membership {
             changed = true;
         }
         if changed {
-            self.announce_self(own);
+            self.announce_self(own.clone());
+        }
+        if refute_directly {
+            self.send_refutation(own);
+        }
+    }
+
+    /// A refutation races the suspicion's timers on every node, so besides
+    /// the rumor it goes straight to up to `DIRECT_REFUTATION_PEERS` random
+    /// live members (all of them in a small cluster).
+    fn send_refutation(&mut self, own: Member) {
+        let peers: Vec<SocketAddr> =
+            self.view.iter().filter(|m| m.id != self.me && m.state.is_live()).map(|m| m.addr).collect();
+        let n = peers.len().min(DIRECT_REFUTATION_PEERS);
+        let msg = encode_msg(&Msg::Update { member: own, by: None });
+        for i in rand::seq::index::sample(&mut self.rng, peers.len(), n) {
+            self.send_to(peers[i], vec![msg.clone()]);
         }
     }
 
@@ -231,7 +250,9 @@ impl Membership {
                 .as_ref()
                 .map(|b| format!(" (by {b})"))
                 .unwrap_or_default();
-            log::info!(
+            let level = if change.old_state == Some(after.state) { log::Level::Debug } else { log::Level::Info };
+            log::log!(
+                level,
                 "member {} {} incarnation {}: {from} -> {}{by_text}",
                 after.id,
                 after.addr,

@@ -89,6 +89,10 @@ impl Suspicion {
         self.accusers.insert(by)
     }
 
+    pub fn accused_by(&self, id: &NodeId) -> bool {
+        self.accusers.contains(id)
+    }
+
     pub fn confirmations(&self) -> u32 {
         (self.accusers.len() as u32).saturating_sub(1)
     }

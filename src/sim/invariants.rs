@@ -37,7 +37,11 @@ struct Tally {
 
 impl Tally {
     fn new(what: &'static str) -> Self {
-        Tally { what, count: 0, examples: Vec::new() }
+        Tally {
+            what,
+            count: 0,
+            examples: Vec::new(),
+        }
     }
     fn add(&mut self, example: impl FnOnce() -> String) {
         self.count += 1;
@@ -47,7 +51,12 @@ impl Tally {
     }
     fn report(self, out: &mut Vec<String>) {
         if self.count > 0 {
-            out.push(format!("agreement: {} ({}): {}", self.what, self.count, self.examples.join("; ")));
+            out.push(format!(
+                "agreement: {} ({}): {}",
+                self.what,
+                self.count,
+                self.examples.join("; ")
+            ));
         }
     }
 }
@@ -58,13 +67,19 @@ impl Tally {
 pub fn agreement(views: &[NodeView], live: &BTreeSet<usize>) -> Vec<String> {
     let mut missing = Tally::new("live member not listed alive");
     let mut extra = Tally::new("member listed alive or suspect that is not live");
-    let mut stale = Tally::new("record differs from the member's own (incarnation or service list)");
+    let mut stale =
+        Tally::new("record differs from the member's own (incarnation or service list)");
     let mut catalogs = Tally::new("service catalog differs from the first live node's");
 
     // Every live member's own record is the reference.
     let own: std::collections::BTreeMap<usize, &Member> = views
         .iter()
-        .filter_map(|v| v.members.iter().find(|m| slot_of(&m.id) == Some(v.slot)).map(|m| (v.slot, m)))
+        .filter_map(|v| {
+            v.members
+                .iter()
+                .find(|m| slot_of(&m.id) == Some(v.slot))
+                .map(|m| (v.slot, m))
+        })
         .collect();
     let mut first_catalog = None;
     for v in views {
@@ -85,7 +100,11 @@ pub fn agreement(views: &[NodeView], live: &BTreeSet<usize>) -> Vec<String> {
                         stale.add(|| {
                             format!(
                                 "n{} holds n{y} at incarnation {} services v{}, n{y} says {} v{}",
-                                v.slot, m.incarnation, m.services.version, o.incarnation, o.services.version
+                                v.slot,
+                                m.incarnation,
+                                m.services.version,
+                                o.incarnation,
+                                o.services.version
                             )
                         });
                     }
@@ -93,7 +112,11 @@ pub fn agreement(views: &[NodeView], live: &BTreeSet<usize>) -> Vec<String> {
             }
         }
         for y in live.difference(&seen_alive) {
-            let state = v.members.iter().find(|m| slot_of(&m.id) == Some(*y)).map_or("absent".to_string(), |m| m.state.to_string());
+            let state = v
+                .members
+                .iter()
+                .find(|m| slot_of(&m.id) == Some(*y))
+                .map_or("absent".to_string(), |m| m.state.to_string());
             missing.add(|| format!("n{} has n{y} {state}", v.slot));
         }
         let cat = catalog(v.members.iter());
@@ -121,8 +144,20 @@ mod tests {
     use crate::protocol::{MemberState, NodeId};
 
     fn m(slot: usize, inc: u64, state: MemberState, svc: u64) -> Member {
-        let services = if svc == 0 { ServiceSet::default() } else { ServiceSet::new(svc, vec![Service::new("web", 80)]) };
-        Member { state, services, ..Member::new_alive(NodeId::new(&format!("n{slot}")), super::super::network::addr_of(slot), inc) }
+        let services = if svc == 0 {
+            ServiceSet::default()
+        } else {
+            ServiceSet::new(svc, vec![Service::new("web", 80)])
+        };
+        Member {
+            state,
+            services,
+            ..Member::new_alive(
+                NodeId::new(&format!("n{slot}")),
+                super::super::network::addr_of(slot),
+                inc,
+            )
+        }
     }
 
     #[test]
@@ -130,7 +165,11 @@ mod tests {
         let live: BTreeSet<usize> = [0, 1].into_iter().collect();
         let good = |slot| NodeView {
             slot,
-            members: vec![m(0, 1, MemberState::Alive, 1), m(1, 0, MemberState::Alive, 0), m(2, 0, MemberState::Dead, 0)],
+            members: vec![
+                m(0, 1, MemberState::Alive, 1),
+                m(1, 0, MemberState::Alive, 0),
+                m(2, 0, MemberState::Dead, 0),
+            ],
         };
         assert!(agreement(&[good(0), good(1)], &live).is_empty());
 

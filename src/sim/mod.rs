@@ -88,7 +88,9 @@ impl Scenario {
             Scenario::Churn | Scenario::Soak => Duration::from_secs(60),
             Scenario::Pause => Duration::from_secs(2),
             // The time allowed to reach the goal.
-            Scenario::Join | Scenario::Dissemination | Scenario::Failure | Scenario::Leave => Duration::from_secs(120),
+            Scenario::Join | Scenario::Dissemination | Scenario::Failure | Scenario::Leave => {
+                Duration::from_secs(120)
+            }
         }
     }
 }
@@ -111,6 +113,11 @@ pub struct SimArgs {
     /// goal may take. `60`, `60s`, `500ms`, `10m`.
     #[arg(long, value_parser = parse_duration)]
     pub duration: Option<Duration>,
+    /// How long the goal may take after the scenario's event (the heal, the
+    /// end of the churn, the resume; for join, dissemination, failure and
+    /// leave `--duration` also sets it). Default 120 s.
+    #[arg(long, value_parser = parse_duration)]
+    pub limit: Option<Duration>,
     /// One JSON object on stdout instead of the summary.
     #[arg(long)]
     pub json: bool,
@@ -160,6 +167,7 @@ impl SimArgs {
             loss: 0.0,
             seed: 1,
             duration: None,
+            limit: None,
             json: false,
             count: None,
             stagger_ms: 10,
@@ -177,11 +185,26 @@ impl SimArgs {
     }
 
     pub fn duration(&self) -> Duration {
-        self.duration.unwrap_or_else(|| self.scenario.default_duration())
+        self.duration
+            .unwrap_or_else(|| self.scenario.default_duration())
+    }
+
+    /// The time allowed for the scenario's goal.
+    pub fn limit(&self) -> Duration {
+        match (self.limit, self.scenario) {
+            (Some(l), _) => l,
+            (
+                None,
+                Scenario::Join | Scenario::Dissemination | Scenario::Failure | Scenario::Leave,
+            ) => self.duration(),
+            (None, _) => Duration::from_secs(120),
+        }
     }
 
     pub fn count(&self) -> usize {
-        self.count.unwrap_or(self.nodes / 50).clamp(1, self.nodes.saturating_sub(1).max(1))
+        self.count
+            .unwrap_or(self.nodes / 50)
+            .clamp(1, self.nodes.saturating_sub(1).max(1))
     }
 
     /// The command that replays this run.
@@ -201,13 +224,28 @@ impl SimArgs {
             }
         };
         opt("count", self.count().to_string(), d.count().to_string());
-        opt("stagger-ms", self.stagger_ms.to_string(), d.stagger_ms.to_string());
+        opt(
+            "stagger-ms",
+            self.stagger_ms.to_string(),
+            d.stagger_ms.to_string(),
+        );
         opt("seeds", self.seeds.to_string(), d.seeds.to_string());
-        opt("latency-ms", self.latency_ms.to_string(), d.latency_ms.to_string());
-        opt("jitter-ms", self.jitter_ms.to_string(), d.jitter_ms.to_string());
+        opt(
+            "latency-ms",
+            self.latency_ms.to_string(),
+            d.latency_ms.to_string(),
+        );
+        opt(
+            "jitter-ms",
+            self.jitter_ms.to_string(),
+            d.jitter_ms.to_string(),
+        );
         opt("dup", self.dup.to_string(), d.dup.to_string());
         opt("reorder", self.reorder.to_string(), d.reorder.to_string());
         opt("warmup", fmt_duration(self.warmup), fmt_duration(d.warmup));
+        if let Some(l) = self.limit {
+            s.push_str(&format!(" --limit {}", fmt_duration(l)));
+        }
         if let Some(v) = self.probe_interval_ms {
             s.push_str(&format!(" --probe-interval-ms {v}"));
         }
@@ -227,7 +265,11 @@ impl SimArgs {
         if self.nodes < 2 {
             return Err("--nodes must be at least 2".into());
         }
-        for (k, v) in [("--loss", self.loss), ("--dup", self.dup), ("--reorder", self.reorder)] {
+        for (k, v) in [
+            ("--loss", self.loss),
+            ("--dup", self.dup),
+            ("--reorder", self.reorder),
+        ] {
             if !(0.0..=1.0).contains(&v) {
                 return Err(format!("{k} must be a fraction from 0 to 1"));
             }
@@ -245,8 +287,12 @@ impl SimArgs {
 /// `60`, `60s`, `1500ms`, `10m`, `1h`.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
-    let (num, unit) = s.find(|c: char| !c.is_ascii_digit() && c != '.').map_or((s, "s"), |i| (&s[..i], &s[i..]));
-    let v: f64 = num.parse().map_err(|_| format!("{s:?} is not a duration (60, 60s, 500ms, 10m)"))?;
+    let (num, unit) = s
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .map_or((s, "s"), |i| (&s[..i], &s[i..]));
+    let v: f64 = num
+        .parse()
+        .map_err(|_| format!("{s:?} is not a duration (60, 60s, 500ms, 10m)"))?;
     let secs = match unit {
         "ms" => v / 1000.0,
         "s" => v,
@@ -289,7 +335,10 @@ pub fn run(args: SimArgs) -> i32 {
     let json = args.json;
     let report = simulate(&args);
     if json {
-        println!("{}", serde_json::to_string(&report).expect("report serializes"));
+        println!(
+            "{}",
+            serde_json::to_string(&report).expect("report serializes")
+        );
     } else {
         println!("{}", report.summary());
     }
@@ -298,8 +347,16 @@ pub fn run(args: SimArgs) -> i32 {
     } else {
         eprintln!(
             "SIMULATION FAILED ({}): {}\nreplay with: {}",
-            if report.converged { "invariant violated" } else { "goal not reached" },
-            if report.violations.is_empty() { "see above".to_string() } else { report.violations.join(" | ") },
+            if report.converged {
+                "invariant violated"
+            } else {
+                "goal not reached"
+            },
+            if report.violations.is_empty() {
+                "see above".to_string()
+            } else {
+                report.violations.join(" | ")
+            },
             report.replay
         );
         1
@@ -375,7 +432,9 @@ impl Sim {
     }
 
     pub fn now_ms(&self) -> u64 {
-        Instant::now().saturating_duration_since(self.origin).as_millis() as u64
+        Instant::now()
+            .saturating_duration_since(self.origin)
+            .as_millis() as u64
     }
 
     pub fn life(&self, i: usize) -> Life {
@@ -384,12 +443,16 @@ impl Sim {
 
     /// Slots whose node is up (running and reachable).
     pub fn up(&self) -> Vec<usize> {
-        (0..self.slots.len()).filter(|&i| self.slots[i].life == Life::Up).collect()
+        (0..self.slots.len())
+            .filter(|&i| self.slots[i].life == Life::Up)
+            .collect()
     }
 
     /// Slots whose node is a member: up or paused.
     pub fn live(&self) -> Vec<usize> {
-        (0..self.slots.len()).filter(|&i| matches!(self.slots[i].life, Life::Up | Life::Paused)).collect()
+        (0..self.slots.len())
+            .filter(|&i| matches!(self.slots[i].life, Life::Up | Life::Paused))
+            .collect()
     }
 
     pub fn handle(&self, i: usize) -> &NodeHandle {
@@ -398,7 +461,12 @@ impl Sim {
 
     fn ensure(&mut self, i: usize) {
         while self.slots.len() <= i {
-            self.slots.push(NodeSlot { handle: None, life: Life::NotStarted, generation: 0, metrics: Vec::new() });
+            self.slots.push(NodeSlot {
+                handle: None,
+                life: Life::NotStarted,
+                generation: 0,
+                metrics: Vec::new(),
+            });
         }
         self.obs.borrow_mut().ensure(i);
     }
@@ -409,7 +477,13 @@ impl Sim {
             node_id: node_name(i),
             node_ip: me.ip().to_string(),
             node_port: me.port(),
-            seed_nodes: StringList(seeds.iter().filter(|s| **s != me).map(|s| s.to_string()).collect()),
+            seed_nodes: StringList(
+                seeds
+                    .iter()
+                    .filter(|s| **s != me)
+                    .map(|s| s.to_string())
+                    .collect(),
+            ),
             // No periodic STATS lines from thousands of nodes.
             stats_interval_ms: 3_600_000,
             ..Config::default()
@@ -448,7 +522,11 @@ impl Sim {
         );
         // Subscribed before the node has processed anything: the tap sees
         // every change of its view.
-        let tap = Tap { slot: i, obs: self.obs.clone() }.start();
+        let tap = Tap {
+            slot: i,
+            obs: self.obs.clone(),
+        }
+        .start();
         handle.membership.do_send(Subscribe(tap.recipient()));
         let slot = &mut self.slots[i];
         slot.handle = Some(handle);
@@ -512,7 +590,12 @@ impl Sim {
     pub async fn views(&self, slots: &[usize]) -> Vec<NodeView> {
         let mut out = Vec::with_capacity(slots.len());
         for &i in slots {
-            let members = self.handle(i).membership.send(GetMembers).await.unwrap_or_default();
+            let members = self
+                .handle(i)
+                .membership
+                .send(GetMembers)
+                .await
+                .unwrap_or_default();
             out.push(NodeView { slot: i, members });
         }
         out
@@ -602,7 +685,10 @@ mod tests {
         let r = simulate(&crash_and_restart());
         assert!(r.converged && r.invariants_ok, "{r:#?}");
         assert!(r.rejoin_ms.is_some(), "{r:#?}");
-        assert!(r.refutations > 0, "the restarted node had to refute its death");
+        assert!(
+            r.refutations > 0,
+            "the restarted node had to refute its death"
+        );
     }
 
     #[test]
@@ -610,15 +696,29 @@ mod tests {
         let _restore = Restore;
         RESURRECT.with(|r| r.set(true));
         let r = simulate(&crash_and_restart());
-        assert!(!r.invariants_ok, "the checker missed the broken rule: {r:#?}");
-        assert!(r.violations.iter().any(|v| v.contains("resurrection")), "{:?}", r.violations);
-        assert!(r.replay.contains("--seed 1"), "the report names the seed to replay: {}", r.replay);
+        assert!(
+            !r.invariants_ok,
+            "the checker missed the broken rule: {r:#?}"
+        );
+        assert!(
+            r.violations.iter().any(|v| v.contains("resurrection")),
+            "{:?}",
+            r.violations
+        );
+        assert!(
+            r.replay.contains("--seed 1"),
+            "the report names the seed to replay: {}",
+            r.replay
+        );
     }
 
     #[test]
     fn durations_parse() {
         assert_eq!(parse_duration("60").unwrap(), Duration::from_secs(60));
-        assert_eq!(parse_duration("1500ms").unwrap(), Duration::from_millis(1500));
+        assert_eq!(
+            parse_duration("1500ms").unwrap(),
+            Duration::from_millis(1500)
+        );
         assert_eq!(parse_duration("10m").unwrap(), Duration::from_secs(600));
         assert!(parse_duration("10x").is_err());
         assert_eq!(fmt_duration(Duration::from_secs(600)), "10m");

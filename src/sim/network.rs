@@ -100,7 +100,14 @@ pub struct NetParams {
 
 impl Default for NetParams {
     fn default() -> Self {
-        NetParams { loss: 0.0, latency_ms: 1, jitter_ms: 2, dup: 0.0, reorder: 0.0, buffer: 512 }
+        NetParams {
+            loss: 0.0,
+            latency_ms: 1,
+            jitter_ms: 2,
+            dup: 0.0,
+            reorder: 0.0,
+            buffer: 512,
+        }
     }
 }
 
@@ -196,7 +203,11 @@ impl Net {
     }
 
     pub fn status(&self, i: usize) -> Status {
-        self.0.borrow().slots.get(i).map_or(Status::Absent, |s| s.status)
+        self.0
+            .borrow()
+            .slots
+            .get(i)
+            .map_or(Status::Absent, |s| s.status)
     }
 
     /// Crash or departure: the slot goes silent both ways.
@@ -227,12 +238,19 @@ impl Net {
                 return;
             }
             s.status = Status::Up;
-            (std::mem::take(&mut s.held_in), std::mem::take(&mut s.held_out), s.inbox.clone())
+            (
+                std::mem::take(&mut s.held_in),
+                std::mem::take(&mut s.held_out),
+                s.inbox.clone(),
+            )
         };
         if let Some(inbox) = inbox {
             for (from, data) in inbound {
                 self.0.borrow_mut().stats.delivered += 1;
-                inbox.do_send(Inbound { from: addr_of(from), data });
+                inbox.do_send(Inbound {
+                    from: addr_of(from),
+                    data,
+                });
             }
         }
         for (to, data) in outbound {
@@ -350,7 +368,9 @@ impl Net {
         let mut out: Vec<(Recipient<Inbound>, SocketAddr, Vec<u8>)> = Vec::new();
         {
             let mut n = self.0.borrow_mut();
-            let Some(batch) = n.queue.remove(&at) else { return };
+            let Some(batch) = n.queue.remove(&at) else {
+                return;
+            };
             let buffer = n.p.buffer;
             for (from, to, data) in batch {
                 if n.is_cut(from, to) {
@@ -381,14 +401,23 @@ impl Net {
 
 impl Network {
     fn now_ms(&self) -> u64 {
-        Instant::now().saturating_duration_since(self.origin).as_millis() as u64
+        Instant::now()
+            .saturating_duration_since(self.origin)
+            .as_millis() as u64
     }
 
     fn delay(&mut self) -> u64 {
-        let mut d = self.p.latency_ms + if self.p.jitter_ms > 0 { self.rng.gen_range(0..=self.p.jitter_ms) } else { 0 };
+        let mut d = self.p.latency_ms
+            + if self.p.jitter_ms > 0 {
+                self.rng.gen_range(0..=self.p.jitter_ms)
+            } else {
+                0
+            };
         if self.p.reorder > 0.0 && self.rng.gen::<f64>() < self.p.reorder {
             self.stats.reordered += 1;
-            d += self.rng.gen_range(1..=3 * (self.p.latency_ms + self.p.jitter_ms) + 3);
+            d += self
+                .rng
+                .gen_range(1..=3 * (self.p.latency_ms + self.p.jitter_ms) + 3);
         }
         d.max(1)
     }
@@ -431,7 +460,10 @@ mod tests {
     }
 
     #[derive(Default)]
-    struct Sink(Rc<RefCell<Vec<(SocketAddr, Vec<u8>, u64)>>>, Option<Instant>);
+    struct Sink(
+        Rc<RefCell<Vec<(SocketAddr, Vec<u8>, u64)>>>,
+        Option<Instant>,
+    );
     impl Actor for Sink {
         type Context = Context<Self>;
     }
@@ -476,16 +508,30 @@ mod tests {
 
     #[test]
     fn delivers_in_order_with_fixed_latency() {
-        let p = NetParams { latency_ms: 5, jitter_ms: 0, ..Default::default() };
+        let p = NetParams {
+            latency_ms: 5,
+            jitter_ms: 0,
+            ..Default::default()
+        };
         let (got, stats) = run(p, 1, 20, false);
-        assert_eq!(got.iter().map(|g| g.0).collect::<Vec<_>>(), (0..20).collect::<Vec<u8>>());
+        assert_eq!(
+            got.iter().map(|g| g.0).collect::<Vec<_>>(),
+            (0..20).collect::<Vec<u8>>()
+        );
         assert!(got.iter().all(|(k, t)| *t == *k as u64 + 5), "{got:?}");
         assert_eq!(stats.delivered, 20);
     }
 
     #[test]
     fn loss_duplication_and_reordering_are_seeded() {
-        let p = NetParams { loss: 0.3, dup: 0.2, reorder: 0.3, latency_ms: 2, jitter_ms: 3, ..Default::default() };
+        let p = NetParams {
+            loss: 0.3,
+            dup: 0.2,
+            reorder: 0.3,
+            latency_ms: 2,
+            jitter_ms: 3,
+            ..Default::default()
+        };
         let (a, sa) = run(p.clone(), 7, 200, false);
         let (b, _) = run(p.clone(), 7, 200, false);
         let (c, _) = run(p, 8, 200, false);
@@ -494,7 +540,10 @@ mod tests {
         assert!(sa.lost > 30 && sa.lost < 90, "{sa:?}");
         assert!(sa.duplicated > 10, "{sa:?}");
         let order: Vec<u8> = a.iter().map(|g| g.0).collect();
-        assert!(order.windows(2).any(|w| w[1] < w[0]), "some datagram was overtaken");
+        assert!(
+            order.windows(2).any(|w| w[1] < w[0]),
+            "some datagram was overtaken"
+        );
     }
 
     #[test]
@@ -508,7 +557,12 @@ mod tests {
     fn paused_node_gets_its_datagrams_on_resume() {
         paused_system().block_on(async {
             let origin = Instant::now();
-            let p = NetParams { latency_ms: 1, jitter_ms: 0, buffer: 5, ..Default::default() };
+            let p = NetParams {
+                latency_ms: 1,
+                jitter_ms: 0,
+                buffer: 5,
+                ..Default::default()
+            };
             let net = Net::new(p, 1, origin);
             let got = Rc::new(RefCell::new(Vec::new()));
             let sent_by_b = Rc::new(RefCell::new(Vec::new()));
@@ -521,13 +575,27 @@ mod tests {
             net.send(1, addr_of(0), vec![99]);
             tokio::time::sleep(Duration::from_millis(50)).await;
             assert!(got.borrow().is_empty(), "nothing reaches a paused node");
-            assert!(sent_by_b.borrow().is_empty(), "nothing leaves a paused node");
+            assert!(
+                sent_by_b.borrow().is_empty(),
+                "nothing leaves a paused node"
+            );
             net.resume(1);
             tokio::time::sleep(Duration::from_millis(10)).await;
             let held: Vec<u8> = got.borrow().iter().map(|g| g.1[0]).collect();
-            assert_eq!(held, vec![0, 1, 2, 3, 4], "the buffer kept the first five, in order");
-            assert!(got.borrow().iter().all(|g| g.2 == 50), "handed over at the resume");
-            assert_eq!(sent_by_b.borrow().len(), 1, "what it sent while paused leaves on resume");
+            assert_eq!(
+                held,
+                vec![0, 1, 2, 3, 4],
+                "the buffer kept the first five, in order"
+            );
+            assert!(
+                got.borrow().iter().all(|g| g.2 == 50),
+                "handed over at the resume"
+            );
+            assert_eq!(
+                sent_by_b.borrow().len(),
+                1,
+                "what it sent while paused leaves on resume"
+            );
             assert_eq!(net.stats().overflow, 5);
         });
     }

@@ -135,13 +135,22 @@ impl Observer {
     pub fn new(origin: Instant) -> Self {
         let trace = std::env::var("SIM_TRACE").ok().and_then(|v| {
             let (x, y) = v.split_once(':')?;
-            Some((x.trim_start_matches('n').parse().ok()?, y.trim_start_matches('n').parse().ok()?))
+            Some((
+                x.trim_start_matches('n').parse().ok()?,
+                y.trim_start_matches('n').parse().ok()?,
+            ))
         });
-        Observer { origin: Some(origin), trace, ..Default::default() }
+        Observer {
+            origin: Some(origin),
+            trace,
+            ..Default::default()
+        }
     }
 
     pub fn now_ms(&self) -> u64 {
-        Instant::now().saturating_duration_since(self.origin.expect("origin set")).as_millis() as u64
+        Instant::now()
+            .saturating_duration_since(self.origin.expect("origin set"))
+            .as_millis() as u64
     }
 
     pub fn slots(&self) -> usize {
@@ -164,12 +173,21 @@ impl Observer {
     }
 
     pub fn rec(&self, node: usize, member: usize) -> Rec {
-        self.rows.get(node).and_then(|r| r.get(member)).copied().unwrap_or_default()
+        self.rows
+            .get(node)
+            .and_then(|r| r.get(member))
+            .copied()
+            .unwrap_or_default()
     }
 
     /// Highest incarnation any node holds for `member`.
     pub fn max_inc(&self, member: usize) -> u32 {
-        self.rows.iter().filter_map(|r| r.get(member)).map(|r| r.inc).max().unwrap_or(0)
+        self.rows
+            .iter()
+            .filter_map(|r| r.get(member))
+            .map(|r| r.inc)
+            .max()
+            .unwrap_or(0)
     }
 
     /// Up to `max` (node, member) pairs of counted nodes whose view does not
@@ -185,7 +203,12 @@ impl Observer {
                     if out.len() >= max {
                         return out;
                     }
-                    out.push(format!("n{x} holds n{y} {}@{} (expected {:?})", state_name(r.state), r.inc, self.expect[y]));
+                    out.push(format!(
+                        "n{x} holds n{y} {}@{} (expected {:?})",
+                        state_name(r.state),
+                        r.inc,
+                        self.expect[y]
+                    ));
                 }
             }
         }
@@ -202,7 +225,9 @@ impl Observer {
 
     fn recount(&mut self, x: usize) -> u32 {
         let row = &self.rows[x];
-        (0..row.len()).filter(|&y| y != x && !self.expect[y].matches(row[y])).count() as u32
+        (0..row.len())
+            .filter(|&y| y != x && !self.expect[y].matches(row[y]))
+            .count() as u32
     }
 
     fn set_mismatch(&mut self, x: usize, m: u32) {
@@ -230,7 +255,8 @@ impl Observer {
         if self.counted[x] == counted {
             return;
         }
-        let misses_fact = self.fact.as_ref().is_some_and(|f| f.owner != x) && self.fact_seen[x].is_none();
+        let misses_fact =
+            self.fact.as_ref().is_some_and(|f| f.owner != x) && self.fact_seen[x].is_none();
         if counted {
             self.total_mismatch += self.mismatch[x] as u64;
             self.fact_missing += misses_fact as u64;
@@ -311,7 +337,12 @@ impl Observer {
         self.events += 1;
         if e.kind == EventKind::SelfRefuted {
             if self.trace.is_some_and(|(t, _)| t == x) {
-                eprintln!("trace t={}ms n{x} refutes {}@{}", self.now_ms(), e.member.state, e.member.incarnation);
+                eprintln!(
+                    "trace t={}ms n{x} refutes {}@{}",
+                    self.now_ms(),
+                    e.member.state,
+                    e.member.incarnation
+                );
             }
             self.refutations += 1;
             return;
@@ -319,23 +350,39 @@ impl Observer {
         if e.kind == EventKind::Confirmed {
             return;
         }
-        let Some(y) = slot_of(&e.member.id) else { return };
+        let Some(y) = slot_of(&e.member.id) else {
+            return;
+        };
         if y == x {
             return;
         }
         if self.trace == Some((x, y)) {
-            eprintln!("trace t={}ms n{x} about n{y}: {:?} {}@{} by {:?}", self.now_ms(), e.kind, e.member.state, e.member.incarnation, e.by);
+            eprintln!(
+                "trace t={}ms n{x} about n{y}: {:?} {}@{} by {:?}",
+                self.now_ms(),
+                e.kind,
+                e.member.state,
+                e.member.incarnation,
+                e.by
+            );
         }
         self.ensure(x.max(y));
         let now = self.now_ms();
         let old = self.rows[x][y];
         let new = if e.kind == EventKind::Reclaimed {
-            Rec { inc: old.inc, state: UNKNOWN }
+            Rec {
+                inc: old.inc,
+                state: UNKNOWN,
+            }
         } else {
-            Rec { inc: e.member.incarnation.min(u32::MAX as u64) as u32, state: code(e.member.state) }
+            Rec {
+                inc: e.member.incarnation.min(u32::MAX as u64) as u32,
+                state: code(e.member.state),
+            }
         };
         if e.kind != EventKind::Reclaimed && old.state != UNKNOWN {
-            let back_from_the_dead = matches!(old.state, DEAD | LEFT) && matches!(new.state, ALIVE | SUSPECT);
+            let back_from_the_dead =
+                matches!(old.state, DEAD | LEFT) && matches!(new.state, ALIVE | SUSPECT);
             if back_from_the_dead && new.inc <= old.inc {
                 self.violation(format!(
                     "resurrection at t={now}ms: node n{x} took n{y} from {} (incarnation {}) back to {} at incarnation {} without a higher incarnation",
@@ -354,7 +401,12 @@ impl Observer {
                 ));
             }
         }
-        let s = Sighting { at: now, node: x as u32, member: y as u32, inc: new.inc };
+        let s = Sighting {
+            at: now,
+            node: x as u32,
+            member: y as u32,
+            inc: new.inc,
+        };
         match e.kind {
             EventKind::Failed => self.deaths.push(s),
             EventKind::Suspected => self.suspicions.push(s),
@@ -417,8 +469,19 @@ mod tests {
     use crate::protocol::Member;
 
     fn ev(kind: EventKind, who: usize, inc: u64, state: MemberState) -> MemberEvent {
-        let m = Member { state, ..Member::new_alive(NodeId::new(&node_name(who)), "10.0.0.1:7946".parse().unwrap(), inc) };
-        MemberEvent { kind, member: m, by: None }
+        let m = Member {
+            state,
+            ..Member::new_alive(
+                NodeId::new(&node_name(who)),
+                "10.0.0.1:7946".parse().unwrap(),
+                inc,
+            )
+        };
+        MemberEvent {
+            kind,
+            member: m,
+            by: None,
+        }
     }
 
     #[actix::test]
@@ -457,11 +520,18 @@ mod tests {
         o.on_event(0, &ev(EventKind::Joined, 1, 3, MemberState::Alive));
         o.on_event(0, &ev(EventKind::Failed, 1, 3, MemberState::Dead));
         o.on_event(0, &ev(EventKind::Joined, 1, 4, MemberState::Alive));
-        assert!(o.violations.is_empty(), "a higher incarnation may come back");
+        assert!(
+            o.violations.is_empty(),
+            "a higher incarnation may come back"
+        );
         o.on_event(0, &ev(EventKind::Left, 1, 5, MemberState::Left));
         o.on_event(0, &ev(EventKind::Joined, 1, 5, MemberState::Alive));
         assert_eq!(o.violation_count, 1);
-        assert!(o.violations[0].contains("resurrection"), "{:?}", o.violations);
+        assert!(
+            o.violations[0].contains("resurrection"),
+            "{:?}",
+            o.violations
+        );
         o.on_event(0, &ev(EventKind::Updated, 1, 2, MemberState::Alive));
         assert!(o.violations[1].contains("regression"), "{:?}", o.violations);
         // Forgotten, then learned again: not a resurrection.

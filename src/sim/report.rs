@@ -63,6 +63,8 @@ pub struct Report {
     /// leave: per (node, leaver) pair, time until the node lists it left.
     pub leave_ms_p50: Option<u64>,
     pub leave_ms_max: Option<u64>,
+    /// partition: false positives after the heal (the invariant).
+    pub false_positives_after_heal: Option<u64>,
     /// (node, member) death sightings counted as false positives.
     pub false_deaths: u64,
     /// Deaths expected by the scenario that do not count (across a cut).
@@ -93,7 +95,8 @@ impl Report {
     }
 
     pub fn summary(&self) -> String {
-        let ms = |v: Option<u64>| v.map_or("-".to_string(), |v| format!("{:.2} s", v as f64 / 1000.0));
+        let ms =
+            |v: Option<u64>| v.map_or("-".to_string(), |v| format!("{:.2} s", v as f64 / 1000.0));
         let mut out = vec![
             format!(
                 "gossip sim: {} nodes, scenario {}, loss {}, seed {}",
@@ -101,7 +104,11 @@ impl Report {
             ),
             format!(
                 "  goal {}: {} virtual (run: {:.1} s virtual in {:.2} s wall)",
-                if self.converged { "reached" } else { "NOT reached" },
+                if self.converged {
+                    "reached"
+                } else {
+                    "NOT reached"
+                },
                 ms(self.sim_ms),
                 self.virtual_ms as f64 / 1000.0,
                 self.wall_ms as f64 / 1000.0
@@ -135,20 +142,32 @@ impl Report {
             ));
         }
         if let Some(j) = self.rejoin_ms {
-            out.push(format!("  restarted victims listed alive everywhere again after {}", ms(Some(j))));
+            out.push(format!(
+                "  restarted victims listed alive everywhere again after {}",
+                ms(Some(j))
+            ));
         }
         if let Some(j) = self.join_after_last_start_ms {
             out.push(format!("  after the last start: {}", ms(Some(j))));
         }
         if self.leave_ms_p50.is_some() {
-            out.push(format!("  left everywhere: p50 {}  max {}", ms(self.leave_ms_p50), ms(self.leave_ms_max)));
+            out.push(format!(
+                "  left everywhere: p50 {}  max {}",
+                ms(self.leave_ms_p50),
+                ms(self.leave_ms_max)
+            ));
         }
         if let Some(c) = self.churn_events {
             out.push(format!("  churn events: {c}"));
         }
         out.push(format!(
-            "  false positives: {} members ({} sightings; {} expected deaths across a cut not counted); suspicions {}, refutations {}",
-            self.false_positives, self.false_deaths, self.excused_deaths, self.suspicions, self.refutations
+            "  false positives: {} members{} ({} sightings; {} expected deaths across a cut not counted); suspicions {}, refutations {}",
+            self.false_positives,
+            self.false_positives_after_heal.map_or(String::new(), |h| format!(", {h} after the heal")),
+            self.false_deaths,
+            self.excused_deaths,
+            self.suspicions,
+            self.refutations
         ));
         out.push(format!(
             "  traffic per node: {:.1} datagrams/s, {:.0} bytes/s sent, {:.0} bytes/s received",
@@ -156,10 +175,18 @@ impl Report {
         ));
         out.push(format!(
             "  network: {} sent, {} delivered, {} lost, {} cut, {} to down nodes, {} duplicated",
-            self.net.sent, self.net.delivered, self.net.lost, self.net.cut, self.net.to_down, self.net.duplicated
+            self.net.sent,
+            self.net.delivered,
+            self.net.lost,
+            self.net.cut,
+            self.net.to_down,
+            self.net.duplicated
         ));
         if let Some(s) = self.settle_ms {
-            out.push(format!("  after faults stopped, all live nodes agreed in {}", ms(Some(s))));
+            out.push(format!(
+                "  after faults stopped, all live nodes agreed in {}",
+                ms(Some(s))
+            ));
         }
         if self.invariants_ok {
             out.push("  invariants: ok (agreement, no resurrection, no false death where none is allowed)".into());
@@ -170,7 +197,10 @@ impl Report {
             }
         }
         if let Ok(kb) = peak_rss_kb() {
-            out.push(format!("  peak memory (whole process): {:.0} MB", kb as f64 / 1024.0));
+            out.push(format!(
+                "  peak memory (whole process): {:.0} MB",
+                kb as f64 / 1024.0
+            ));
         }
         out.push(format!("  replay: {}", self.replay));
         out.join("\n")

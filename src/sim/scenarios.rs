@@ -24,6 +24,11 @@
 //! incarnation no higher than the member's own at that moment: those are the
 //! partition's (or the previous life's) verdicts being reconciled, which the
 //! member refutes by raising its incarnation.
+//!
+//! Invariant "no healthy member declared dead": checked for `soak` (any
+//! false positive fails it) and for `partition` after the heal
+//! (`false_positives_after_heal`); false positives during the partition
+//! (same side, under loss) are counted in `false_positives` and reported.
 
 use rand::seq::SliceRandom;
 use rand::Rng;
@@ -66,7 +71,9 @@ impl Health {
     }
 
     fn excused(&self, d: &Sighting) -> bool {
-        let Some((from, to, groups, one_way)) = &self.cut else { return false };
+        let Some((from, to, groups, one_way)) = &self.cut else {
+            return false;
+        };
         if d.at < *from || d.at >= *to {
             return false;
         }
@@ -75,32 +82,45 @@ impl Health {
     }
 
     fn healthy(&self, d: &Sighting) -> bool {
-        self.periods
-            .get(d.member as usize)
-            .is_some_and(|ps| ps.iter().any(|(f, t, stale)| d.at >= *f && d.at < *t && stale.map_or(true, |s| d.inc > s)))
+        self.periods.get(d.member as usize).is_some_and(|ps| {
+            ps.iter()
+                .any(|(f, t, stale)| d.at >= *f && d.at < *t && stale.map_or(true, |s| d.inc > s))
+        })
     }
 
-    /// (distinct members, sightings, excused sightings, examples).
-    fn false_positives(&self, obs: &Observer) -> (u64, u64, u64, Vec<String>) {
+    /// False positives among the deaths at or after `since` (virtual ms).
+    fn false_positives(&self, obs: &Observer, since: u64) -> FalsePositives {
         let mut members = BTreeSet::new();
-        let (mut sightings, mut excused) = (0, 0);
-        let mut examples = Vec::new();
-        for d in &obs.deaths {
+        let mut fp = FalsePositives::default();
+        for d in obs.deaths.iter().filter(|d| d.at >= since) {
             if !self.healthy(d) {
                 continue;
             }
             if self.excused(d) {
-                excused += 1;
+                fp.excused += 1;
                 continue;
             }
-            sightings += 1;
+            fp.sightings += 1;
             members.insert(d.member);
-            if examples.len() < 5 {
-                examples.push(format!("n{} declared dead by n{} at t={}ms (incarnation {})", d.member, d.node, d.at, d.inc));
+            if fp.examples.len() < 5 {
+                fp.examples.push(format!(
+                    "n{} declared dead by n{} at t={}ms (incarnation {})",
+                    d.member, d.node, d.at, d.inc
+                ));
             }
         }
-        (members.len() as u64, sightings, excused, examples)
+        fp.members = members.len() as u64;
+        fp
     }
+}
+
+#[derive(Default)]
+struct FalsePositives {
+    /// Distinct members.
+    members: u64,
+    sightings: u64,
+    excused: u64,
+    examples: Vec<String>,
 }
 
 pub async fn run(sim: &mut Sim) -> Report {
@@ -131,13 +151,7 @@ pub async fn run(sim: &mut Sim) -> Report {
     };
     let mut violations = Vec::new();
     match outcome {
-        Ok(window) => {
-            let secs = window.secs.max(0.001);
-            let n = window.nodes.max(1) as f64;
-            r.msgs_per_node_s = round1(window.msgs as f64 / n / secs);
-            r.bytes_per_node_s = round1(window.bytes as f64 / n / secs);
-            r.bytes_in_per_node_s = round1(window.bytes_in as f64 / n / secs);
-        }
+        Ok(_window) => {}
         Err(e) => {
             r.converged = false;
             violations.push(e);
@@ -147,18 +161,33 @@ pub async fn run(sim: &mut Sim) -> Report {
     // False positives, and the invariant where none is allowed.
     {
         let obs = sim.obs.borrow();
-        let (members, sightings, excused, examples) = health.false_positives(&obs);
-        r.false_positives = members;
-        r.false_deaths = sightings;
-        r.excused_deaths = excused;
+        let all = health.false_positives(&obs, 0);
+        r.false_positives = all.members;
+        r.false_deaths = all.sightings;
+        r.excused_deaths = all.excused;
         r.suspicions = obs.suspicions.len() as u64;
         r.refutations = obs.refutations;
-        if matches!(a.scenario, Scenario::Soak | Scenario::Pause) && members > 0 {
+        if matches!(a.scenario, Scenario::Soak | Scenario::Pause) && all.members > 0 {
             // Their goal is that nobody is declared dead.
             r.converged = false;
         }
-        if members > 0 && matches!(a.scenario, Scenario::Soak | Scenario::Partition) {
-            violations.push(format!("healthy members declared dead: {members} ({})", examples.join("; ")));
+        // The invariant: nobody healthy declared dead in a soak, nor after a
+        // partition heals (during the partition, see false_positives).
+        let checked = match (a.scenario, health.cut.as_ref()) {
+            (Scenario::Soak, _) => Some(all),
+            (Scenario::Partition, Some(cut)) => {
+                let after = health.false_positives(&obs, cut.1);
+                r.false_positives_after_heal = Some(after.members);
+                Some(after)
+            }
+            _ => None,
+        };
+        if let Some(fp) = checked.filter(|fp| fp.members > 0) {
+            violations.push(format!(
+                "healthy members declared dead: {} ({})",
+                fp.members,
+                fp.examples.join("; ")
+            ));
         }
     }
 
@@ -174,7 +203,10 @@ pub async fn run(sim: &mut Sim) -> Report {
         let obs = sim.obs.borrow();
         violations.extend(obs.violations.iter().cloned());
         if obs.violation_count > obs.violations.len() as u64 {
-            violations.push(format!("... {} invariant violations in all", obs.violation_count));
+            violations.push(format!(
+                "... {} invariant violations in all",
+                obs.violation_count
+            ));
         }
         r.events = obs.events;
     }
@@ -204,18 +236,30 @@ struct Meter {
 
 impl Meter {
     fn start(sim: &Sim) -> Meter {
-        Meter { start_ms: sim.now_ms(), start: sim.traffic(), nodes: sim.up().len() }
+        Meter {
+            start_ms: sim.now_ms(),
+            start: sim.traffic(),
+            nodes: sim.up().len(),
+        }
     }
-    fn stop(self, sim: &Sim) -> Window {
+    /// Ends the window and writes its traffic into the report (whether the
+    /// goal is then reached or not).
+    fn stop(self, sim: &Sim, r: &mut Report) -> Window {
         let end = sim.traffic();
-        Window {
+        let w = Window {
             msgs: end.0 - self.start.0,
             bytes: end.1 - self.start.1,
             bytes_in: end.2 - self.start.2,
             secs: (sim.now_ms() - self.start_ms) as f64 / 1000.0,
             // Joins start from nothing: count the nodes at the end then.
             nodes: self.nodes.max(sim.up().len()).max(1),
-        }
+        };
+        let secs = w.secs.max(0.001);
+        let n = w.nodes as f64;
+        r.msgs_per_node_s = round1(w.msgs as f64 / n / secs);
+        r.bytes_per_node_s = round1(w.bytes as f64 / n / secs);
+        r.bytes_in_per_node_s = round1(w.bytes_in as f64 / n / secs);
+        w
     }
 }
 
@@ -270,12 +314,18 @@ async fn join(sim: &mut Sim, r: &mut Report, health: &mut Health) -> Result<Wind
     sim.phase = "joining";
     start_all(sim, health).await;
     let last_start = sim.now_ms();
-    let limit = sim.a.duration.unwrap_or(form_limit(sim));
+    let limit = sim.a.limit.or(sim.a.duration).unwrap_or(form_limit(sim));
     let ok = sim.wait(limit, |o| o.total_mismatch() == 0).await;
-    let w = meter.stop(sim);
+    let w = meter.stop(sim, r);
     if !ok {
         let left = sim.obs.borrow().total_mismatch();
-        return Err(missed_with_examples(sim, format!("not every node lists every node within {} s ({left} pairs missing)", limit.as_secs())));
+        return Err(missed_with_examples(
+            sim,
+            format!(
+                "not every node lists every node within {} s ({left} pairs missing)",
+                limit.as_secs()
+            ),
+        ));
     }
     let at = sim.obs.borrow().matched_since.unwrap_or(sim.now_ms());
     r.converged = true;
@@ -291,7 +341,7 @@ async fn soak(sim: &mut Sim, r: &mut Report) -> Result<Window, String> {
     sim.sleep(d).await;
     r.sim_ms = Some(d.as_millis() as u64);
     r.converged = true; // refined by the false-positive count
-    Ok(meter.stop(sim))
+    Ok(meter.stop(sim, r))
 }
 
 async fn warmup(sim: &mut Sim) {
@@ -314,23 +364,39 @@ async fn dissemination(sim: &mut Sim, r: &mut Report) -> Result<Window, String> 
     sim.phase = "disseminating";
     let owner = pick(sim, 1)[0];
     let name = "sim-rumor".to_string();
-    sim.obs.borrow_mut().follow(Fact { owner, name: name.clone() });
+    sim.obs.borrow_mut().follow(Fact {
+        owner,
+        name: name.clone(),
+    });
     let meter = Meter::start(sim);
     let t0 = sim.now_ms();
-    let reg = sim.handle(owner).registry.send(Register(Service::new(&name, 9000))).await;
+    let reg = sim
+        .handle(owner)
+        .registry
+        .send(Register(Service::new(&name, 9000)))
+        .await;
     if !matches!(reg, Ok(Ok(()))) {
         return Err(format!("the registration at n{owner} failed: {reg:?}"));
     }
-    let limit = sim.a.duration();
+    let limit = sim.a.limit();
     let ok = sim.wait(limit, |o| o.fact_missing() == 0).await;
-    let w = meter.stop(sim);
+    let w = meter.stop(sim, r);
     let obs = sim.obs.borrow();
-    let mut times: Vec<u64> =
-        sim.up().into_iter().filter(|&x| x != owner).filter_map(|x| obs.fact_seen[x]).map(|t| t - t0).collect();
+    let mut times: Vec<u64> = sim
+        .up()
+        .into_iter()
+        .filter(|&x| x != owner)
+        .filter_map(|x| obs.fact_seen[x])
+        .map(|t| t - t0)
+        .collect();
     times.sort_unstable();
     r.dissemination_ms_p50 = percentile(&times, 50.0);
     if !ok {
-        return Err(goal_missed(format!("{} nodes never got the rumor within {} s", obs.fact_missing(), limit.as_secs())));
+        return Err(goal_missed(format!(
+            "{} nodes never got the rumor within {} s",
+            obs.fact_missing(),
+            limit.as_secs()
+        )));
     }
     r.dissemination_ms_p100 = times.last().copied();
     r.sim_ms = r.dissemination_ms_p100;
@@ -353,12 +419,19 @@ async fn failure(sim: &mut Sim, r: &mut Report, health: &mut Health) -> Result<W
         // another under loss meanwhile.
         let mut obs = sim.obs.borrow_mut();
         for i in 0..sim.slots.len() {
-            obs.set_expect(i, if victims.contains(&i) { Expect::Dead } else { Expect::Any });
+            obs.set_expect(
+                i,
+                if victims.contains(&i) {
+                    Expect::Dead
+                } else {
+                    Expect::Any
+                },
+            );
         }
     }
-    let limit = sim.a.duration();
+    let limit = sim.a.limit();
     let ok = sim.wait(limit, |o| o.total_mismatch() == 0).await;
-    let w = meter.stop(sim);
+    let w = meter.stop(sim, r);
     let survivors = sim.up();
     let obs = sim.obs.borrow();
     let n = sim.slots.len();
@@ -380,7 +453,11 @@ async fn failure(sim: &mut Sim, r: &mut Report, health: &mut Health) -> Result<W
         if times.iter().all(Option::is_some) {
             everywhere.push(times.iter().flatten().copied().max().unwrap_or(0));
         }
-        if let Some(s) = obs.suspicions.iter().find(|s| s.at >= t0 && s.member as usize == v) {
+        if let Some(s) = obs
+            .suspicions
+            .iter()
+            .find(|s| s.at >= t0 && s.member as usize == v)
+        {
             suspected.push(s.at - t0);
         }
     }
@@ -416,10 +493,16 @@ async fn failure(sim: &mut Sim, r: &mut Report, health: &mut Health) -> Result<W
             health.open(v, t1, Some(stale));
         }
         sim.expect_truth(Expect::Live, Expect::Gone);
-        let limit = sim.a.duration();
+        let limit = sim.a.limit();
         if !sim.wait(limit, |o| o.total_mismatch() == 0).await {
             let left = sim.obs.borrow().total_mismatch();
-            return Err(missed_with_examples(sim, format!("restarted victims not listed again after {} s ({left} pairs)", limit.as_secs())));
+            return Err(missed_with_examples(
+                sim,
+                format!(
+                    "restarted victims not listed again after {} s ({left} pairs)",
+                    limit.as_secs()
+                ),
+            ));
         }
         r.rejoin_ms = sim.obs.borrow().matched_since.map(|t| t.saturating_sub(t1));
     }
@@ -439,16 +522,27 @@ async fn leave(sim: &mut Sim, r: &mut Report, health: &mut Health) -> Result<Win
     {
         let mut obs = sim.obs.borrow_mut();
         for i in 0..sim.slots.len() {
-            obs.set_expect(i, if leavers.contains(&i) { Expect::Left } else { Expect::Any });
+            obs.set_expect(
+                i,
+                if leavers.contains(&i) {
+                    Expect::Left
+                } else {
+                    Expect::Any
+                },
+            );
         }
     }
-    let limit = sim.a.duration();
+    let limit = sim.a.limit();
     let ok = sim.wait(limit, |o| o.total_mismatch() == 0).await;
-    let w = meter.stop(sim);
+    let w = meter.stop(sim, r);
     let obs = sim.obs.borrow();
     let mut times: Vec<u64> = Vec::new();
     let mut seen = BTreeSet::new();
-    for s in obs.lefts.iter().filter(|s| s.at >= t0 && leavers.contains(&(s.member as usize))) {
+    for s in obs
+        .lefts
+        .iter()
+        .filter(|s| s.at >= t0 && leavers.contains(&(s.member as usize)))
+    {
         if seen.insert((s.node, s.member)) {
             times.push(s.at - t0);
         }
@@ -474,7 +568,11 @@ async fn partition(sim: &mut Sim, r: &mut Report, health: &mut Health) -> Result
     sim.phase = "partitioned";
     let n = sim.slots.len();
     let groups: Vec<u32> = (0..n).map(|i| (i >= n / 2) as u32).collect();
-    let cuts: Vec<(u32, u32)> = if sim.a.one_way { vec![(1, 0)] } else { vec![(0, 1), (1, 0)] };
+    let cuts: Vec<(u32, u32)> = if sim.a.one_way {
+        vec![(1, 0)]
+    } else {
+        vec![(0, 1), (1, 0)]
+    };
     let meter = Meter::start(sim);
     let t_split = sim.now_ms();
     sim.net.partition(&groups, &cuts);
@@ -487,20 +585,34 @@ async fn partition(sim: &mut Sim, r: &mut Report, health: &mut Health) -> Result
     // the heal are the partition's verdicts being reconciled.
     let views = sim.views(&sim.up()).await;
     for v in &views {
-        let own = v.members.iter().find(|m| super::observer::slot_of(&m.id) == Some(v.slot)).map_or(0, |m| m.incarnation);
+        let own = v
+            .members
+            .iter()
+            .find(|m| super::observer::slot_of(&m.id) == Some(v.slot))
+            .map_or(0, |m| m.incarnation);
         health.close(v.slot, t_heal);
         health.open(v.slot, t_heal, Some(own.min(u32::MAX as u64) as u32));
     }
     drop(views);
     health.cut = Some((t_split, t_heal, groups, sim.a.one_way));
-    let limit = Duration::from_secs(120);
+    let limit = sim.a.limit();
     let ok = sim.wait(limit, |o| o.total_mismatch() == 0).await;
-    let w = meter.stop(sim);
+    let w = meter.stop(sim, r);
     if !ok {
         let left = sim.obs.borrow().total_mismatch();
-        return Err(missed_with_examples(sim, format!("no converged view {} s after the heal ({left} pairs differ)", limit.as_secs())));
+        return Err(missed_with_examples(
+            sim,
+            format!(
+                "no converged view {} s after the heal ({left} pairs differ)",
+                limit.as_secs()
+            ),
+        ));
     }
-    r.sim_ms = sim.obs.borrow().matched_since.map(|t| t.saturating_sub(t_heal));
+    r.sim_ms = sim
+        .obs
+        .borrow()
+        .matched_since
+        .map(|t| t.saturating_sub(t_heal));
     r.converged = true;
     Ok(w)
 }
@@ -525,10 +637,13 @@ async fn churn(sim: &mut Sim, r: &mut Report, health: &mut Health) -> Result<Win
         sim.sleep(Duration::from_millis(gap)).await;
         events += 1;
         let up = sim.up();
-        let crashed: Vec<usize> = (0..sim.slots.len()).filter(|&i| sim.life(i) == Life::Crashed).collect();
+        let crashed: Vec<usize> = (0..sim.slots.len())
+            .filter(|&i| sim.life(i) == Life::Crashed)
+            .collect();
         let roll: f64 = sim.rng.gen();
         let now = sim.now_ms();
-        let seeds = |sim: &mut Sim| -> Vec<SocketAddr> { pick(sim, 3).into_iter().map(addr_of).collect() };
+        let seeds =
+            |sim: &mut Sim| -> Vec<SocketAddr> { pick(sim, 3).into_iter().map(addr_of).collect() };
         if up.len() <= min_live || roll < 0.3 || (roll >= 0.75 && crashed.is_empty()) {
             let i = sim.slots.len();
             let s = seeds(sim);
@@ -557,14 +672,24 @@ async fn churn(sim: &mut Sim, r: &mut Report, health: &mut Health) -> Result<Win
     r.churn_events = Some(events);
     sim.phase = "converging";
     let t_end = sim.now_ms();
-    let limit = Duration::from_secs(120);
+    let limit = sim.a.limit();
     let ok = sim.wait(limit, |o| o.total_mismatch() == 0).await;
-    let w = meter.stop(sim);
+    let w = meter.stop(sim, r);
     if !ok {
         let left = sim.obs.borrow().total_mismatch();
-        return Err(missed_with_examples(sim, format!("no converged view {} s after the churn ({left} pairs differ)", limit.as_secs())));
+        return Err(missed_with_examples(
+            sim,
+            format!(
+                "no converged view {} s after the churn ({left} pairs differ)",
+                limit.as_secs()
+            ),
+        ));
     }
-    r.sim_ms = sim.obs.borrow().matched_since.map(|t| t.saturating_sub(t_end));
+    r.sim_ms = sim
+        .obs
+        .borrow()
+        .matched_since
+        .map(|t| t.saturating_sub(t_end));
     r.converged = true;
     Ok(w)
 }
@@ -584,14 +709,24 @@ async fn pause(sim: &mut Sim, r: &mut Report) -> Result<Window, String> {
     }
     let t_resume = sim.now_ms();
     sim.phase = "resumed";
-    let limit = Duration::from_secs(120);
+    let limit = sim.a.limit();
     let ok = sim.wait(limit, |o| o.total_mismatch() == 0).await;
-    let w = meter.stop(sim);
+    let w = meter.stop(sim, r);
     if !ok {
         let left = sim.obs.borrow().total_mismatch();
-        return Err(missed_with_examples(sim, format!("no converged view {} s after the resume ({left} pairs differ)", limit.as_secs())));
+        return Err(missed_with_examples(
+            sim,
+            format!(
+                "no converged view {} s after the resume ({left} pairs differ)",
+                limit.as_secs()
+            ),
+        ));
     }
-    r.sim_ms = sim.obs.borrow().matched_since.map(|t| t.saturating_sub(t_resume));
+    r.sim_ms = sim
+        .obs
+        .borrow()
+        .matched_since
+        .map(|t| t.saturating_sub(t_resume));
     r.converged = true;
     Ok(w)
 }
@@ -623,7 +758,9 @@ async fn settle(sim: &mut Sim) -> (Option<u64>, Vec<String>) {
     loop {
         let views = sim.views(&sim.up()).await;
         let problems = agreement(&views, &live);
-        if std::env::var_os("SIM_DEBUG").is_some() { eprintln!("agreement at {}: {problems:?}", sim.now_ms()); }
+        if std::env::var_os("SIM_DEBUG").is_some() {
+            eprintln!("agreement at {}: {problems:?}", sim.now_ms());
+        }
         drop(views);
         if problems.is_empty() && matched {
             return (Some(sim.now_ms() - t0), Vec::new());

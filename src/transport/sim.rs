@@ -19,7 +19,11 @@ pub struct SimLink {
 
 impl SimLink {
     pub fn new(net: Net, slot: usize) -> Self {
-        SimLink { net, slot, closed: Cell::new(false) }
+        SimLink {
+            net,
+            slot,
+            closed: Cell::new(false),
+        }
     }
 }
 

@@ -232,8 +232,9 @@ async fn suspicion_expires_into_dead_at_the_maximum_timeout() {
         state: MemberState::Suspect,
         ..a.clone()
     };
-    f.fd.do_send(event(EventKind::Suspected, &sa, Some("x")));
-    // No confirmations: max = 3 * 1.8 s = 5.4 s.
+    // Our own accusation (after our own failed probe), no confirmations:
+    // max = 3 * 1.8 s = 5.4 s.
+    f.fd.do_send(event(EventKind::Suspected, &sa, Some("me")));
     settle(5300).await;
     assert!(f.accuses.is_empty());
     settle(200).await;
@@ -252,7 +253,7 @@ async fn confirmations_shorten_the_suspicion() {
         state: MemberState::Suspect,
         ..a.clone()
     };
-    f.fd.do_send(event(EventKind::Suspected, &sa, Some("x")));
+    f.fd.do_send(event(EventKind::Suspected, &sa, Some("me")));
     f.fd.do_send(event(EventKind::Confirmed, &sa, Some("y")));
     f.fd.do_send(event(EventKind::Confirmed, &sa, Some("y"))); // same accuser: no news
     f.fd.do_send(event(EventKind::Confirmed, &sa, Some("z")));
@@ -389,4 +390,32 @@ async fn a_suspicion_heard_from_others_is_checked_with_an_extra_probe() {
     settle(2000).await;
     assert!(f.accuses.all().iter().any(|x| x.id == a.id && x.state == MemberState::Dead), "dead well before 5.4 s");
     let _ = ms;
+}
+
+#[actix::test]
+async fn a_node_that_only_heard_of_a_suspicion_verifies_it_before_declaring_death() {
+    tokio::time::pause();
+    let f = start(1000);
+    let a = member("a", 9001, 0, MemberState::Alive);
+    f.fd.do_send(event(EventKind::Joined, &a, None));
+    let sa = Member { state: MemberState::Suspect, ..a.clone() };
+    // Heard from x and y; our own probes of "a" are answered.
+    f.fd.do_send(event(EventKind::Suspected, &sa, Some("x")));
+    f.fd.do_send(event(EventKind::Confirmed, &sa, Some("y")));
+    let mut answered = std::collections::BTreeSet::new();
+    for _ in 0..80 {
+        settle(100).await;
+        for (to, m) in decoded(&f.sends.all()) {
+            if let Msg::Ping { seq, .. } = m {
+                if to == a.addr && answered.insert(seq) {
+                    f.fd.do_send(ProbeMsg { from: a.addr, sender: id("a"), msg: Msg::Ack { seq } });
+                }
+            }
+        }
+    }
+    assert!(f.accuses.is_empty(), "a member that answers us is never declared dead by us: {:?}", f.accuses.all());
+    assert!(answered.len() >= 3, "it was probed again at expiry");
+    // Now it stops answering: our next probe fails, and we declare it.
+    settle(3000).await;
+    assert!(f.accuses.all().iter().any(|x| x.state == MemberState::Dead));
 }

@@ -354,3 +354,19 @@ async fn a_joiner_announces_itself_and_its_own_record_is_spread() {
     settle(1).await;
     assert_eq!(f.spreads.take().len(), 1);
 }
+
+#[actix::test]
+async fn a_refutation_also_goes_straight_to_every_member() {
+    tokio::time::pause();
+    let f = start().await;
+    f.ms.do_send(rumor(member("a", 2000, 0, MemberState::Alive), None));
+    f.ms.do_send(rumor(member("b", 2001, 0, MemberState::Alive), None));
+    f.ms.do_send(rumor(member("c", 2002, 0, MemberState::Dead), None));
+    settle(1).await;
+    f.sends.take();
+    f.ms.do_send(rumor(member("me", 1000, 0, MemberState::Suspect), Some("a")));
+    settle(1).await;
+    let mut to: Vec<_> = f.sends.take().into_iter().map(|s| s.to).collect();
+    to.sort();
+    assert_eq!(to, vec![addr(2000), addr(2001)], "live members only");
+}

@@ -86,20 +86,20 @@ async fn fresh_rumors_are_pushed_at_once_to_fanout_peers() {
 #[actix::test]
 async fn each_rumor_is_retired_after_its_retransmit_limit() {
     tokio::time::pause();
-    let (r, out) = start(1); // N = 2: limit 4 * ceil(log10(3)) = 4
+    let (r, out) = start(1); // N = 2: limit 4 * max(2, ceil(log10(3))) = 8
     r.do_send(Spread {
         member: member("a", 1, 0, MemberState::Alive),
         by: None,
     });
     settle(5).await;
-    for _ in 0..10 {
+    for _ in 0..20 {
         r.do_send(GossipRound {
             peers: vec![addr(9000)],
         });
     }
     settle(5).await;
     let total: usize = out.all().iter().map(count_updates).sum();
-    assert_eq!(total, 4);
+    assert_eq!(total, 8);
 }
 
 #[actix::test]
