@@ -32,6 +32,9 @@ use crate::protocol::suspicion::{bounds, Suspicion, SuspicionParams};
 use crate::protocol::wire::{encode_msg, Msg};
 use crate::protocol::{Member, MemberState, NodeId};
 
+/// A relay sends its nack after this fraction of the probe timeout.
+const RELAY_NACK_FRACTION: f64 = 0.8;
+
 #[derive(Clone, Debug)]
 pub struct FailureSettings {
     pub me: NodeId,
@@ -306,7 +309,11 @@ impl FailureDetector {
                         target,
                     }],
                 );
-                ctx.run_later(self.s.probe_timeout, move |act, ctx| {
+                // The nack must reach the origin before its probe period ends
+                // (its indirect phase starts one probe timeout in, and lasts
+                // one more): a late nack counts as a missing one, and would
+                // wrongly raise the origin's local health score.
+                ctx.run_later(self.s.probe_timeout.mul_f64(RELAY_NACK_FRACTION), move |act, ctx| {
                     guard(ctx, |_| {
                         if let Some(r) = act.relays.remove(&my_seq) {
                             act.send(r.origin, vec![Msg::Nack { seq: r.origin_seq }]);

@@ -419,3 +419,47 @@ async fn a_node_that_only_heard_of_a_suspicion_verifies_it_before_declaring_deat
     settle(3000).await;
     assert!(f.accuses.all().iter().any(|x| x.state == MemberState::Dead));
 }
+
+#[actix::test]
+async fn probing_a_dead_member_through_answering_relays_does_not_hurt_local_health() {
+    tokio::time::pause();
+    // Two detectors: "me" probes, "relay" answers ping-reqs; the target is
+    // silent. The relay's nack must arrive before the end of my period.
+    let (send, sends) = recorder::<Send>();
+    let (accuse, _) = recorder::<Accuse>();
+    let (spread, _) = recorder::<Spread>();
+    let fd = FailureDetector::new(settings(1000), send, accuse, spread, Arc::new(Metrics::default())).start();
+    let (rsend, rsends) = recorder::<Send>();
+    let (raccuse, _) = recorder::<Accuse>();
+    let (rspread, _) = recorder::<Spread>();
+    let relay = FailureDetector::new(FailureSettings { me: id("relay"), ..settings(1000) }, rsend, raccuse, rspread, Arc::new(Metrics::default())).start();
+    let target = member("t", 9001, 0, MemberState::Alive);
+    fd.do_send(event(EventKind::Joined, &target, None));
+    fd.do_send(event(EventKind::Joined, &member("relay", 9002, 0, MemberState::Alive), None));
+    // Pump: whatever "me" sends to the relay reaches it, and back.
+    let mut worst = 0;
+    for _ in 0..300 {
+        let a = fd.send(GetAwareness).await.unwrap();
+        worst = worst.max(a);
+        settle(10).await;
+        for s in sends.take() {
+            for m in &s.msgs {
+                let msg: Msg = rmp_serde::from_slice(m).unwrap();
+                if s.to == addr(9002) {
+                    relay.do_send(ProbeMsg { from: addr(1), sender: id("me"), msg });
+                }
+            }
+        }
+        for s in rsends.take() {
+            for m in &s.msgs {
+                let msg: Msg = rmp_serde::from_slice(m).unwrap();
+                if s.to == addr(1) {
+                    fd.do_send(ProbeMsg { from: addr(9002), sender: id("relay"), msg });
+                }
+            }
+        }
+    }
+    // Failed probes of t are excused by the relay's nack: the score never
+    // rises.
+    assert_eq!(worst, 0);
+}
