@@ -52,6 +52,7 @@ counters! {
     members_suspect: "members suspect (gauge)",
     members_dead: "members dead (gauge)",
     members_left: "members left (gauge)",
+    health_score: "Lifeguard local health score, 0 = healthy (gauge)",
 }
 
 impl Metrics {

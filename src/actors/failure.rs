@@ -109,6 +109,11 @@ impl FailureDetector {
         self.awareness.score()
     }
 
+    fn health(&mut self, delta: i32) {
+        self.awareness.apply(delta);
+        Metrics::set(&self.metrics.health_score, self.awareness.score() as u64);
+    }
+
     fn seq(&mut self) -> u32 {
         self.next_seq = self.next_seq.wrapping_add(1);
         self.next_seq
@@ -245,7 +250,7 @@ impl FailureDetector {
         } else {
             1
         };
-        self.awareness.apply(delta as i32);
+        self.health(delta as i32);
         let Some(m) = self.known.get(&p.target).cloned() else {
             return;
         };
@@ -282,7 +287,7 @@ impl FailureDetector {
                 if let Some(p) = self.probes.get_mut(&seq) {
                     if !p.acked {
                         p.acked = true;
-                        self.awareness.apply(-1);
+                        self.health(-1);
                     }
                 } else if let Some(r) = self.relays.remove(&seq) {
                     self.send(r.origin, vec![Msg::Ack { seq: r.origin_seq }]);
@@ -416,7 +421,7 @@ impl FailureDetector {
     fn on_event(&mut self, e: MemberEvent, ctx: &mut Context<Self>) {
         let m = e.member;
         if e.kind == EventKind::SelfRefuted {
-            self.awareness.apply(1);
+            self.health(1);
             return;
         }
         if m.id == self.s.me {
