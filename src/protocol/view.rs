@@ -24,11 +24,27 @@ fn fnv(bytes: &[u8], mut h: u64) -> u64 {
 
 /// Hash of one record's digest entry; the view hash is their wrapping sum, so
 /// it does not depend on order and updates in O(1).
+///
+/// FNV-1a ends linearly (its last steps only xor and multiply), so the raw
+/// hashes of two records differing in one field differ by a structured
+/// amount, and sums of such differences cancel out: two views that disagree
+/// about as many members one way as the other would hash equal (the
+/// simulator found it after partitions). MurmurHash3's finalizer breaks that
+/// structure before summing.
 pub fn entry_hash(e: &DigestEntry) -> u64 {
     let mut h = fnv(e.id.as_str().as_bytes(), 0xcbf29ce484222325);
     h = fnv(&e.incarnation.to_le_bytes(), h);
     h = fnv(&[e.state as u8], h);
-    fnv(&e.services_version.to_le_bytes(), h)
+    fmix64(fnv(&e.services_version.to_le_bytes(), h))
+}
+
+/// MurmurHash3's 64-bit finalizer: full avalanche.
+fn fmix64(mut k: u64) -> u64 {
+    k ^= k >> 33;
+    k = k.wrapping_mul(0xff51afd7ed558ccd);
+    k ^= k >> 33;
+    k = k.wrapping_mul(0xc4ceb9fe1a85ec53);
+    k ^ (k >> 33)
 }
 
 pub fn digest_entry(m: &Member) -> DigestEntry {
@@ -209,6 +225,27 @@ mod tests {
         let before = a.hash();
         a.apply(&m("x", 2, MemberState::Alive), now).unwrap();
         assert_ne!(a.hash(), before);
+    }
+
+    #[test]
+    fn opposite_disagreements_do_not_cancel_out() {
+        // Two sides of a partition: each sees itself alive and the other dead.
+        let now = Instant::now();
+        for n in [2usize, 4, 10, 50] {
+            let mut left = View::new(1000);
+            let mut right = View::new(1000);
+            for i in 0..n {
+                let id = format!("m{i}");
+                let (l, r) = if i < n / 2 {
+                    (MemberState::Alive, MemberState::Dead)
+                } else {
+                    (MemberState::Dead, MemberState::Alive)
+                };
+                left.apply(&m(&id, 0, l), now).unwrap();
+                right.apply(&m(&id, 0, r), now).unwrap();
+            }
+            assert_ne!(left.hash(), right.hash(), "{n} members");
+        }
     }
 
     #[test]
