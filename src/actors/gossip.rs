@@ -31,6 +31,9 @@ use crate::protocol::peers::PeerSet;
 use crate::protocol::wire::{encode_msg, Msg};
 use crate::protocol::{MemberState, NodeId};
 
+/// How long after joining the follow-up push-pull runs.
+pub const FOLLOW_UP_SYNC: Duration = Duration::from_secs(2);
+
 #[derive(Clone, Debug)]
 pub struct GossipSettings {
     pub me: NodeId,
@@ -247,7 +250,7 @@ impl Supervised for Gossip {}
 impl Handler<MemberEvent> for Gossip {
     type Result = ();
     fn handle(&mut self, e: MemberEvent, ctx: &mut Context<Self>) {
-        guard(ctx, |_| {
+        guard(ctx, |ctx| {
             let m = e.member;
             if m.id == self.s.me {
                 return;
@@ -259,6 +262,16 @@ impl Handler<MemberEvent> for Gossip {
                     if !self.joined {
                         self.joined = true;
                         log::info!("joined the cluster ({} known)", self.peers.len() + 1);
+                        // The join's state transfer is a burst of datagrams
+                        // with no retry: a digest-based push-pull shortly
+                        // after repairs whatever part of it was lost.
+                        ctx.run_later(FOLLOW_UP_SYNC, |act, ctx| {
+                            guard(ctx, |_| {
+                                if let Some((_, peer)) = act.peers.sample(1, &[], &mut act.rng).pop() {
+                                    act.sync.do_send(StartSync { peer, join: false });
+                                }
+                            });
+                        });
                     }
                 }
                 MemberState::Dead => {

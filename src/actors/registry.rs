@@ -132,8 +132,11 @@ impl Actor for Registry {
     type Context = Context<Self>;
 
     fn started(&mut self, _: &mut Context<Self>) {
-        // Also runs after a restart: membership gets the list again.
-        self.publish.do_send(PublishServices(self.list()));
+        // Also runs after a restart: membership gets the list again. An
+        // empty list is not published: it would only cost every node a rumor.
+        if !self.services.is_empty() {
+            self.publish.do_send(PublishServices(self.list()));
+        }
     }
 }
 

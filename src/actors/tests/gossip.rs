@@ -149,3 +149,15 @@ async fn rounds_go_to_fanout_distinct_live_peers_and_none_when_alone() {
         .iter()
         .any(|s| s.peer == addr(9000) && !s.join));
 }
+
+#[actix::test]
+async fn a_push_pull_follows_the_join_to_repair_a_lost_state_transfer() {
+    tokio::time::pause();
+    let f = start(&["127.0.0.1:9001"], false);
+    settle(10).await;
+    f.syncs.take();
+    f.g.do_send(MemberEvent { kind: EventKind::Joined, member: member("a", 9001, 0, MemberState::Alive), by: None });
+    settle(2_100).await;
+    let syncs = f.syncs.take();
+    assert!(syncs.iter().any(|s| s.peer == addr(9001) && !s.join), "{:?}", syncs.iter().map(|s| (s.peer, s.join)).collect::<Vec<_>>());
+}
