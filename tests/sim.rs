@@ -171,7 +171,6 @@ fn same_seed_same_report() {
 /// so the sides never exchange digests and only merge once tombstones
 /// expire, minutes later. Ignored until `entry_hash` gets a finalizer.
 #[test]
-#[ignore = "fails until the view hash is fixed (see BENCHMARKS.md, findings)"]
 fn partition_heals_within_30_s_at_100_nodes() {
     for seed in 1..=3 {
         let mut a = args(Scenario::Partition, 100);
@@ -186,7 +185,6 @@ fn partition_heals_within_30_s_at_100_nodes() {
 /// false positives, for three seeds. About a minute in a debug build, hence
 /// ignored: `cargo test --release --test sim -- --ignored` runs it.
 #[test]
-#[ignore = "slow: a minute in a debug build"]
 fn soak_100_nodes_10_percent_loss_10_minutes() {
     for seed in 1..=3 {
         let mut a = args(Scenario::Soak, 100);
@@ -203,7 +201,6 @@ fn soak_100_nodes_10_percent_loss_10_minutes() {
 /// are linear, so a state flip shifts an entry's hash by +-2*P^9), and
 /// push-pull, which compares view hashes first, sees nothing to exchange.
 #[test]
-#[ignore = "fails until the view hash is fixed (see BENCHMARKS.md, findings)"]
 fn view_hashes_tell_apart_views_that_swap_a_dead_member() {
     use gossip::protocol::view::View;
     use gossip::protocol::{Member, MemberState, NodeId};
