@@ -182,8 +182,8 @@ fn partition_heals_within_30_s_at_100_nodes() {
 }
 
 /// Issue 5's soak target: 100 nodes, 10% loss, 10 virtual minutes, zero
-/// false positives, for three seeds. About a minute in a debug build, hence
-/// ignored: `cargo test --release --test sim -- --ignored` runs it.
+/// false positives, for three seeds. About a minute in a debug build, a few
+/// seconds in the release build the test command uses.
 #[test]
 fn soak_100_nodes_10_percent_loss_10_minutes() {
     for seed in 1..=3 {
