@@ -371,11 +371,17 @@ impl Config {
         self.keyring().map_err(|(k, e)| err(k, e))?;
         if let Some(t) = &self.api_token {
             if t.len() < 16 || t.chars().any(|c| c.is_whitespace() || c.is_control()) {
-                return Err(err("API_TOKEN", "must be at least 16 characters without spaces"));
+                return Err(err(
+                    "API_TOKEN",
+                    "must be at least 16 characters without spaces",
+                ));
             }
         }
         if self.data_dir.as_deref() == Some("") {
-            return Err(err("DATA_DIR", "must not be empty (leave it unset for none)"));
+            return Err(err(
+                "DATA_DIR",
+                "must not be empty (leave it unset for none)",
+            ));
         }
         if self.max_services > 1024 {
             return Err(err("MAX_SERVICES", "must be at most 1024"));
@@ -397,7 +403,8 @@ impl Config {
             keys.push(crate::protocol::crypto::parse_key(k).map_err(|e| ("GOSSIP_KEY", e))?);
         }
         for (i, k) in self.encryption.keys.iter().enumerate() {
-            let key = crate::protocol::crypto::parse_key(k).map_err(|e| ("encryption.keys", format!("key {}: {e}", i + 1)))?;
+            let key = crate::protocol::crypto::parse_key(k)
+                .map_err(|e| ("encryption.keys", format!("key {}: {e}", i + 1)))?;
             if !keys.contains(&key) {
                 keys.push(key);
             }

@@ -77,13 +77,22 @@ async fn demo(n: usize) -> Result<(), String> {
         let cfg = Config {
             node_id: format!("node{i}"),
             seed_nodes: StringList(seed.iter().map(|s| s.to_string()).collect()),
-            services: StringList(if i % 2 == 1 { vec!["web".into()] } else { vec![] }),
+            services: StringList(if i % 2 == 1 {
+                vec!["web".into()]
+            } else {
+                vec![]
+            }),
             stats_interval_ms: 3_600_000,
             ..Config::default()
         };
-        let node = start_on_udp(&cfg, "127.0.0.1:0".parse().unwrap(), i as u64, Box::new(LiteralResolver))
-            .await
-            .map_err(|e| format!("cannot bind a UDP socket on 127.0.0.1: {e}"))?;
+        let node = start_on_udp(
+            &cfg,
+            "127.0.0.1:0".parse().unwrap(),
+            i as u64,
+            Box::new(LiteralResolver),
+        )
+        .await
+        .map_err(|e| format!("cannot bind a UDP socket on 127.0.0.1: {e}"))?;
         let addr = node.addr;
         println!(
             "started {} on {addr}{}",

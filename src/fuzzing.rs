@@ -13,11 +13,15 @@ pub const FUZZ_MAX_MEMBERS: usize = 64;
 /// Decodes `data` as a datagram and merges every rumor and record it holds
 /// into a fresh table. Returns the table size (to keep the work observable).
 pub fn feed_datagram(data: &[u8]) -> usize {
-    let Ok((kind, body)) = unframe(data) else { return 0 };
+    let Ok((kind, body)) = unframe(data) else {
+        return 0;
+    };
     if kind != KIND_PLAIN {
         return 0;
     }
-    let Ok(env) = decode_envelope(body, FUZZ_CLUSTER) else { return 0 };
+    let Ok(env) = decode_envelope(body, FUZZ_CLUSTER) else {
+        return 0;
+    };
     let mut view = View::new(FUZZ_MAX_MEMBERS);
     let now = Instant::now();
     for msg in env.msgs {
@@ -38,16 +42,33 @@ mod tests {
     use proptest::prelude::*;
 
     fn valid_datagram(n: usize) -> Vec<u8> {
-        let f = Framer::new(FUZZ_CLUSTER, &NodeId::new("a"), "127.0.0.1:1".parse().unwrap(), 1400, 0);
+        let f = Framer::new(
+            FUZZ_CLUSTER,
+            &NodeId::new("a"),
+            "127.0.0.1:1".parse().unwrap(),
+            1400,
+            0,
+        );
         let msgs: Vec<_> = (0..n)
-            .map(|i| encode_msg(&Msg::Update { member: Member::new_alive(NodeId::new(&format!("m{i}")), "127.0.0.1:2".parse().unwrap(), 1), by: None }))
+            .map(|i| {
+                encode_msg(&Msg::Update {
+                    member: Member::new_alive(
+                        NodeId::new(&format!("m{i}")),
+                        "127.0.0.1:2".parse().unwrap(),
+                        1,
+                    ),
+                    by: None,
+                })
+            })
             .collect();
         frame_plain(&f.pack(&msgs).0[0])
     }
 
     #[test]
     fn the_corpus_seeds_decode() {
-        for entry in std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/fuzz/corpus/datagram")).unwrap() {
+        for entry in
+            std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/fuzz/corpus/datagram")).unwrap()
+        {
             let data = std::fs::read(entry.unwrap().path()).unwrap();
             feed_datagram(&data);
         }

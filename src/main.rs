@@ -108,22 +108,45 @@ fn main() {
     let code = match cli.cmd {
         Cmd::Agent { config } => gossip::agent::run(config),
         Cmd::Keygen => {
-            println!("{}", gossip::protocol::crypto::encode_key(&gossip::protocol::crypto::generate_key()));
+            println!(
+                "{}",
+                gossip::protocol::crypto::encode_key(&gossip::protocol::crypto::generate_key())
+            );
             0
         }
         Cmd::Keys { op, api } => run_client(|| {
             let api = api_addr(api);
             let v = match op {
                 KeysOp::List => client::request("GET", &api, "/v1/keys", None)?,
-                KeysOp::Install { key } => client::request("POST", &api, "/v1/keys", Some(json!({"op": "install", "key": key})))?,
-                KeysOp::Use { key } => client::request("POST", &api, "/v1/keys", Some(json!({"op": "use", "key": key})))?,
-                KeysOp::Remove { key } => client::request("POST", &api, "/v1/keys", Some(json!({"op": "remove", "key": key})))?,
+                KeysOp::Install { key } => client::request(
+                    "POST",
+                    &api,
+                    "/v1/keys",
+                    Some(json!({"op": "install", "key": key})),
+                )?,
+                KeysOp::Use { key } => client::request(
+                    "POST",
+                    &api,
+                    "/v1/keys",
+                    Some(json!({"op": "use", "key": key})),
+                )?,
+                KeysOp::Remove { key } => client::request(
+                    "POST",
+                    &api,
+                    "/v1/keys",
+                    Some(json!({"op": "remove", "key": key})),
+                )?,
             };
             let keys: Vec<String> = serde_json::from_value(v["keys"].clone()).unwrap_or_default();
             if keys.is_empty() {
                 return Ok("no keys: this agent runs in plaintext".into());
             }
-            Ok(keys.iter().enumerate().map(|(i, k)| format!("{k}{}", if i == 0 { "  (primary)" } else { "" })).collect::<Vec<_>>().join("\n"))
+            Ok(keys
+                .iter()
+                .enumerate()
+                .map(|(i, k)| format!("{k}{}", if i == 0 { "  (primary)" } else { "" }))
+                .collect::<Vec<_>>()
+                .join("\n"))
         }),
         Cmd::Demo { nodes } => gossip::demo::run(nodes),
         Cmd::Sim(args) => gossip::sim::run(args),

@@ -79,7 +79,9 @@ impl Metrics {
 
 /// Upper bounds (seconds) of the detection-latency buckets; a last, implicit
 /// bucket is `+Inf`.
-pub const DETECTION_BUCKETS: [f64; 12] = [0.5, 1.0, 2.0, 3.0, 4.0, 5.0, 7.5, 10.0, 15.0, 20.0, 30.0, 60.0];
+pub const DETECTION_BUCKETS: [f64; 12] = [
+    0.5, 1.0, 2.0, 3.0, 4.0, 5.0, 7.5, 10.0, 15.0, 20.0, 30.0, 60.0,
+];
 
 /// A fixed-bucket histogram of durations made of atomics (no lock, no
 /// allocation).
@@ -102,9 +104,15 @@ pub struct HistogramSnapshot {
 impl Histogram {
     pub fn observe(&self, d: Duration) {
         let secs = d.as_secs_f64();
-        let i = DETECTION_BUCKETS.iter().position(|&le| secs <= le).unwrap_or(DETECTION_BUCKETS.len());
+        let i = DETECTION_BUCKETS
+            .iter()
+            .position(|&le| secs <= le)
+            .unwrap_or(DETECTION_BUCKETS.len());
         self.buckets[i].fetch_add(1, Ordering::Relaxed);
-        self.sum_micros.fetch_add(d.as_micros().min(u64::MAX as u128) as u64, Ordering::Relaxed);
+        self.sum_micros.fetch_add(
+            d.as_micros().min(u64::MAX as u128) as u64,
+            Ordering::Relaxed,
+        );
     }
 
     pub fn read(&self) -> HistogramSnapshot {
@@ -112,11 +120,20 @@ impl Histogram {
             .buckets
             .iter()
             .enumerate()
-            .map(|(i, b)| (DETECTION_BUCKETS.get(i).copied().unwrap_or(f64::INFINITY), b.load(Ordering::Relaxed)))
+            .map(|(i, b)| {
+                (
+                    DETECTION_BUCKETS.get(i).copied().unwrap_or(f64::INFINITY),
+                    b.load(Ordering::Relaxed),
+                )
+            })
             .collect();
         // The count is the sum of the buckets, as the exposition format requires.
         let count = buckets.iter().map(|(_, n)| n).sum();
-        HistogramSnapshot { sum_seconds: self.sum_micros.load(Ordering::Relaxed) as f64 / 1e6, count, buckets }
+        HistogramSnapshot {
+            sum_seconds: self.sum_micros.load(Ordering::Relaxed) as f64 / 1e6,
+            count,
+            buckets,
+        }
     }
 }
 

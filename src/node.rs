@@ -88,7 +88,13 @@ pub fn start_node(
 
     // Room for the seal is always reserved, so that a key installed at run
     // time never makes a full datagram too large.
-    let framer = Framer::new(&cfg.cluster_name, &me, addr, cfg.max_packet_bytes, SEAL_OVERHEAD);
+    let framer = Framer::new(
+        &cfg.cluster_name,
+        &me,
+        addr,
+        cfg.max_packet_bytes,
+        SEAL_OVERHEAD,
+    );
     let keyring = Keyring::new(&cfg.keyring().unwrap_or_default());
     let room = framer.room();
     let link = make_link(transport.clone().recipient());
@@ -262,7 +268,10 @@ pub async fn start_on_udp(
     let metrics = Arc::new(Metrics::default());
     let link = crate::transport::udp::UdpLink::bind(bind, None, metrics.clone()).await?;
     let addr = link.local_addr()?;
-    let cfg = Config { node_port: addr.port(), ..cfg.clone() };
+    let cfg = Config {
+        node_port: addr.port(),
+        ..cfg.clone()
+    };
     let mut link = Some(link);
     Ok(start_node(
         &cfg,
@@ -272,6 +281,11 @@ pub async fn start_on_udp(
             l.start_receiving(inbox);
             Box::new(l)
         },
-        NodeOptions { seed, resolver, owner: None, metrics },
+        NodeOptions {
+            seed,
+            resolver,
+            owner: None,
+            metrics,
+        },
     ))
 }

@@ -7,10 +7,18 @@ use serde_json::json;
 use std::time::Duration;
 
 fn stats(api: &str) -> serde_json::Value {
-    http_get(api, "/v1/stats").and_then(|r| r.json()).unwrap_or_default()
+    http_get(api, "/v1/stats")
+        .and_then(|r| r.json())
+        .unwrap_or_default()
 }
 
-fn with_token(method: &str, api: &str, path: &str, token: Option<&str>, body: serde_json::Value) -> u16 {
+fn with_token(
+    method: &str,
+    api: &str,
+    path: &str,
+    token: Option<&str>,
+    body: serde_json::Value,
+) -> u16 {
     let mut req = ureq::AgentBuilder::new()
         .timeout(Duration::from_secs(3))
         .build()
@@ -41,28 +49,63 @@ fn only_key_holders_get_in_and_keys_rotate_without_restarts() {
     std::thread::sleep(Duration::from_secs(6));
     for &i in &members {
         let view = c.nodes[i].members().expect("member API answers");
-        assert_eq!(view.len(), 3, "{} lists outsiders: {:?}", c.nodes[i].id, view.keys());
+        assert_eq!(
+            view.len(),
+            3,
+            "{} lists outsiders: {:?}",
+            c.nodes[i].id,
+            view.keys()
+        );
     }
     for outsider in [wrong, plain] {
         let view = c.nodes[outsider].members().expect("outsider API answers");
-        assert_eq!(view.len(), 1, "{} got in: {:?}", c.nodes[outsider].id, view.keys());
+        assert_eq!(
+            view.len(),
+            1,
+            "{} got in: {:?}",
+            c.nodes[outsider].id,
+            view.keys()
+        );
     }
-    let failures: u64 = members.iter().map(|&i| stats(&c.nodes[i].api())["auth_failures"].as_u64().unwrap_or(0)).sum();
+    let failures: u64 = members
+        .iter()
+        .map(|&i| {
+            stats(&c.nodes[i].api())["auth_failures"]
+                .as_u64()
+                .unwrap_or(0)
+        })
+        .sum();
     assert!(failures > 0, "the refused datagrams are counted");
 
     // Rotation of the whole cluster from one node: install K2, make it
     // primary, remove K1 (as `gossip keys` does).
     for op in [("install", K2), ("use", K2), ("remove", K1)] {
-        let r = http_post_json(&c.nodes[0].api(), "/v1/keys", &json!({"op": op.0, "key": op.1})).expect("keys API");
+        let r = http_post_json(
+            &c.nodes[0].api(),
+            "/v1/keys",
+            &json!({"op": op.0, "key": op.1}),
+        )
+        .expect("keys API");
         assert_eq!(r.status, 200, "{op:?}: {}", r.body);
         std::thread::sleep(Duration::from_millis(700));
     }
     for &i in &members {
-        let keys = http_get(&c.nodes[i].api(), "/v1/keys").and_then(|r| r.json()).unwrap();
+        let keys = http_get(&c.nodes[i].api(), "/v1/keys")
+            .and_then(|r| r.json())
+            .unwrap();
         assert_eq!(keys["keys"], json!([K2]), "{}'s keyring", c.nodes[i].id);
     }
-    let r = http_post_json(&c.nodes[0].api(), "/v1/keys", &json!({"op": "remove", "key": K2})).unwrap();
-    assert_eq!(r.status, 400, "the primary key cannot be removed: {}", r.body);
+    let r = http_post_json(
+        &c.nodes[0].api(),
+        "/v1/keys",
+        &json!({"op": "remove", "key": K2}),
+    )
+    .unwrap();
+    assert_eq!(
+        r.status, 400,
+        "the primary key cannot be removed: {}",
+        r.body
+    );
     // The cluster stays whole, and the node that had K2 all along now gets in.
     let mut expected = members.clone();
     expected.push(wrong);
@@ -76,16 +119,53 @@ fn mutating_endpoints_need_the_token() {
     let mut c = Cluster::new("token", 1).with_env("API_TOKEN", token);
     c.spawn_n(1);
     let api = c.nodes[0].api();
-    wait_for("the API", Duration::from_secs(20), Duration::from_millis(100), || {
-        http_get(&api, "/healthz").map(|_| ()).ok_or_else(|| "no answer".into())
-    });
+    wait_for(
+        "the API",
+        Duration::from_secs(20),
+        Duration::from_millis(100),
+        || {
+            http_get(&api, "/healthz")
+                .map(|_| ())
+                .ok_or_else(|| "no answer".into())
+        },
+    );
     let svc = json!({"name": "api", "port": 9090});
-    assert_eq!(with_token("PUT", &api, "/v1/services", None, svc.clone()), 401);
-    assert_eq!(with_token("PUT", &api, "/v1/services", Some("wrong-token-0123456789"), svc.clone()), 401);
-    assert_eq!(with_token("PUT", &api, "/v1/services", Some(token), svc), 200);
+    assert_eq!(
+        with_token("PUT", &api, "/v1/services", None, svc.clone()),
+        401
+    );
+    assert_eq!(
+        with_token(
+            "PUT",
+            &api,
+            "/v1/services",
+            Some("wrong-token-0123456789"),
+            svc.clone()
+        ),
+        401
+    );
+    assert_eq!(
+        with_token("PUT", &api, "/v1/services", Some(token), svc),
+        200
+    );
     assert_eq!(with_token("POST", &api, "/v1/leave", None, json!({})), 401);
-    assert_eq!(http_get(&api, "/v1/keys").unwrap().status, 401, "the keys are secret too");
-    assert_eq!(http_get(&api, "/v1/members").unwrap().status, 200, "reads stay open");
+    assert_eq!(
+        http_get(&api, "/v1/keys").unwrap().status,
+        401,
+        "the keys are secret too"
+    );
+    assert_eq!(
+        http_get(&api, "/v1/members").unwrap().status,
+        200,
+        "reads stay open"
+    );
     let r = http_put_json(&api, "/v1/services", &json!({})).unwrap();
-    assert!(r.json().unwrap()["error"].as_str().unwrap().contains("Bearer"), "{}", r.body);
+    assert!(
+        r.json().unwrap()["error"]
+            .as_str()
+            .unwrap()
+            .contains("Bearer"),
+        "{}",
+        r.body
+    );
 }

@@ -163,7 +163,10 @@ impl FailureDetector {
         let delay = self.s.probe_interval.mul_f64(self.rng.gen::<f64>());
         ctx.run_later(delay, move |act, ctx| {
             guard(ctx, |ctx| {
-                let still = act.known.get(&id).filter(|m| m.state == MemberState::Suspect && m.incarnation == incarnation);
+                let still = act
+                    .known
+                    .get(&id)
+                    .filter(|m| m.state == MemberState::Suspect && m.incarnation == incarnation);
                 if let Some(m) = still.cloned() {
                     if !act.stopped {
                         act.probe_member(m, ctx);
@@ -282,7 +285,9 @@ impl FailureDetector {
         }
         match msg {
             // A ping for another id is for a previous owner of this address.
-            Msg::Ping { seq, target } if target == self.s.me => self.send(from, vec![Msg::Ack { seq }]),
+            Msg::Ping { seq, target } if target == self.s.me => {
+                self.send(from, vec![Msg::Ack { seq }])
+            }
             Msg::Ack { seq } => {
                 if let Some(p) = self.probes.get_mut(&seq) {
                     if !p.acked {
@@ -318,13 +323,16 @@ impl FailureDetector {
                 // (its indirect phase starts one probe timeout in, and lasts
                 // one more): a late nack counts as a missing one, and would
                 // wrongly raise the origin's local health score.
-                ctx.run_later(self.s.probe_timeout.mul_f64(RELAY_NACK_FRACTION), move |act, ctx| {
-                    guard(ctx, |_| {
-                        if let Some(r) = act.relays.remove(&my_seq) {
-                            act.send(r.origin, vec![Msg::Nack { seq: r.origin_seq }]);
-                        }
-                    });
-                });
+                ctx.run_later(
+                    self.s.probe_timeout.mul_f64(RELAY_NACK_FRACTION),
+                    move |act, ctx| {
+                        guard(ctx, |_| {
+                            if let Some(r) = act.relays.remove(&my_seq) {
+                                act.send(r.origin, vec![Msg::Nack { seq: r.origin_seq }]);
+                            }
+                        });
+                    },
+                );
             }
             _ => {}
         }
@@ -395,7 +403,11 @@ impl FailureDetector {
         let Some((s, _)) = self.suspicions.get(id) else {
             return;
         };
-        let current = self.known.get(id).filter(|m| m.state == MemberState::Suspect && m.incarnation == s.incarnation).cloned();
+        let current = self
+            .known
+            .get(id)
+            .filter(|m| m.state == MemberState::Suspect && m.incarnation == s.incarnation)
+            .cloned();
         let Some(m) = current.filter(|_| !self.stopped) else {
             self.suspicions.remove(id);
             return;
@@ -415,7 +427,11 @@ impl FailureDetector {
         let (s, _) = self.suspicions.remove(id).expect("present");
         log::debug!("suspicion of {id} expired after {:?}", s.started.elapsed());
         self.metrics.observe_detection(s.started.elapsed());
-        self.accuse.do_send(Accuse { id: id.clone(), incarnation: s.incarnation, state: MemberState::Dead });
+        self.accuse.do_send(Accuse {
+            id: id.clone(),
+            incarnation: s.incarnation,
+            state: MemberState::Dead,
+        });
     }
 
     fn on_event(&mut self, e: MemberEvent, ctx: &mut Context<Self>) {

@@ -267,7 +267,9 @@ impl Handler<MemberEvent> for Gossip {
                         // after repairs whatever part of it was lost.
                         ctx.run_later(FOLLOW_UP_SYNC, |act, ctx| {
                             guard(ctx, |_| {
-                                if let Some((_, peer)) = act.peers.sample(1, &[], &mut act.rng).pop() {
+                                if let Some((_, peer)) =
+                                    act.peers.sample(1, &[], &mut act.rng).pop()
+                                {
                                     act.sync.do_send(StartSync { peer, join: false });
                                 }
                             });
@@ -304,7 +306,10 @@ impl Handler<DiscoveryMsg> for Gossip {
                     msgs: vec![encode_msg(&Msg::DiscoverReply)],
                 }),
                 Msg::DiscoverReply if !self.peers.contains(&m.sender) => {
-                    self.sync.do_send(StartSync { peer: m.from, join: true })
+                    self.sync.do_send(StartSync {
+                        peer: m.from,
+                        join: true,
+                    })
                 }
                 _ => {}
             }

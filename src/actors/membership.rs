@@ -194,10 +194,17 @@ impl Membership {
     /// the rumor it goes straight to up to `DIRECT_REFUTATION_PEERS` random
     /// live members (all of them in a small cluster).
     fn send_refutation(&mut self, own: Member) {
-        let peers: Vec<SocketAddr> =
-            self.view.iter().filter(|m| m.id != self.me && m.state.is_live()).map(|m| m.addr).collect();
+        let peers: Vec<SocketAddr> = self
+            .view
+            .iter()
+            .filter(|m| m.id != self.me && m.state.is_live())
+            .map(|m| m.addr)
+            .collect();
         let n = peers.len().min(DIRECT_REFUTATION_PEERS);
-        let msg = encode_msg(&Msg::Update { member: own, by: None });
+        let msg = encode_msg(&Msg::Update {
+            member: own,
+            by: None,
+        });
         for i in rand::seq::index::sample(&mut self.rng, peers.len(), n) {
             self.send_to(peers[i], vec![msg.clone()]);
         }
@@ -205,9 +212,14 @@ impl Membership {
 
     fn on_rumor(&mut self, member: Member, by: Option<NodeId>, via_sync: bool, sender: &NodeId) {
         let known = self.view.get(&member.id).map(|m| m.incarnation);
-        if !plausible_incarnation(known, member.incarnation) || member.services.version > (1 << 40) {
+        if !plausible_incarnation(known, member.incarnation) || member.services.version > (1 << 40)
+        {
             Metrics::inc(&self.metrics.limits_hit);
-            log::debug!("ignoring implausible rumor about {} at incarnation {}", member.id, member.incarnation);
+            log::debug!(
+                "ignoring implausible rumor about {} at incarnation {}",
+                member.id,
+                member.incarnation
+            );
             return;
         }
         if member.id == self.me {
@@ -250,7 +262,11 @@ impl Membership {
                 .as_ref()
                 .map(|b| format!(" (by {b})"))
                 .unwrap_or_default();
-            let level = if change.old_state == Some(after.state) { log::Level::Debug } else { log::Level::Info };
+            let level = if change.old_state == Some(after.state) {
+                log::Level::Debug
+            } else {
+                log::Level::Info
+            };
             log::log!(
                 level,
                 "member {} {} incarnation {}: {from} -> {}{by_text}",
@@ -476,7 +492,10 @@ impl Handler<StartSync> for Membership {
             if m.join {
                 // Announce ourselves with the request: our first rumor may
                 // have been used up on seeds that did not answer.
-                msgs.push(encode_msg(&Msg::Update { member: self.own(), by: None }));
+                msgs.push(encode_msg(&Msg::Update {
+                    member: self.own(),
+                    by: None,
+                }));
             }
             self.send_to(m.peer, msgs);
         });
@@ -502,7 +521,15 @@ impl Handler<Accuse> for Membership {
                 Metrics::inc(&self.metrics.suspicions_raised);
             }
             let me = self.me.clone();
-            self.on_rumor(Member { state: m.state, ..cur }, Some(me.clone()), false, &me);
+            self.on_rumor(
+                Member {
+                    state: m.state,
+                    ..cur
+                },
+                Some(me.clone()),
+                false,
+                &me,
+            );
         });
     }
 }

@@ -43,9 +43,16 @@ fn load(path: &PathBuf) -> Option<Vec<Service>> {
     match serde_json::from_str::<Vec<Service>>(&text) {
         Ok(list) if list.iter().all(|s| s.validate().is_ok()) => Some(list),
         other => {
-            let why = other.err().map(|e| e.to_string()).unwrap_or_else(|| "invalid service".into());
+            let why = other
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_else(|| "invalid service".into());
             let aside = path.with_extension("json.bad");
-            log::error!("{}: {why}; moved to {} and starting from SERVICES", path.display(), aside.display());
+            log::error!(
+                "{}: {why}; moved to {} and starting from SERVICES",
+                path.display(),
+                aside.display()
+            );
             let _ = std::fs::rename(path, aside);
             None
         }
@@ -70,7 +77,14 @@ impl Registry {
             None => initial,
         };
         let services = initial.into_iter().map(|s| (s.name.clone(), s)).collect();
-        Registry { services, max_services, max_record_bytes, template, publish, store }
+        Registry {
+            services,
+            max_services,
+            max_record_bytes,
+            template,
+            publish,
+            store,
+        }
     }
 
     fn save(&self) {

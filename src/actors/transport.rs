@@ -20,11 +20,11 @@ use std::sync::Arc;
 use super::supervisor::{guard, Crash};
 use crate::messages::*;
 use crate::metrics::Metrics;
-use crate::protocol::wire::{
-    KeyOpKind,
-    decode_envelope, frame_plain, unframe, DecodeError, Framer, Msg, KIND_PLAIN, KIND_SEALED,
-};
 use crate::protocol::crypto::{encode_key, parse_key, Keyring};
+use crate::protocol::wire::{
+    decode_envelope, frame_plain, unframe, DecodeError, Framer, KeyOpKind, Msg, KIND_PLAIN,
+    KIND_SEALED,
+};
 use crate::protocol::NodeId;
 use crate::transport::Link;
 
@@ -110,14 +110,18 @@ impl Transport {
             (KIND_PLAIN, false) => decode_envelope(body, &self.cluster),
             (KIND_PLAIN, true) => Err(DecodeError::Unsealed),
             (KIND_SEALED, false) => Err(DecodeError::Sealed),
-            (KIND_SEALED, true) => decode_envelope(&self.keyring.open(body, &self.cluster)?, &self.cluster),
+            (KIND_SEALED, true) => {
+                decode_envelope(&self.keyring.open(body, &self.cluster)?, &self.cluster)
+            }
             _ => Err(DecodeError::Body(format!("unknown frame kind {kind}"))),
         }) {
             Ok(env) => env,
             Err(e) => {
                 match e {
                     DecodeError::Cluster(_) => Metrics::inc(&self.metrics.foreign_cluster),
-                    DecodeError::Auth | DecodeError::Unsealed | DecodeError::Sealed => Metrics::inc(&self.metrics.auth_failures),
+                    DecodeError::Auth | DecodeError::Unsealed | DecodeError::Sealed => {
+                        Metrics::inc(&self.metrics.auth_failures)
+                    }
                     _ => Metrics::inc(&self.metrics.decode_errors),
                 }
                 self.warn_rate_limited(from, &e);
@@ -189,11 +193,18 @@ impl Transport {
             KeyOpKind::Use => self.keyring.use_key(&k),
             KeyOpKind::Remove => self.keyring.remove(&k).or_else(|e| {
                 // Already gone is what was asked for.
-                if self.keyring.keys().contains(&k) { Err(e) } else { Ok(()) }
+                if self.keyring.keys().contains(&k) {
+                    Err(e)
+                } else {
+                    Ok(())
+                }
             }),
         });
         match result {
-            Ok(()) => log::info!("keyring: {op:?} from {from}; {} key(s) now", self.keyring.keys().len()),
+            Ok(()) => log::info!(
+                "keyring: {op:?} from {from}; {} key(s) now",
+                self.keyring.keys().len()
+            ),
             Err(e) => log::warn!("keyring: {op:?} from {from} refused: {e}"),
         }
     }
@@ -204,7 +215,10 @@ impl Transport {
         if self.keyring.is_empty() {
             envelopes.iter().map(|e| frame_plain(e)).collect()
         } else {
-            envelopes.iter().filter_map(|e| self.keyring.seal(e, &self.cluster)).collect()
+            envelopes
+                .iter()
+                .filter_map(|e| self.keyring.seal(e, &self.cluster))
+                .collect()
         }
     }
 

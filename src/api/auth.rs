@@ -19,7 +19,8 @@ fn same(a: &[u8], b: &[u8]) -> bool {
 }
 
 pub fn needs_token(method: &Method, path: &str) -> bool {
-    path.starts_with("/v1/") && (!matches!(*method, Method::GET | Method::HEAD) || path.starts_with("/v1/keys"))
+    path.starts_with("/v1/")
+        && (!matches!(*method, Method::GET | Method::HEAD) || path.starts_with("/v1/keys"))
 }
 
 pub fn authorized(token: &ApiToken, header: Option<&str>) -> bool {
@@ -36,8 +37,15 @@ pub async fn require_token(
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
     if needs_token(req.method(), req.path()) {
-        let token = req.app_data::<web::Data<ApiToken>>().map(|t| t.get_ref().clone()).unwrap_or_default();
-        let header = req.headers().get("authorization").and_then(|h| h.to_str().ok()).map(str::to_string);
+        let token = req
+            .app_data::<web::Data<ApiToken>>()
+            .map(|t| t.get_ref().clone())
+            .unwrap_or_default();
+        let header = req
+            .headers()
+            .get("authorization")
+            .and_then(|h| h.to_str().ok())
+            .map(str::to_string);
         if !authorized(&token, header.as_deref()) {
             let resp = HttpResponse::Unauthorized()
                 .json(serde_json::json!({ "error": "this endpoint needs Authorization: Bearer <API_TOKEN>" }));

@@ -169,14 +169,20 @@ async fn keys_change(node: web::Data<NodeHandle>, body: web::Json<KeyRequest>) -
         // Tell every live member directly, sealed with our (new) primary
         // key; three times, 100 ms apart, since UDP may lose one.
         if let Ok(members) = node.membership.send(GetMembers).await {
-            let peers: Vec<SocketAddr> =
-                members.iter().filter(|m| m.id != node.id && m.state.is_live()).map(|m| m.addr).collect();
+            let peers: Vec<SocketAddr> = members
+                .iter()
+                .filter(|m| m.id != node.id && m.state.is_live())
+                .map(|m| m.addr)
+                .collect();
             let msg = encode_msg(&Msg::KeyOp { op: kind, key });
             let transport = node.transport.clone();
             actix_rt::spawn(async move {
                 for _ in 0..3 {
                     for &to in &peers {
-                        transport.do_send(Outbound { to, msgs: vec![msg.clone()] });
+                        transport.do_send(Outbound {
+                            to,
+                            msgs: vec![msg.clone()],
+                        });
                     }
                     tokio::time::sleep(std::time::Duration::from_millis(100)).await;
                 }

@@ -32,7 +32,9 @@ pub fn parse_key(b64: &str) -> Result<Key, String> {
     let bytes = base64::engine::general_purpose::STANDARD
         .decode(b64.trim())
         .map_err(|e| format!("not valid base64: {e}"))?;
-    bytes.try_into().map_err(|b: Vec<u8>| format!("must be 32 bytes, got {}", b.len()))
+    bytes
+        .try_into()
+        .map_err(|b: Vec<u8>| format!("must be 32 bytes, got {}", b.len()))
 }
 
 pub fn encode_key(k: &Key) -> String {
@@ -83,7 +85,11 @@ impl Keyring {
 
     /// Makes an installed key the primary (encrypting) one.
     pub fn use_key(&mut self, k: &Key) -> Result<(), String> {
-        let i = self.keys.iter().position(|(x, _)| x == k).ok_or("key is not installed")?;
+        let i = self
+            .keys
+            .iter()
+            .position(|(x, _)| x == k)
+            .ok_or("key is not installed")?;
         let entry = self.keys.remove(i);
         self.keys.insert(0, entry);
         Ok(())
@@ -93,7 +99,9 @@ impl Keyring {
     pub fn remove(&mut self, k: &Key) -> Result<(), String> {
         match self.keys.iter().position(|(x, _)| x == k) {
             None => Err("key is not installed".into()),
-            Some(0) => Err("the primary key cannot be removed; make another key primary first".into()),
+            Some(0) => {
+                Err("the primary key cannot be removed; make another key primary first".into())
+            }
             Some(i) => {
                 self.keys.remove(i);
                 Ok(())
@@ -106,7 +114,15 @@ impl Keyring {
         let (_, cipher) = self.keys.first()?;
         let mut nonce = [0u8; NONCE_LEN];
         rand::thread_rng().fill_bytes(&mut nonce);
-        let ct = cipher.encrypt(Nonce::from_slice(&nonce), Payload { msg: envelope, aad: cluster.as_bytes() }).ok()?;
+        let ct = cipher
+            .encrypt(
+                Nonce::from_slice(&nonce),
+                Payload {
+                    msg: envelope,
+                    aad: cluster.as_bytes(),
+                },
+            )
+            .ok()?;
         let mut d = Vec::with_capacity(2 + NONCE_LEN + ct.len());
         d.push(PROTOCOL_VERSION);
         d.push(KIND_SEALED);
@@ -122,7 +138,13 @@ impl Keyring {
         }
         let (nonce, ct) = body.split_at(NONCE_LEN);
         for (_, cipher) in &self.keys {
-            if let Ok(pt) = cipher.decrypt(Nonce::from_slice(nonce), Payload { msg: ct, aad: cluster.as_bytes() }) {
+            if let Ok(pt) = cipher.decrypt(
+                Nonce::from_slice(nonce),
+                Payload {
+                    msg: ct,
+                    aad: cluster.as_bytes(),
+                },
+            ) {
                 return Ok(pt);
             }
         }
@@ -153,7 +175,10 @@ mod tests {
         let ring = Keyring::new(&[k]);
         let d = ring.seal(b"hello", "default").unwrap();
         let body = &d[2..];
-        assert_eq!(Keyring::new(&[generate_key()]).open(body, "default"), Err(DecodeError::Auth));
+        assert_eq!(
+            Keyring::new(&[generate_key()]).open(body, "default"),
+            Err(DecodeError::Auth)
+        );
         assert_eq!(ring.open(body, "other"), Err(DecodeError::Auth));
         let mut bad = body.to_vec();
         let last = bad.len() - 1;

@@ -7,8 +7,8 @@
 //! by everyone nor last.
 
 use rand::seq::SliceRandom;
-use std::collections::HashSet;
 use rand::Rng;
+use std::collections::HashSet;
 
 use super::member::NodeId;
 

@@ -250,7 +250,9 @@ impl std::fmt::Display for DecodeError {
             DecodeError::Version(v) => write!(f, "unknown protocol version {v}"),
             DecodeError::Sealed => write!(f, "encrypted datagram but no key is configured"),
             DecodeError::Unsealed => write!(f, "plaintext datagram but encryption is required"),
-            DecodeError::Auth => write!(f, "datagram failed authentication (wrong key, or tampered)"),
+            DecodeError::Auth => {
+                write!(f, "datagram failed authentication (wrong key, or tampered)")
+            }
             DecodeError::Body(e) => write!(f, "malformed envelope: {e}"),
             DecodeError::Cluster(c) => write!(f, "datagram for cluster {c:?}"),
         }

@@ -459,11 +459,10 @@ mod tests {
         assert_eq!(index_of("127.0.0.1:7946".parse().unwrap()), None);
     }
 
+    type Received = Rc<RefCell<Vec<(SocketAddr, Vec<u8>, u64)>>>;
+
     #[derive(Default)]
-    struct Sink(
-        Rc<RefCell<Vec<(SocketAddr, Vec<u8>, u64)>>>,
-        Option<Instant>,
-    );
+    struct Sink(Received, Option<Instant>);
     impl Actor for Sink {
         type Context = Context<Self>;
     }

@@ -84,7 +84,7 @@ impl Health {
     fn healthy(&self, d: &Sighting) -> bool {
         self.periods.get(d.member as usize).is_some_and(|ps| {
             ps.iter()
-                .any(|(f, t, stale)| d.at >= *f && d.at < *t && stale.map_or(true, |s| d.inc > s))
+                .any(|(f, t, stale)| d.at >= *f && d.at < *t && stale.is_none_or(|s| d.inc > s))
         })
     }
 
@@ -404,6 +404,8 @@ async fn dissemination(sim: &mut Sim, r: &mut Report) -> Result<Window, String> 
     Ok(w)
 }
 
+// The observer borrow below is dropped before the next await (clippy cannot see it).
+#[allow(clippy::await_holding_refcell_ref)]
 async fn failure(sim: &mut Sim, r: &mut Report, health: &mut Health) -> Result<Window, String> {
     warmup(sim).await;
     sim.phase = "detecting";

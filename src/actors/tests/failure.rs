@@ -377,18 +377,40 @@ async fn a_suspicion_heard_from_others_is_checked_with_an_extra_probe() {
     let ms = join_four(&f.fd);
     let a = member("a", 9100, 0, MemberState::Alive);
     f.fd.do_send(event(EventKind::Joined, &a, None));
-    let sa = Member { state: MemberState::Suspect, ..a.clone() };
+    let sa = Member {
+        state: MemberState::Suspect,
+        ..a.clone()
+    };
     f.fd.do_send(event(EventKind::Suspected, &sa, Some("x")));
     settle(1000).await;
-    let pings_to_a = decoded(&f.sends.all()).iter().filter(|(to, m)| *to == a.addr && matches!(m, Msg::Ping { .. })).count();
-    assert!(pings_to_a >= 1, "the suspect was probed within one interval");
+    let pings_to_a = decoded(&f.sends.all())
+        .iter()
+        .filter(|(to, m)| *to == a.addr && matches!(m, Msg::Ping { .. }))
+        .count();
+    assert!(
+        pings_to_a >= 1,
+        "the suspect was probed within one interval"
+    );
     // Unanswered, it is our confirmation: spread with us as the accuser, and
     // the suspicion (x, then us) ends at the 2-confirmation rule's middle step
     // rather than the 5.4 s maximum.
     settle(1100).await;
-    assert!(f.spreads.all().iter().any(|s| s.member.id == a.id && s.by == Some(id("me"))), "{:?}", f.spreads.all());
+    assert!(
+        f.spreads
+            .all()
+            .iter()
+            .any(|s| s.member.id == a.id && s.by == Some(id("me"))),
+        "{:?}",
+        f.spreads.all()
+    );
     settle(2000).await;
-    assert!(f.accuses.all().iter().any(|x| x.id == a.id && x.state == MemberState::Dead), "dead well before 5.4 s");
+    assert!(
+        f.accuses
+            .all()
+            .iter()
+            .any(|x| x.id == a.id && x.state == MemberState::Dead),
+        "dead well before 5.4 s"
+    );
     let _ = ms;
 }
 
@@ -398,7 +420,10 @@ async fn a_node_that_only_heard_of_a_suspicion_verifies_it_before_declaring_deat
     let f = start(1000);
     let a = member("a", 9001, 0, MemberState::Alive);
     f.fd.do_send(event(EventKind::Joined, &a, None));
-    let sa = Member { state: MemberState::Suspect, ..a.clone() };
+    let sa = Member {
+        state: MemberState::Suspect,
+        ..a.clone()
+    };
     // Heard from x and y; our own probes of "a" are answered.
     f.fd.do_send(event(EventKind::Suspected, &sa, Some("x")));
     f.fd.do_send(event(EventKind::Confirmed, &sa, Some("y")));
@@ -408,12 +433,20 @@ async fn a_node_that_only_heard_of_a_suspicion_verifies_it_before_declaring_deat
         for (to, m) in decoded(&f.sends.all()) {
             if let Msg::Ping { seq, .. } = m {
                 if to == a.addr && answered.insert(seq) {
-                    f.fd.do_send(ProbeMsg { from: a.addr, sender: id("a"), msg: Msg::Ack { seq } });
+                    f.fd.do_send(ProbeMsg {
+                        from: a.addr,
+                        sender: id("a"),
+                        msg: Msg::Ack { seq },
+                    });
                 }
             }
         }
     }
-    assert!(f.accuses.is_empty(), "a member that answers us is never declared dead by us: {:?}", f.accuses.all());
+    assert!(
+        f.accuses.is_empty(),
+        "a member that answers us is never declared dead by us: {:?}",
+        f.accuses.all()
+    );
     assert!(answered.len() >= 3, "it was probed again at expiry");
     // Now it stops answering: our next probe fails, and we declare it.
     settle(3000).await;
@@ -428,14 +461,35 @@ async fn probing_a_dead_member_through_answering_relays_does_not_hurt_local_heal
     let (send, sends) = recorder::<Send>();
     let (accuse, _) = recorder::<Accuse>();
     let (spread, _) = recorder::<Spread>();
-    let fd = FailureDetector::new(settings(1000), send, accuse, spread, Arc::new(Metrics::default())).start();
+    let fd = FailureDetector::new(
+        settings(1000),
+        send,
+        accuse,
+        spread,
+        Arc::new(Metrics::default()),
+    )
+    .start();
     let (rsend, rsends) = recorder::<Send>();
     let (raccuse, _) = recorder::<Accuse>();
     let (rspread, _) = recorder::<Spread>();
-    let relay = FailureDetector::new(FailureSettings { me: id("relay"), ..settings(1000) }, rsend, raccuse, rspread, Arc::new(Metrics::default())).start();
+    let relay = FailureDetector::new(
+        FailureSettings {
+            me: id("relay"),
+            ..settings(1000)
+        },
+        rsend,
+        raccuse,
+        rspread,
+        Arc::new(Metrics::default()),
+    )
+    .start();
     let target = member("t", 9001, 0, MemberState::Alive);
     fd.do_send(event(EventKind::Joined, &target, None));
-    fd.do_send(event(EventKind::Joined, &member("relay", 9002, 0, MemberState::Alive), None));
+    fd.do_send(event(
+        EventKind::Joined,
+        &member("relay", 9002, 0, MemberState::Alive),
+        None,
+    ));
     // Pump: whatever "me" sends to the relay reaches it, and back.
     let mut worst = 0;
     for _ in 0..300 {
@@ -446,7 +500,11 @@ async fn probing_a_dead_member_through_answering_relays_does_not_hurt_local_heal
             for m in &s.msgs {
                 let msg: Msg = rmp_serde::from_slice(m).unwrap();
                 if s.to == addr(9002) {
-                    relay.do_send(ProbeMsg { from: addr(1), sender: id("me"), msg });
+                    relay.do_send(ProbeMsg {
+                        from: addr(1),
+                        sender: id("me"),
+                        msg,
+                    });
                 }
             }
         }
@@ -454,7 +512,11 @@ async fn probing_a_dead_member_through_answering_relays_does_not_hurt_local_heal
             for m in &s.msgs {
                 let msg: Msg = rmp_serde::from_slice(m).unwrap();
                 if s.to == addr(1) {
-                    fd.do_send(ProbeMsg { from: addr(9002), sender: id("relay"), msg });
+                    fd.do_send(ProbeMsg {
+                        from: addr(9002),
+                        sender: id("relay"),
+                        msg,
+                    });
                 }
             }
         }

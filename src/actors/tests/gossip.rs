@@ -156,8 +156,16 @@ async fn a_push_pull_follows_the_join_to_repair_a_lost_state_transfer() {
     let f = start(&["127.0.0.1:9001"], false);
     settle(10).await;
     f.syncs.take();
-    f.g.do_send(MemberEvent { kind: EventKind::Joined, member: member("a", 9001, 0, MemberState::Alive), by: None });
+    f.g.do_send(MemberEvent {
+        kind: EventKind::Joined,
+        member: member("a", 9001, 0, MemberState::Alive),
+        by: None,
+    });
     settle(2_100).await;
     let syncs = f.syncs.take();
-    assert!(syncs.iter().any(|s| s.peer == addr(9001) && !s.join), "{:?}", syncs.iter().map(|s| (s.peer, s.join)).collect::<Vec<_>>());
+    assert!(
+        syncs.iter().any(|s| s.peer == addr(9001) && !s.join),
+        "{:?}",
+        syncs.iter().map(|s| (s.peer, s.join)).collect::<Vec<_>>()
+    );
 }

@@ -328,14 +328,26 @@ async fn tombstones_are_forgotten_after_dead_reclaim() {
 async fn a_lie_at_the_top_of_the_incarnation_range_cannot_wedge_us() {
     tokio::time::pause();
     let f = start().await;
-    f.ms.do_send(rumor(member("me", 1000, u64::MAX, MemberState::Dead), Some("liar")));
+    f.ms.do_send(rumor(
+        member("me", 1000, u64::MAX, MemberState::Dead),
+        Some("liar"),
+    ));
     f.ms.do_send(rumor(member("a", 2000, u64::MAX, MemberState::Alive), None));
     settle(1).await;
     assert!(f.spreads.is_empty() && f.events.is_empty(), "both refused");
-    let own = f.ms.send(GetMembers).await.unwrap().into_iter().find(|m| m.id == id("me")).unwrap();
+    let own =
+        f.ms.send(GetMembers)
+            .await
+            .unwrap()
+            .into_iter()
+            .find(|m| m.id == id("me"))
+            .unwrap();
     assert_eq!((own.state, own.incarnation), (MemberState::Alive, 0));
     // An ordinary lie is refuted as usual.
-    f.ms.do_send(rumor(member("me", 1000, 3, MemberState::Dead), Some("liar")));
+    f.ms.do_send(rumor(
+        member("me", 1000, 3, MemberState::Dead),
+        Some("liar"),
+    ));
     settle(1).await;
     assert_eq!(f.spreads.take()[0].member.incarnation, 4);
 }
@@ -344,13 +356,24 @@ async fn a_lie_at_the_top_of_the_incarnation_range_cannot_wedge_us() {
 async fn a_joiner_announces_itself_and_its_own_record_is_spread() {
     tokio::time::pause();
     let f = start().await;
-    f.ms.do_send(StartSync { peer: addr(3000), join: true });
+    f.ms.do_send(StartSync {
+        peer: addr(3000),
+        join: true,
+    });
     settle(1).await;
     let msgs = decoded(f.sends.take());
     assert!(matches!(msgs[0], Msg::SyncStart { join: true, .. }));
-    assert!(matches!(&msgs[1], Msg::Update { member, .. } if member.id == id("me")), "{msgs:?}");
+    assert!(
+        matches!(&msgs[1], Msg::Update { member, .. } if member.id == id("me")),
+        "{msgs:?}"
+    );
     // A record that came by push-pull about its own sender is news to spread.
-    f.ms.do_send(Rumors { from: addr(3000), updates: vec![(member("p", 3000, 0, MemberState::Alive), None)], via_sync: true, sender: id("p") });
+    f.ms.do_send(Rumors {
+        from: addr(3000),
+        updates: vec![(member("p", 3000, 0, MemberState::Alive), None)],
+        via_sync: true,
+        sender: id("p"),
+    });
     settle(1).await;
     assert_eq!(f.spreads.take().len(), 1);
 }
@@ -364,7 +387,10 @@ async fn a_refutation_also_goes_straight_to_every_member() {
     f.ms.do_send(rumor(member("c", 2002, 0, MemberState::Dead), None));
     settle(1).await;
     f.sends.take();
-    f.ms.do_send(rumor(member("me", 1000, 0, MemberState::Suspect), Some("a")));
+    f.ms.do_send(rumor(
+        member("me", 1000, 0, MemberState::Suspect),
+        Some("a"),
+    ));
     settle(1).await;
     let mut to: Vec<_> = f.sends.take().into_iter().map(|s| s.to).collect();
     to.sort();

@@ -14,7 +14,10 @@ fn start(max_services: usize) -> (Addr<Registry>, Log<PublishServices>, Arc<Metr
     start_in(max_services, None)
 }
 
-fn start_in(max_services: usize, dir: Option<std::path::PathBuf>) -> (Addr<Registry>, Log<PublishServices>, Arc<Metrics>) {
+fn start_in(
+    max_services: usize,
+    dir: Option<std::path::PathBuf>,
+) -> (Addr<Registry>, Log<PublishServices>, Arc<Metrics>) {
     let (publish, log) = recorder::<PublishServices>();
     let metrics = Arc::new(Metrics::default());
     let reg = Registry::new(
@@ -113,7 +116,10 @@ async fn registrations_survive_a_process_restart_with_a_data_dir() {
     let dir = std::env::temp_dir().join(format!("gossip-registry-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let (r, _, _) = start_in(8, Some(dir.clone()));
-    r.send(Register(Service::new("api", 9090))).await.unwrap().unwrap();
+    r.send(Register(Service::new("api", 9090)))
+        .await
+        .unwrap()
+        .unwrap();
     // A new registry (a new process) starts from the saved list, not SERVICES.
     let (r2, log, _) = start_in(8, Some(dir.clone()));
     settle(1).await;
@@ -124,6 +130,9 @@ async fn registrations_survive_a_process_restart_with_a_data_dir() {
     let (_r3, log, _) = start_in(8, Some(dir.clone()));
     settle(1).await;
     assert_eq!(names(&log.take()[0]), vec!["web"]);
-    assert_eq!(std::fs::read_to_string(dir.join("services.json.bad")).unwrap(), "{not json");
+    assert_eq!(
+        std::fs::read_to_string(dir.join("services.json.bad")).unwrap(),
+        "{not json"
+    );
     std::fs::remove_dir_all(&dir).ok();
 }

@@ -12,8 +12,10 @@ use crate::protocol::MemberState;
 use crate::testkit::{recorder, settle, Log};
 use crate::transport::Link;
 
+type Sent = Arc<Mutex<Vec<(SocketAddr, Vec<u8>)>>>;
+
 #[derive(Clone, Default)]
-struct FakeLink(Arc<Mutex<Vec<(SocketAddr, Vec<u8>)>>>);
+struct FakeLink(Sent);
 
 impl Link for FakeLink {
     fn send(&self, to: SocketAddr, d: Vec<u8>) {
@@ -124,7 +126,11 @@ async fn garbage_and_foreign_clusters_are_counted_and_dropped() {
     settle(5).await;
     assert!(f.probes.is_empty() && f.rumors.is_empty());
     assert_eq!(Metrics::get(&f.metrics.decode_errors), 5);
-    assert_eq!(Metrics::get(&f.metrics.auth_failures), 1, "a sealed datagram without a key");
+    assert_eq!(
+        Metrics::get(&f.metrics.auth_failures),
+        1,
+        "a sealed datagram without a key"
+    );
     assert_eq!(Metrics::get(&f.metrics.foreign_cluster), 1);
 }
 
@@ -207,24 +213,50 @@ async fn with_a_key_only_sealed_datagrams_from_key_holders_get_in() {
     let plain = datagram_from("n2", "default", &[Msg::Ack { seq: 1 }]);
     let envelope = plain[2..].to_vec();
     let good = Keyring::new(&[key]).seal(&envelope, "default").unwrap();
-    let wrong = Keyring::new(&[generate_key()]).seal(&envelope, "default").unwrap();
-    f.t.do_send(Inbound { from: addr(2000), data: plain });
-    f.t.do_send(Inbound { from: addr(2000), data: wrong });
-    f.t.do_send(Inbound { from: addr(2000), data: good });
+    let wrong = Keyring::new(&[generate_key()])
+        .seal(&envelope, "default")
+        .unwrap();
+    f.t.do_send(Inbound {
+        from: addr(2000),
+        data: plain,
+    });
+    f.t.do_send(Inbound {
+        from: addr(2000),
+        data: wrong,
+    });
+    f.t.do_send(Inbound {
+        from: addr(2000),
+        data: good,
+    });
     settle(5).await;
     assert_eq!(f.probes.len(), 1, "only the sealed datagram under our key");
     assert_eq!(Metrics::get(&f.metrics.auth_failures), 2);
     // What we send is sealed too.
-    f.t.do_send(Outbound { to: addr(3000), msgs: vec![encode_msg(&Msg::Ack { seq: 2 })] });
+    f.t.do_send(Outbound {
+        to: addr(3000),
+        msgs: vec![encode_msg(&Msg::Ack { seq: 2 })],
+    });
     settle(5).await;
     let sent = f.link.0.lock().unwrap().clone();
     assert_eq!(sent[0].1[1], crate::protocol::wire::KIND_SEALED);
     // Rotation through the actor.
     let k2 = crate::protocol::crypto::encode_key(&generate_key());
-    let keys = f.t.send(KeyringOp::Install(k2.clone())).await.unwrap().unwrap();
+    let keys =
+        f.t.send(KeyringOp::Install(k2.clone()))
+            .await
+            .unwrap()
+            .unwrap();
     assert_eq!(keys.len(), 2);
     f.t.send(KeyringOp::Use(k2.clone())).await.unwrap().unwrap();
     assert_eq!(f.t.send(KeyringOp::List).await.unwrap().unwrap()[0], k2);
-    assert!(f.t.send(KeyringOp::Remove(k2)).await.unwrap().is_err(), "primary");
-    assert!(f.t.send(KeyringOp::Install("junk".into())).await.unwrap().is_err());
+    assert!(
+        f.t.send(KeyringOp::Remove(k2)).await.unwrap().is_err(),
+        "primary"
+    );
+    assert!(f
+        .t
+        .send(KeyringOp::Install("junk".into()))
+        .await
+        .unwrap()
+        .is_err());
 }
