@@ -4,7 +4,7 @@
 //! older and starts its count afresh). Each datagram takes the rumors that
 //! have been transmitted the fewest times first, newest first among equals,
 //! until the datagram is full; a rumor is retired after `limit` transmissions,
-//! where `limit = retransmit_mult * ceil(log10(N + 1))` (memberlist's formula),
+//! where `limit = retransmit_mult * max(2, ceil(log10(N + 1)))` (memberlist's formula with a floor),
 //! enough for an infection-style spread to reach every member with high
 //! probability. The queue is bounded; when full, the most transmitted (then
 //! oldest) rumor is dropped and counted.
