@@ -131,6 +131,5 @@ if [ "${RENDER_ONLY:-0}" != 1 ]; then
         run scale --nodes 2000 --scenario soak --duration 10s --seed 1
     fi
 fi
-
-python3 bench/sim_report.py "$OUT" > BENCHMARKS.md
-echo "wrote BENCHMARKS.md from $OUT"
+python3 bench/sim_report.py "$OUT" > bench/results/sim_matrix.md
+echo "wrote bench/results/sim_matrix.md from $OUT"

@@ -520,10 +520,14 @@ impl Sim {
                 metrics: metrics.clone(),
             },
         );
+        // A fresh row for the new life; events from a previous life's actors
+        // (still running, silenced) are ignored from now on.
+        let life = self.obs.borrow_mut().reset_row(i);
         // Subscribed before the node has processed anything: the tap sees
         // every change of its view.
         let tap = Tap {
             slot: i,
+            life,
             obs: self.obs.clone(),
         }
         .start();
@@ -533,9 +537,7 @@ impl Sim {
         slot.life = Life::Up;
         slot.generation += 1;
         slot.metrics.push(metrics);
-        let mut obs = self.obs.borrow_mut();
-        obs.reset_row(i);
-        obs.set_counted(i, true);
+        self.obs.borrow_mut().set_counted(i, true);
     }
 
     /// A crash: the node goes silent at once, without a word.

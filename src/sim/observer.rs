@@ -112,6 +112,7 @@ pub struct Observer {
     trace: Option<(usize, usize)>,
     rows: Vec<Vec<Rec>>,
     counted: Vec<bool>,
+    lives: Vec<u32>,
     expect: Vec<Expect>,
     mismatch: Vec<u32>,
     total_mismatch: u64,
@@ -169,6 +170,7 @@ impl Observer {
             self.expect.push(Expect::Any);
             self.mismatch.push(0);
             self.fact_seen.push(None);
+            self.lives.push(0);
         }
     }
 
@@ -303,9 +305,16 @@ impl Observer {
         self.expect.get(y).copied().unwrap_or(Expect::Any)
     }
 
-    /// A node (re)started with an empty view.
-    pub fn reset_row(&mut self, x: usize) {
+    /// The current life of slot `x`'s node (how many times it started).
+    pub fn life(&self, x: usize) -> u32 {
+        self.lives.get(x).copied().unwrap_or(0)
+    }
+
+    /// A node (re)started with an empty view: a new life for its slot, whose
+    /// number is returned.
+    pub fn reset_row(&mut self, x: usize) -> u32 {
         self.ensure(x);
+        self.lives[x] += 1;
         for r in self.rows[x].iter_mut() {
             *r = Rec::default();
         }
@@ -315,6 +324,7 @@ impl Observer {
         }
         let m = self.recount(x);
         self.set_mismatch(x, m);
+        self.lives[x]
     }
 
     /// Starts following a fact; every counted node but the owner must see it.
@@ -449,6 +459,8 @@ impl Observer {
 /// Receives one node's membership events and feeds them to the observer.
 pub struct Tap {
     pub slot: usize,
+    /// Which life of the slot's node this tap listens to (see `reset_row`).
+    pub life: u32,
     pub obs: Rc<RefCell<Observer>>,
 }
 
@@ -459,7 +471,12 @@ impl Actor for Tap {
 impl Handler<MemberEvent> for Tap {
     type Result = ();
     fn handle(&mut self, e: MemberEvent, _: &mut Context<Self>) {
-        self.obs.borrow_mut().on_event(self.slot, &e);
+        let mut obs = self.obs.borrow_mut();
+        // A crashed node's actors keep running (silenced); after a restart
+        // their events (tombstones expiring) must not touch the new life's row.
+        if obs.life(self.slot) == self.life {
+            obs.on_event(self.slot, &e);
+        }
     }
 }
 
@@ -511,6 +528,45 @@ mod tests {
         assert_eq!(o.total_mismatch(), 0);
         assert_eq!(o.deaths.len(), 2);
         assert!(o.violations.is_empty());
+    }
+
+    #[actix::test]
+    async fn a_previous_lifes_events_are_ignored() {
+        tokio::time::pause();
+        let obs = Rc::new(RefCell::new(Observer::new(Instant::now())));
+        let first = obs.borrow_mut().reset_row(0);
+        let old = Tap {
+            slot: 0,
+            life: first,
+            obs: obs.clone(),
+        }
+        .start();
+        old.send(ev(EventKind::Failed, 1, 0, MemberState::Dead))
+            .await
+            .unwrap();
+        assert_eq!(obs.borrow().rec(0, 1).state, DEAD);
+        // Restarted: the old actors still run, and their tombstone expires.
+        let second = obs.borrow_mut().reset_row(0);
+        assert_eq!(second, first + 1);
+        let new = Tap {
+            slot: 0,
+            life: second,
+            obs: obs.clone(),
+        }
+        .start();
+        new.send(ev(EventKind::Joined, 1, 1, MemberState::Alive))
+            .await
+            .unwrap();
+        old.send(ev(EventKind::Reclaimed, 1, 0, MemberState::Dead))
+            .await
+            .unwrap();
+        assert_eq!(
+            obs.borrow().rec(0, 1),
+            Rec {
+                inc: 1,
+                state: ALIVE
+            }
+        );
     }
 
     #[actix::test]

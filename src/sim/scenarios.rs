@@ -754,10 +754,12 @@ async fn settle(sim: &mut Sim) -> (Option<u64>, Vec<String>) {
     }
     let t0 = sim.now_ms();
     let limit = Duration::from_secs(120);
-    let matched = sim.wait(limit, |o| o.total_mismatch() == 0).await;
     let live: BTreeSet<usize> = sim.up().into_iter().collect();
     let deadline = t0 + limit.as_millis() as u64;
     loop {
+        // The observed views first (cheap), then the nodes' real tables.
+        let left = Duration::from_millis(deadline.saturating_sub(sim.now_ms()));
+        let matched = sim.wait(left, |o| o.total_mismatch() == 0).await;
         let views = sim.views(&sim.up()).await;
         let problems = agreement(&views, &live);
         if std::env::var_os("SIM_DEBUG").is_some() {
@@ -772,6 +774,13 @@ async fn settle(sim: &mut Sim) -> (Option<u64>, Vec<String>) {
                 "agreement: the live nodes did not agree {} s after the faults stopped",
                 limit.as_secs()
             )];
+            if !matched {
+                let ex = sim.obs.borrow().mismatches(5);
+                out.push(format!(
+                    "agreement: views still differing, e.g. {}",
+                    ex.join(", ")
+                ));
+            }
             out.extend(problems);
             return (None, out);
         }
