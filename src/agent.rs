@@ -94,6 +94,7 @@ async fn run_node(cfg: Config, addr: SocketAddr) -> i32 {
             resolver: Box::new(DnsResolver),
             owner: Some(owner.recipient()),
             metrics,
+            formed: None,
         },
     );
     let api_addr = cfg.api_socket_addr();

@@ -8,6 +8,7 @@
 //! nodes and simulated nodes; only the link and the seed resolver differ.
 
 use actix::prelude::*;
+use rand::SeedableRng;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -23,6 +24,8 @@ use crate::config::Config;
 use crate::messages::*;
 use crate::metrics::Metrics;
 use crate::protocol::crypto::{Keyring, SEAL_OVERHEAD};
+use crate::protocol::formed::Formed;
+use crate::protocol::probe_order::ProbeOrder;
 use crate::protocol::wire::Framer;
 use crate::protocol::{Member, NodeId};
 use crate::transport::Link;
@@ -50,6 +53,9 @@ pub struct NodeOptions {
     pub owner: Option<Recipient<HasLeft>>,
     /// The node's counters (the link may count into them too).
     pub metrics: Arc<Metrics>,
+    /// Start inside this formed cluster instead of joining (the simulator's
+    /// warm start; agents always join).
+    pub formed: Option<Formed>,
 }
 
 fn salt(seed: u64, name: &str) -> u64 {
@@ -126,86 +132,100 @@ pub fn start_node(
         metrics.clone(),
     );
 
+    // A warm start: one copy of the peers without us, shared by the three
+    // actors that pick peers until one of them changes it.
+    let mut rng = rand::rngs::SmallRng::seed_from_u64(salt(opts.seed, "formed"));
+    let formed = opts.formed.as_ref().map(|f| {
+        let order = ProbeOrder::rotated(&f.order, &f.order_index, &me, &mut rng);
+        (f, f.peers_but(&me), order)
+    });
+
     let own = Member::new_alive(me.clone(), addr, 0);
-    supervise(
-        membership_ctx,
-        Membership::new(
-            MembershipSettings {
-                me: own.clone(),
-                room,
-                max_members: cfg.max_members,
-                dead_reclaim: ms(cfg.dead_reclaim_ms),
-                stats_interval: ms(cfg.stats_interval_ms),
-                seed: salt(opts.seed, "membership"),
-            },
-            rumor.clone().recipient(),
-            rumor.clone().recipient(),
-            metrics.clone(),
-        ),
+    let membership_actor = Membership::new(
+        MembershipSettings {
+            me: own.clone(),
+            room,
+            max_members: cfg.max_members,
+            dead_reclaim: ms(cfg.dead_reclaim_ms),
+            stats_interval: ms(cfg.stats_interval_ms),
+            seed: salt(opts.seed, "membership"),
+        },
+        rumor.clone().recipient(),
+        rumor.clone().recipient(),
         metrics.clone(),
     );
+    let membership_actor = match &formed {
+        Some((f, _, _)) => membership_actor.with_view(f.view.clone()),
+        None => membership_actor,
+    };
+    supervise(membership_ctx, membership_actor, metrics.clone());
 
-    supervise(
-        rumor_ctx,
-        Rumor::new(
-            RumorSettings {
-                me: me.clone(),
-                room,
-                fanout: cfg.fanout,
-                retransmit_mult: cfg.retransmit_mult,
-                max_rumors: cfg.max_rumors,
-                seed: salt(opts.seed, "rumor"),
-            },
-            transport.clone().recipient(),
-            metrics.clone(),
-        ),
+    let rumor_actor = Rumor::new(
+        RumorSettings {
+            me: me.clone(),
+            room,
+            fanout: cfg.fanout,
+            retransmit_mult: cfg.retransmit_mult,
+            max_rumors: cfg.max_rumors,
+            seed: salt(opts.seed, "rumor"),
+        },
+        transport.clone().recipient(),
         metrics.clone(),
     );
+    let rumor_actor = match &formed {
+        Some((_, peers, _)) => rumor_actor.with_peers(peers.clone()),
+        None => rumor_actor,
+    };
+    supervise(rumor_ctx, rumor_actor, metrics.clone());
 
-    supervise(
-        failure_ctx,
-        FailureDetector::new(
-            FailureSettings {
-                me: me.clone(),
-                probe_interval: ms(cfg.probe_interval_ms),
-                probe_timeout: ms(cfg.probe_timeout_ms),
-                indirect_checks: cfg.indirect_checks,
-                awareness_max_mult: cfg.awareness_max_mult,
-                suspicion: cfg.suspicion_params(),
-                seed: salt(opts.seed, "failure"),
-            },
-            rumor.clone().recipient(),
-            membership.clone().recipient(),
-            rumor.clone().recipient(),
-            metrics.clone(),
-        ),
+    let failure_actor = FailureDetector::new(
+        FailureSettings {
+            me: me.clone(),
+            probe_interval: ms(cfg.probe_interval_ms),
+            probe_timeout: ms(cfg.probe_timeout_ms),
+            indirect_checks: cfg.indirect_checks,
+            awareness_max_mult: cfg.awareness_max_mult,
+            suspicion: cfg.suspicion_params(),
+            seed: salt(opts.seed, "failure"),
+        },
+        rumor.clone().recipient(),
+        membership.clone().recipient(),
+        rumor.clone().recipient(),
         metrics.clone(),
     );
+    let failure_actor = match &formed {
+        Some((f, peers, order)) => {
+            failure_actor.with_members(order.clone(), peers.clone(), f.known_but(&me))
+        }
+        None => failure_actor,
+    };
+    supervise(failure_ctx, failure_actor, metrics.clone());
 
-    supervise(
-        gossip_ctx,
-        Gossip::new(
-            GossipSettings {
-                me: me.clone(),
-                my_addr: addr,
-                seeds: cfg.seed_nodes.0.clone(),
-                broadcast: cfg.broadcast,
-                gossip_interval: ms(cfg.gossip_interval_ms),
-                fanout: cfg.fanout,
-                push_pull_interval: ms(cfg.push_pull_interval_ms),
-                reconnect_interval: ms(cfg.reconnect_interval_ms),
-                seed_timeout: ms(cfg.seed_timeout_ms),
-                join_retry_max: ms(cfg.join_retry_max_ms),
-                seed: salt(opts.seed, "gossip"),
-            },
-            opts.resolver,
-            rumor.clone().recipient(),
-            rumor.clone().recipient(),
-            membership.clone().recipient(),
-            transport.clone().recipient(),
-        ),
-        metrics.clone(),
+    let gossip_actor = Gossip::new(
+        GossipSettings {
+            me: me.clone(),
+            my_addr: addr,
+            seeds: cfg.seed_nodes.0.clone(),
+            broadcast: cfg.broadcast,
+            gossip_interval: ms(cfg.gossip_interval_ms),
+            fanout: cfg.fanout,
+            push_pull_interval: ms(cfg.push_pull_interval_ms),
+            reconnect_interval: ms(cfg.reconnect_interval_ms),
+            seed_timeout: ms(cfg.seed_timeout_ms),
+            join_retry_max: ms(cfg.join_retry_max_ms),
+            seed: salt(opts.seed, "gossip"),
+        },
+        opts.resolver,
+        rumor.clone().recipient(),
+        rumor.clone().recipient(),
+        membership.clone().recipient(),
+        transport.clone().recipient(),
     );
+    let gossip_actor = match &formed {
+        Some((_, peers, _)) => gossip_actor.with_peers(peers.clone()),
+        None => gossip_actor,
+    };
+    supervise(gossip_ctx, gossip_actor, metrics.clone());
 
     supervise(
         registry_ctx,
@@ -286,6 +306,7 @@ pub async fn start_on_udp(
             resolver,
             owner: None,
             metrics,
+            formed: None,
         },
     ))
 }

@@ -14,6 +14,7 @@
 //! to the rumor actor, `Accuse` to membership, `Spread` (confirmations).
 
 use actix::prelude::*;
+use imbl::OrdMap;
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use std::collections::HashMap;
@@ -62,7 +63,7 @@ struct Relay {
 pub struct FailureDetector {
     s: FailureSettings,
     order: ProbeOrder,
-    known: HashMap<NodeId, Member>,
+    known: OrdMap<NodeId, Member>,
     peers: PeerSet,
     awareness: Awareness,
     suspicions: HashMap<NodeId, (Suspicion, SpawnHandle)>,
@@ -90,7 +91,7 @@ impl FailureDetector {
             rng: SmallRng::seed_from_u64(s.seed),
             s,
             order: ProbeOrder::default(),
-            known: HashMap::new(),
+            known: OrdMap::new(),
             peers: PeerSet::default(),
             suspicions: HashMap::new(),
             probes: HashMap::new(),
@@ -102,6 +103,20 @@ impl FailureDetector {
             spread,
             metrics,
         }
+    }
+
+    /// Starts with the members of a formed cluster (the simulator's warm
+    /// start, see `protocol::formed`), none of them `me`.
+    pub fn with_members(
+        mut self,
+        order: ProbeOrder,
+        peers: PeerSet,
+        known: OrdMap<NodeId, Member>,
+    ) -> Self {
+        self.order = order;
+        self.peers = peers;
+        self.known = known;
+        self
     }
 
     /// Local health score (Lifeguard), for tests and metrics.
@@ -269,11 +284,12 @@ impl FailureDetector {
             MemberState::Suspect => {
                 // Someone else suspects it too: our failed probe confirms it.
                 let me = self.s.me.clone();
-                self.confirm(&m, me.clone(), ctx);
-                self.spread.do_send(Spread {
-                    member: m,
-                    by: Some(me),
-                });
+                if self.confirm(&m, me.clone(), ctx) {
+                    self.spread.do_send(Spread {
+                        member: m,
+                        by: Some(me),
+                    });
+                }
             }
             _ => {}
         }
@@ -353,12 +369,14 @@ impl FailureDetector {
     fn start_suspicion(&mut self, m: &Member, by: NodeId, ctx: &mut Context<Self>) {
         if let Some((s, h)) = self.suspicions.get(&m.id) {
             if s.incarnation >= m.incarnation {
-                return self.confirm(m, by, ctx);
+                self.confirm(m, by, ctx);
+                return;
             }
             ctx.cancel_future(*h);
         }
         let (min, max) = bounds(&self.s.suspicion, self.known.len() + 1);
-        let s = Suspicion::new(
+        let own_evidence = by == self.s.me;
+        let mut s = Suspicion::new(
             m.incarnation,
             by,
             Instant::now(),
@@ -366,16 +384,26 @@ impl FailureDetector {
             max,
             self.s.suspicion.confirmations,
         );
+        s.own_evidence = own_evidence;
         let handle = self.schedule_expiry(m.id.clone(), s.deadline(), ctx);
         self.suspicions.insert(m.id.clone(), (s, handle));
     }
 
-    fn confirm(&mut self, m: &Member, by: NodeId, ctx: &mut Context<Self>) {
+    /// Records a confirmation; true if it is one worth passing on (see
+    /// `Suspicion::confirm`).
+    fn confirm(&mut self, m: &Member, by: NodeId, ctx: &mut Context<Self>) -> bool {
         let Some((s, h)) = self.suspicions.get_mut(&m.id) else {
-            return;
+            return false;
         };
-        if s.incarnation != m.incarnation || !s.confirm(by) {
-            return;
+        if s.incarnation != m.incarnation {
+            return false;
+        }
+        // Our own evidence may let an expired suspicion conclude at once.
+        let newly_own = by == self.s.me && !s.own_evidence;
+        s.own_evidence |= newly_own;
+        let counted = s.confirm(by);
+        if !counted && !newly_own {
+            return false;
         }
         let (deadline, old) = (s.deadline(), *h);
         ctx.cancel_future(old);
@@ -383,6 +411,7 @@ impl FailureDetector {
         if let Some((_, h)) = self.suspicions.get_mut(&m.id) {
             *h = handle;
         }
+        counted
     }
 
     fn cancel_suspicion(&mut self, id: &NodeId, ctx: &mut Context<Self>) {
@@ -412,7 +441,7 @@ impl FailureDetector {
             self.suspicions.remove(id);
             return;
         };
-        if !s.accused_by(&self.s.me) {
+        if !s.own_evidence {
             let retry = self.awareness.scale(self.s.probe_interval) + Duration::from_millis(10);
             self.probe_member(m, ctx);
             let again = id.clone();
@@ -446,7 +475,10 @@ impl FailureDetector {
         if m.state.is_live() {
             self.order.insert(m.id.clone(), &mut self.rng);
             self.peers.insert(m.id.clone(), m.addr);
-            self.known.insert(m.id.clone(), m.clone());
+            // Unchanged records are not written: a shared chunk stays shared.
+            if self.known.get(&m.id) != Some(&m) {
+                self.known.insert(m.id.clone(), m.clone());
+            }
         } else {
             self.order.remove(&m.id);
             self.peers.remove(&m.id);
@@ -463,21 +495,15 @@ impl FailureDetector {
                 self.start_suspicion(&m, by, ctx);
             }
             EventKind::Confirmed => {
+                // `confirm` checks the suspicion and its incarnation.
                 if let Some(by) = e.by {
-                    if self
-                        .suspicions
-                        .get(&m.id)
-                        .is_some_and(|(s, _)| s.incarnation == m.incarnation)
-                    {
-                        let before = self.suspicions[&m.id].0.confirmations();
-                        self.confirm(&m, by.clone(), ctx);
-                        if self.suspicions[&m.id].0.confirmations() > before {
-                            // Pass the new confirmation on, as memberlist does.
-                            self.spread.do_send(Spread {
-                                member: m,
-                                by: Some(by),
-                            });
-                        }
+                    if self.confirm(&m, by.clone(), ctx) {
+                        // Pass the new confirmation on (only the first k, as
+                        // memberlist does).
+                        self.spread.do_send(Spread {
+                            member: m,
+                            by: Some(by),
+                        });
                     }
                 }
             }

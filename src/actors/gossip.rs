@@ -139,6 +139,14 @@ impl Gossip {
         }
     }
 
+    /// Starts as a member of a formed cluster (the simulator's warm start,
+    /// see `protocol::formed`): no bootstrap.
+    pub fn with_peers(mut self, peers: PeerSet) -> Self {
+        self.peers = peers;
+        self.joined = true;
+        self
+    }
+
     /// memberlist scales push-pull with the cluster: beyond 32 members the
     /// interval grows with log2(N/32), keeping the total sync traffic flat.
     fn push_pull_period(&self) -> Duration {

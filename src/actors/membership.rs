@@ -8,7 +8,7 @@
 //! Takes: `Rumors` (updates and push-pull records from the transport),
 //! `SyncMsg` and `StartSync` (push-pull), `Accuse` (the failure detector's
 //! verdicts), `PublishServices` (the registry), `LeaveCluster` (the leave
-//! coordinator), `GetMembers`, `Subscribe`.
+//! coordinator), `GetMembers`, `GetTable`, `Subscribe`.
 //! Sends: `MemberEvent` to subscribers, `Spread` and `Send` to the rumor actor.
 
 use actix::prelude::*;
@@ -108,6 +108,15 @@ impl Membership {
             subscribers: Vec::new(),
             metrics,
         }
+    }
+
+    /// Starts from a formed cluster's table (the simulator's warm start, see
+    /// `protocol::formed`), which holds our own record as we would.
+    pub fn with_view(mut self, view: View) -> Self {
+        let own = self.own();
+        self.view = view;
+        let _ = self.view.apply(&own, Instant::now());
+        self
     }
 
     fn own(&self) -> Member {
@@ -556,6 +565,13 @@ impl Handler<LeaveCluster> for Membership {
             self.announce_self(own.clone());
         }
         MessageResult(own)
+    }
+}
+
+impl Handler<GetTable> for Membership {
+    type Result = MessageResult<GetTable>;
+    fn handle(&mut self, _: GetTable, _: &mut Context<Self>) -> Self::Result {
+        MessageResult(self.view.table())
     }
 }
 

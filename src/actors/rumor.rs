@@ -74,6 +74,13 @@ impl Rumor {
         }
     }
 
+    /// Starts with the peers of a formed cluster (the simulator's warm
+    /// start, see `protocol::formed`).
+    pub fn with_peers(mut self, peers: PeerSet) -> Self {
+        self.peers = peers;
+        self
+    }
+
     fn limit(&self) -> u32 {
         retransmit_limit(self.s.retransmit_mult, self.peers.len() + 1)
     }

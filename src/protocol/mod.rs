@@ -5,6 +5,7 @@
 pub mod awareness;
 pub mod backoff;
 pub mod crypto;
+pub mod formed;
 pub mod member;
 pub mod peers;
 pub mod probe_order;

@@ -60,7 +60,13 @@ pub struct Suspicion {
     min: Duration,
     max: Duration,
     k: u32,
+    /// The first accuser and at most `k` confirmations: more would not move
+    /// the deadline (it is at its floor), and keeping every accuser would
+    /// cost N entries per suspicion at every node.
     accusers: BTreeSet<NodeId>,
+    /// This node raised the suspicion or saw a probe of its own fail: its own
+    /// evidence, which it needs before declaring the member dead.
+    pub own_evidence: bool,
 }
 
 impl Suspicion {
@@ -81,16 +87,23 @@ impl Suspicion {
             max,
             k,
             accusers,
+            own_evidence: false,
         }
     }
 
     /// Records a confirmation; true if it came from a new accuser.
+    ///
+    /// True only for a new accuser among the first `k` confirmations: the
+    /// ones that shorten the deadline and are worth passing on. Beyond `k`
+    /// memberlist stops re-gossiping too; without that bound, when every
+    /// node probes a suspect (as ours do on hearing of it) and re-spreads
+    /// every accusation it has not seen, one crash in a cluster of N costs
+    /// N^2 rumors (the simulator measured 20 million at N = 1,000).
     pub fn confirm(&mut self, by: NodeId) -> bool {
+        if self.confirmations() >= self.k || self.accusers.contains(&by) {
+            return false;
+        }
         self.accusers.insert(by)
-    }
-
-    pub fn accused_by(&self, id: &NodeId) -> bool {
-        self.accusers.contains(id)
     }
 
     pub fn confirmations(&self) -> u32 {
@@ -156,5 +169,10 @@ mod tests {
         assert!(s.deadline() < t0 + Duration::from_secs(6));
         assert!(s.confirm(NodeId::new("c")));
         assert_eq!(s.deadline(), t0 + Duration::from_secs(2));
+        assert!(
+            !s.confirm(NodeId::new("d")),
+            "beyond k a confirmation changes nothing and is not passed on"
+        );
+        assert_eq!(s.confirmations(), 2);
     }
 }

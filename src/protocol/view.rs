@@ -5,7 +5,14 @@
 //! bookkeeping a table needs: an order-independent hash of the whole view
 //! (push-pull compares hashes before anything else), tombstones for dead and
 //! left members, and the `max_members` bound.
+//!
+//! The records live in a persistent map (`imbl::OrdMap`): cloning a view is
+//! O(1) and clones share every record they have not changed since. One node
+//! never clones its view, but the simulator starts thousands of nodes from
+//! one formed view (`sim --form warm`), and 10,000 nodes then hold one copy
+//! of the table plus the few records each has changed, instead of 10,000.
 
+use imbl::OrdMap;
 use std::collections::BTreeMap;
 use std::time::Duration;
 use tokio::time::Instant;
@@ -62,9 +69,9 @@ pub enum Rejected {
     TableFull,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct View {
-    members: BTreeMap<NodeId, Member>,
+    members: OrdMap<NodeId, Member>,
     /// When each dead or left member became so (for reclaiming tombstones).
     tombstones: BTreeMap<NodeId, Instant>,
     hash: u64,
@@ -75,7 +82,7 @@ pub struct View {
 impl View {
     pub fn new(max_members: usize) -> Self {
         View {
-            members: BTreeMap::new(),
+            members: OrdMap::new(),
             tombstones: BTreeMap::new(),
             hash: 0,
             counts: [0; 4],
@@ -91,6 +98,10 @@ impl View {
     }
     pub fn is_empty(&self) -> bool {
         self.members.is_empty()
+    }
+    /// The records, shared with this view (O(1)).
+    pub fn table(&self) -> OrdMap<NodeId, Member> {
+        self.members.clone()
     }
     pub fn iter(&self) -> impl Iterator<Item = &Member> {
         self.members.values()

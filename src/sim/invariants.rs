@@ -14,16 +14,27 @@
 //! healthy member declared dead" by the scenarios from the deaths the
 //! observer recorded.
 
+use imbl::OrdMap;
 use std::collections::BTreeSet;
 
-use super::observer::slot_of;
+use super::observer::{node_name, slot_of};
 use crate::protocol::services::catalog;
-use crate::protocol::Member;
+use crate::protocol::{Member, NodeId};
 
-/// One node's table, as `GetMembers` returned it.
+/// One node's table, as `GetTable` returned it: a persistent map, so
+/// collecting 10,000 of them copies nothing.
 pub struct NodeView {
     pub slot: usize,
-    pub members: Vec<Member>,
+    pub members: OrdMap<NodeId, Member>,
+}
+
+impl NodeView {
+    pub fn new(slot: usize, members: impl IntoIterator<Item = Member>) -> Self {
+        NodeView {
+            slot,
+            members: members.into_iter().map(|m| (m.id.clone(), m)).collect(),
+        }
+    }
 }
 
 /// At most this many examples per kind of disagreement are named.
@@ -64,77 +75,113 @@ impl Tally {
 /// Checks that every view in `views` (one per live node) agrees with the
 /// ground truth `live` and with the others. Returns the violations, empty if
 /// none.
+///
+/// A view equal to the first one, when the first one passes, passes too:
+/// comparing it costs only the records the two nodes changed since the
+/// warm start (`OrdMap::diff` skips the chunks they share), which keeps the
+/// check of 10,000 views of 10,000 members within seconds.
 pub fn agreement(views: &[NodeView], live: &BTreeSet<usize>) -> Vec<String> {
-    let mut missing = Tally::new("live member not listed alive");
-    let mut extra = Tally::new("member listed alive or suspect that is not live");
-    let mut stale =
-        Tally::new("record differs from the member's own (incarnation or service list)");
-    let mut catalogs = Tally::new("service catalog differs from the first live node's");
-
+    let mut t = Tallies::default();
     // Every live member's own record is the reference.
     let own: std::collections::BTreeMap<usize, &Member> = views
         .iter()
         .filter_map(|v| {
-            v.members
-                .iter()
-                .find(|m| slot_of(&m.id) == Some(v.slot))
-                .map(|m| (v.slot, m))
+            let m = v.members.get(&NodeId::new(&node_name(v.slot)))?;
+            Some((v.slot, m))
         })
         .collect();
-    let mut first_catalog = None;
-    for v in views {
-        let mut seen_alive = BTreeSet::new();
-        for m in &v.members {
-            let Some(y) = slot_of(&m.id) else { continue };
-            if m.state.is_live() && !live.contains(&y) {
-                extra.add(|| format!("n{} lists n{y} as {}", v.slot, m.state));
-            }
-            if live.contains(&y) {
-                if m.state == crate::protocol::MemberState::Alive {
-                    seen_alive.insert(y);
-                }
-                if let Some(o) = own.get(&y) {
-                    // Services are compared by content: two versions of
-                    // the same list answer lookups alike.
-                    if m.incarnation != o.incarnation || m.services.list != o.services.list {
-                        stale.add(|| {
-                            format!(
-                                "n{} holds n{y} at incarnation {} services v{}, n{y} says {} v{}",
-                                v.slot,
-                                m.incarnation,
-                                m.services.version,
-                                o.incarnation,
-                                o.services.version
-                            )
-                        });
-                    }
-                }
-            }
+    let Some(first) = views.first() else {
+        return Vec::new();
+    };
+    check_view(first, live, &own, &mut t);
+    let first_catalog = catalog(first.members.values());
+    let first_ok = t.count() == 0;
+    for v in &views[1..] {
+        let same = first_ok
+            && v.members.len() == first.members.len()
+            && v.members.diff(&first.members).next().is_none();
+        if same {
+            continue;
         }
-        for y in live.difference(&seen_alive) {
-            let state = v
-                .members
-                .iter()
-                .find(|m| slot_of(&m.id) == Some(*y))
-                .map_or("absent".to_string(), |m| m.state.to_string());
-            missing.add(|| format!("n{} has n{y} {state}", v.slot));
+        check_view(v, live, &own, &mut t);
+        if catalog(v.members.values()) != first_catalog {
+            t.catalogs.add(|| format!("n{} vs n{}", v.slot, first.slot));
         }
-        let cat = catalog(v.members.iter());
-        match &first_catalog {
-            None => first_catalog = Some((v.slot, cat)),
-            Some((first, c)) => {
-                if *c != cat {
-                    catalogs.add(|| format!("n{} vs n{first}", v.slot));
+    }
+    let mut out = Vec::new();
+    t.missing.report(&mut out);
+    t.extra.report(&mut out);
+    t.stale.report(&mut out);
+    t.catalogs.report(&mut out);
+    out
+}
+
+struct Tallies {
+    missing: Tally,
+    extra: Tally,
+    stale: Tally,
+    catalogs: Tally,
+}
+
+impl Default for Tallies {
+    fn default() -> Self {
+        Tallies {
+            missing: Tally::new("live member not listed alive"),
+            extra: Tally::new("member listed alive or suspect that is not live"),
+            stale: Tally::new("record differs from the member's own (incarnation or service list)"),
+            catalogs: Tally::new("service catalog differs from the first live node's"),
+        }
+    }
+}
+
+impl Tallies {
+    fn count(&self) -> usize {
+        self.missing.count + self.extra.count + self.stale.count + self.catalogs.count
+    }
+}
+
+fn check_view(
+    v: &NodeView,
+    live: &BTreeSet<usize>,
+    own: &std::collections::BTreeMap<usize, &Member>,
+    t: &mut Tallies,
+) {
+    let mut seen_alive = BTreeSet::new();
+    for m in v.members.values() {
+        let Some(y) = slot_of(&m.id) else { continue };
+        if m.state.is_live() && !live.contains(&y) {
+            t.extra
+                .add(|| format!("n{} lists n{y} as {}", v.slot, m.state));
+        }
+        if live.contains(&y) {
+            if m.state == crate::protocol::MemberState::Alive {
+                seen_alive.insert(y);
+            }
+            if let Some(o) = own.get(&y) {
+                // Services are compared by content: two versions of the
+                // same list answer lookups alike.
+                if m.incarnation != o.incarnation || m.services.list != o.services.list {
+                    t.stale.add(|| {
+                        format!(
+                            "n{} holds n{y} at incarnation {} services v{}, n{y} says {} v{}",
+                            v.slot,
+                            m.incarnation,
+                            m.services.version,
+                            o.incarnation,
+                            o.services.version
+                        )
+                    });
                 }
             }
         }
     }
-    let mut out = Vec::new();
-    missing.report(&mut out);
-    extra.report(&mut out);
-    stale.report(&mut out);
-    catalogs.report(&mut out);
-    out
+    for y in live.difference(&seen_alive) {
+        let state = v
+            .members
+            .get(&NodeId::new(&node_name(*y)))
+            .map_or("absent".to_string(), |m| m.state.to_string());
+        t.missing.add(|| format!("n{} has n{y} {state}", v.slot));
+    }
 }
 
 #[cfg(test)]
@@ -163,33 +210,32 @@ mod tests {
     #[test]
     fn agreeing_views_pass_and_each_disagreement_is_named() {
         let live: BTreeSet<usize> = [0, 1].into_iter().collect();
-        let good = |slot| NodeView {
-            slot,
-            members: vec![
-                m(0, 1, MemberState::Alive, 1),
-                m(1, 0, MemberState::Alive, 0),
-                m(2, 0, MemberState::Dead, 0),
-            ],
+        let records = vec![
+            m(0, 1, MemberState::Alive, 1),
+            m(1, 0, MemberState::Alive, 0),
+            m(2, 0, MemberState::Dead, 0),
+        ];
+        let good = |slot| NodeView::new(slot, records.clone());
+        let with = |f: &dyn Fn(&mut Member), i: usize| {
+            let mut r = records.clone();
+            f(&mut r[i]);
+            NodeView::new(1, r)
         };
         assert!(agreement(&[good(0), good(1)], &live).is_empty());
 
-        let mut bad = good(1);
-        bad.members[0].incarnation = 0;
+        let bad = with(&|m| m.incarnation = 0, 0);
         let v = agreement(&[good(0), bad], &live);
         assert!(v.iter().any(|s| s.contains("incarnation")), "{v:?}");
 
-        let mut bad = good(1);
-        bad.members[2].state = MemberState::Alive;
+        let bad = with(&|m| m.state = MemberState::Alive, 2);
         let v = agreement(&[good(0), bad], &live);
         assert!(v.iter().any(|s| s.contains("not live")), "{v:?}");
 
-        let mut bad = good(1);
-        bad.members[0].state = MemberState::Suspect;
+        let bad = with(&|m| m.state = MemberState::Suspect, 0);
         let v = agreement(&[good(0), bad], &live);
         assert!(v.iter().any(|s| s.contains("not listed alive")), "{v:?}");
 
-        let mut bad = good(1);
-        bad.members[0].services = ServiceSet::default();
+        let bad = with(&|m| m.services = ServiceSet::default(), 0);
         let v = agreement(&[good(0), bad], &live);
         assert!(v.iter().any(|s| s.contains("catalog")), "{v:?}");
     }

@@ -37,9 +37,10 @@ use tokio::time::Instant;
 
 use crate::actors::gossip::LiteralResolver;
 use crate::config::{Config, StringList};
-use crate::messages::{GetMembers, Leave, Silence, StopActivity, Subscribe};
+use crate::messages::{GetTable, Leave, Silence, StopActivity, Subscribe};
 use crate::metrics::Metrics;
 use crate::node::{start_node, NodeHandle, NodeOptions};
+use crate::protocol::formed::Formed;
 use crate::transport::sim::SimLink;
 use invariants::NodeView;
 use network::{addr_of, Net, NetParams};
@@ -95,6 +96,31 @@ impl Scenario {
     }
 }
 
+/// The default `--count` stops growing here: every node copies the part of
+/// its table a crash or leave changes (about 10 KB per event at 10,000
+/// members), so 200 crashes at 10,000 nodes would need 20 GB.
+const MAX_DEFAULT_COUNT: usize = 20;
+
+/// How the cluster a scenario runs in comes to be.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Form {
+    /// Every node starts knowing every node alive (see `protocol::formed`):
+    /// the state the joins would have left, without their cost. The default
+    /// for every scenario but `join`.
+    Warm,
+    /// The nodes start one by one and join through the seeds, like agents.
+    Join,
+}
+
+impl Form {
+    pub fn name(self) -> &'static str {
+        match self {
+            Form::Warm => "warm",
+            Form::Join => "join",
+        }
+    }
+}
+
 /// `gossip sim` arguments (also the library's parameters).
 #[derive(clap::Args, Clone, Debug)]
 pub struct SimArgs {
@@ -121,7 +147,8 @@ pub struct SimArgs {
     /// One JSON object on stdout instead of the summary.
     #[arg(long)]
     pub json: bool,
-    /// How many nodes crash, leave or pause (default: N/50, at least 1).
+    /// How many nodes crash, leave or pause (default: N/50, at least 1 and
+    /// at most 20).
     #[arg(long)]
     pub count: Option<usize>,
     /// Delay between node starts.
@@ -148,6 +175,11 @@ pub struct SimArgs {
     /// NODE_ID, same address) and wait until every node lists them again.
     #[arg(long)]
     pub restart: bool,
+    /// How the initial cluster forms: `warm` (every node starts knowing
+    /// everyone; the default) or `join` (real joins through the seeds,
+    /// `--stagger-ms` apart). The `join` scenario always joins.
+    #[arg(long, value_enum)]
+    pub form: Option<Form>,
     /// Time under loss before the scenario's event (not for join).
     #[arg(long, value_parser = parse_duration, default_value = "10s")]
     pub warmup: Duration,
@@ -178,9 +210,17 @@ impl SimArgs {
             reorder: 0.0,
             one_way: false,
             restart: false,
+            form: None,
             warmup: Duration::from_secs(10),
             probe_interval_ms: None,
             gossip_interval_ms: None,
+        }
+    }
+
+    pub fn form(&self) -> Form {
+        match (self.scenario, self.form) {
+            (Scenario::Join, _) => Form::Join,
+            (_, f) => f.unwrap_or(Form::Warm),
         }
     }
 
@@ -203,7 +243,7 @@ impl SimArgs {
 
     pub fn count(&self) -> usize {
         self.count
-            .unwrap_or(self.nodes / 50)
+            .unwrap_or((self.nodes / 50).min(MAX_DEFAULT_COUNT))
             .clamp(1, self.nodes.saturating_sub(1).max(1))
     }
 
@@ -224,6 +264,7 @@ impl SimArgs {
             }
         };
         opt("count", self.count().to_string(), d.count().to_string());
+        opt("form", self.form().name().into(), d.form().name().into());
         opt(
             "stagger-ms",
             self.stagger_ms.to_string(),
@@ -276,6 +317,9 @@ impl SimArgs {
         }
         if self.loss >= 1.0 {
             return Err("--loss 1 would disconnect everyone".into());
+        }
+        if self.scenario == Scenario::Join && self.form == Some(Form::Warm) {
+            return Err("the join scenario forms its cluster by joining: drop --form warm".into());
         }
         if self.seeds == 0 {
             return Err("--seeds must be at least 1".into());
@@ -501,7 +545,14 @@ impl Sim {
     /// Starts (or restarts, same NODE_ID at the same address) the node of
     /// slot `i`, joining through `seeds`.
     pub fn start(&mut self, i: usize, seeds: &[SocketAddr]) {
+        self.start_with(i, seeds, None);
+    }
+
+    /// Starts the node of slot `i` inside a formed cluster (the warm start;
+    /// the observer must have been `preload`ed), or joining through `seeds`.
+    pub fn start_with(&mut self, i: usize, seeds: &[SocketAddr], formed: Option<Formed>) {
         self.ensure(i);
+        let warm = formed.is_some();
         let cfg = self.config(i, seeds);
         let metrics = Arc::new(Metrics::default());
         let generation = self.slots[i].generation;
@@ -518,11 +569,16 @@ impl Sim {
                 resolver: Box::new(LiteralResolver),
                 owner: None,
                 metrics: metrics.clone(),
+                formed,
             },
         );
         // A fresh row for the new life; events from a previous life's actors
         // (still running, silenced) are ignored from now on.
-        let life = self.obs.borrow_mut().reset_row(i);
+        let life = if warm {
+            self.obs.borrow_mut().new_life(i)
+        } else {
+            self.obs.borrow_mut().reset_row(i)
+        };
         // Subscribed before the node has processed anything: the tap sees
         // every change of its view.
         let tap = Tap {
@@ -576,6 +632,17 @@ impl Sim {
     }
 
     /// Datagrams and bytes sent by every node so far, all lives included.
+    /// Every node counter summed over all nodes and lives (`SIM_DEBUG`).
+    pub fn counter_totals(&self) -> std::collections::BTreeMap<&'static str, u64> {
+        let mut t = std::collections::BTreeMap::new();
+        for m in self.slots.iter().flat_map(|s| &s.metrics) {
+            for (name, (v, _)) in m.snapshot() {
+                *t.entry(name).or_insert(0) += v;
+            }
+        }
+        t
+    }
+
     pub fn traffic(&self) -> (u64, u64, u64) {
         let mut t = (0, 0, 0);
         for s in &self.slots {
@@ -595,7 +662,7 @@ impl Sim {
             let members = self
                 .handle(i)
                 .membership
-                .send(GetMembers)
+                .send(GetTable)
                 .await
                 .unwrap_or_default();
             out.push(NodeView { slot: i, members });

@@ -18,6 +18,7 @@
 //!   node knows nothing any more, so a later record is a fresh learning.
 
 use actix::prelude::*;
+use imbl::Vector;
 use std::cell::RefCell;
 use std::rc::Rc;
 use tokio::time::Instant;
@@ -110,7 +111,9 @@ pub struct Observer {
     origin: Option<Instant>,
     /// `SIM_TRACE=x:y` prints every event node `x` emits about member `y`.
     trace: Option<(usize, usize)>,
-    rows: Vec<Vec<Rec>>,
+    /// Persistent rows: a warm start gives every node the same row, and
+    /// 10,000 x 10,000 pairs then cost what the nodes changed, not 800 MB.
+    rows: Vec<Vector<Rec>>,
     counted: Vec<bool>,
     lives: Vec<u32>,
     expect: Vec<Expect>,
@@ -160,18 +163,23 @@ impl Observer {
 
     /// Makes room for slots `0..=i`.
     pub fn ensure(&mut self, i: usize) {
-        while self.rows.len() <= i {
-            for row in self.rows.iter_mut() {
-                row.push(Rec::default());
-            }
-            let n = self.rows.len() + 1;
-            self.rows.push(vec![Rec::default(); n]);
-            self.counted.push(false);
-            self.expect.push(Expect::Any);
-            self.mismatch.push(0);
-            self.fact_seen.push(None);
-            self.lives.push(0);
+        let n = i + 1;
+        if self.rows.len() >= n {
+            return;
         }
+        // Existing rows grow once; new rows are clones of one blank row (a
+        // warm start of 10,000 nodes would otherwise build 10,000 distinct
+        // rows, 800 MB, before `preload` replaces them).
+        for row in self.rows.iter_mut() {
+            row.extend(std::iter::repeat_n(Rec::default(), n - row.len()));
+        }
+        let blank: Vector<Rec> = std::iter::repeat_n(Rec::default(), n).collect();
+        self.rows.resize(n, blank);
+        self.counted.resize(n, false);
+        self.expect.resize(n, Expect::Any);
+        self.mismatch.resize(n, 0);
+        self.fact_seen.resize(n, None);
+        self.lives.resize(n, 0);
     }
 
     pub fn rec(&self, node: usize, member: usize) -> Rec {
@@ -226,9 +234,10 @@ impl Observer {
     }
 
     fn recount(&mut self, x: usize) -> u32 {
-        let row = &self.rows[x];
-        (0..row.len())
-            .filter(|&y| y != x && !self.expect[y].matches(row[y]))
+        self.rows[x]
+            .iter()
+            .enumerate()
+            .filter(|&(y, r)| y != x && !self.expect[y].matches(*r))
             .count() as u32
     }
 
@@ -305,6 +314,36 @@ impl Observer {
         self.expect.get(y).copied().unwrap_or(Expect::Any)
     }
 
+    /// Slots `0..n` will hold a formed cluster (the warm start): every node
+    /// lists every node alive at incarnation 0, and each is expected live.
+    /// One row shared by all. The nodes are then started with `new_life`.
+    pub fn preload(&mut self, n: usize) {
+        if n == 0 {
+            return;
+        }
+        self.ensure(n - 1);
+        let alive = Rec {
+            inc: 0,
+            state: ALIVE,
+        };
+        let row: Vector<Rec> = std::iter::repeat_n(alive, self.rows.len()).collect();
+        for x in 0..n {
+            self.rows[x] = row.clone();
+            self.expect[x] = Expect::Live;
+        }
+        for x in 0..self.rows.len() {
+            let m = self.recount(x);
+            self.set_mismatch(x, m);
+        }
+    }
+
+    /// A node starts with the row `preload` gave it: a new life, no reset.
+    pub fn new_life(&mut self, x: usize) -> u32 {
+        self.ensure(x);
+        self.lives[x] += 1;
+        self.lives[x]
+    }
+
     /// The current life of slot `x`'s node (how many times it started).
     pub fn life(&self, x: usize) -> u32 {
         self.lives.get(x).copied().unwrap_or(0)
@@ -315,9 +354,8 @@ impl Observer {
     pub fn reset_row(&mut self, x: usize) -> u32 {
         self.ensure(x);
         self.lives[x] += 1;
-        for r in self.rows[x].iter_mut() {
-            *r = Rec::default();
-        }
+        let n = self.rows[x].len();
+        self.rows[x] = std::iter::repeat_n(Rec::default(), n).collect();
         let had_fact = self.fact_seen[x].take().is_some();
         if had_fact && self.counted[x] && self.fact.as_ref().is_some_and(|f| f.owner != x) {
             self.fact_missing += 1;
@@ -423,7 +461,7 @@ impl Observer {
             EventKind::Left => self.lefts.push(s),
             _ => {}
         }
-        self.rows[x][y] = new;
+        self.rows[x].set(y, new);
         let ex = self.expect[y];
         let (was, is) = (ex.matches(old), ex.matches(new));
         if was != is {

@@ -12,6 +12,8 @@ pub struct Report {
     pub scenario: String,
     pub seed: u64,
     pub loss: f64,
+    /// How the initial cluster formed: `warm` or `join` (see `sim --form`).
+    pub form: String,
     /// The scenario's goal was reached within its time limit.
     pub converged: bool,
     /// Virtual ms from the scenario's event until its goal (see BENCHMARKS.md).
@@ -86,6 +88,7 @@ impl Report {
             scenario: a.scenario.name().to_string(),
             seed: a.seed,
             loss: a.loss,
+            form: a.form().name().to_string(),
             replay: a.replay(),
             duration_ms: a.duration().as_millis() as u64,
             count: a.count(),

@@ -38,11 +38,14 @@ use std::time::Duration;
 
 use super::invariants::agreement;
 use super::network::addr_of;
-use super::observer::{Expect, Fact, Observer, Sighting};
+use super::observer::{node_name, Expect, Fact, Observer, Sighting};
 use super::report::{percentile, round1, Report};
-use super::{Life, Scenario, Sim};
+use super::{Form, Life, Scenario, Sim};
+use crate::config::Config;
 use crate::messages::Register;
+use crate::protocol::formed::Formed;
 use crate::protocol::services::Service;
+use crate::protocol::{Member, NodeId};
 
 /// When deaths of a member count as false positives.
 #[derive(Default)]
@@ -134,6 +137,9 @@ pub async fn run(sim: &mut Sim) -> Report {
             Err(e) => Err(e),
             Ok(setup) => {
                 r.setup_ms = Some(setup);
+                if std::env::var_os("SIM_DEBUG").is_some() {
+                    eprintln!("resident after forming: {} MB", resident_mb());
+                }
                 r.wall_setup_ms = wall.elapsed().as_millis() as u64;
                 sim.net.set_loss(a.loss);
                 match s {
@@ -192,6 +198,11 @@ pub async fn run(sim: &mut Sim) -> Report {
     }
 
     r.wall_scenario_ms = wall.elapsed().as_millis() as u64 - r.wall_setup_ms;
+    if std::env::var_os("SIM_DEBUG").is_some() {
+        for (name, v) in sim.counter_totals() {
+            eprintln!("counter {name}: {v}");
+        }
+    }
 
     // Faults stop; all live nodes must come to agree.
     let wall = std::time::Instant::now();
@@ -293,9 +304,37 @@ fn form_limit(sim: &Sim) -> Duration {
     Duration::from_secs(120) + Duration::from_millis(sim.a.stagger_ms * sim.a.nodes as u64)
 }
 
+/// This process's resident memory (Linux), for `SIM_DEBUG`.
+fn resident_mb() -> u64 {
+    std::fs::read_to_string("/proc/self/statm")
+        .ok()
+        .and_then(|s| s.split_whitespace().nth(1)?.parse::<u64>().ok())
+        .map_or(0, |pages| pages * 4096 / 1_000_000)
+}
+
+/// Starts nodes `0..n` at once inside one formed cluster (`--form warm`).
+fn start_formed(sim: &mut Sim, health: &mut Health) {
+    let n = sim.a.nodes;
+    let members: Vec<Member> = (0..n)
+        .map(|i| Member::new_alive(NodeId::new(&node_name(i)), addr_of(i), 0))
+        .collect();
+    // The nodes' own bound (config.yml's), so the table is the one they keep.
+    let max_members = Config::default().max_members;
+    let formed = Formed::new(&members, max_members, &mut sim.rng);
+    sim.obs.borrow_mut().preload(n);
+    for i in 0..n {
+        sim.start_with(i, &[], Some(formed.clone()));
+        health.open(i, sim.now_ms(), None);
+    }
+}
+
 /// Forms the initial cluster on a loss-free network; returns when it formed.
 async fn form(sim: &mut Sim, health: &mut Health) -> Result<u64, String> {
     sim.phase = "forming";
+    if sim.a.form() == Form::Warm {
+        start_formed(sim, health);
+        return Ok(sim.now_ms());
+    }
     start_all(sim, health).await;
     let limit = form_limit(sim);
     if !sim.wait(limit, |o| o.total_mismatch() == 0).await {
@@ -589,8 +628,7 @@ async fn partition(sim: &mut Sim, r: &mut Report, health: &mut Health) -> Result
     for v in &views {
         let own = v
             .members
-            .iter()
-            .find(|m| super::observer::slot_of(&m.id) == Some(v.slot))
+            .get(&NodeId::new(&node_name(v.slot)))
             .map_or(0, |m| m.incarnation);
         health.close(v.slot, t_heal);
         health.open(v.slot, t_heal, Some(own.min(u32::MAX as u64) as u32));
