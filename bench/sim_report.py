@@ -152,24 +152,25 @@ def one(rows, **kw):
 
 def targets(rows):
     out = ["| target (issue 5) | measured | met |", "|---|---|---|"]
-    soak = one(rows, tag="matrix", nodes=1000, scenario="soak", loss=0)
-    if soak:
-        scen = soak["wall_scenario_ms"] / 1000
-        total = soak["wall_ms"] / 1000
+    scale = one(rows, tag="scale", nodes=1000)
+    if scale:
+        total = scale["wall_ms"] / 1000
         out.append(
-            f"| 1,000 nodes: 60 virtual s in ≤ 20 s wall | the 60 s soak itself: **{scen:.1f} s** wall; the whole run "
-            f"(forming the cluster from nothing: 1,000 joins in {soak['setup_ms'] / 1000:.1f} virtual s, then 60 s, then the checks): "
-            f"{total:.1f} s, of which {soak['wall_setup_ms'] / 1000:.1f} s forming | 60 s of a running cluster: yes; "
-            f"including its formation: {'yes' if total <= 20 else '**no**'} |")
-    big = one(rows, tag="scale")
-    if big and soak:
-        per_pair_1k = soak["peak_rss_kb"] * 1024 / 1000 ** 2
-        per_pair_2k = big["peak_rss_kb"] * 1024 / big["nodes"] ** 2
-        est = per_pair_2k * 10_000 ** 2 / 2 ** 30
+            f"| 1,000 nodes: 60 virtual s in ≤ 20 s wall | **{total:.1f} s** for the whole run (a warm start, "
+            f"{scale['virtual_ms'] / 1000:.0f} virtual s: 10 s of warm-up and the 60 s soak, then the checks; "
+            f"{scale['wall_scenario_ms'] / 1000:.1f} s of it the simulation itself) | {'yes' if total <= 20 else '**no**'} |")
+    cold = one(rows, tag="coldform", nodes=1000, scenario="failure")
+    if cold:
         out.append(
-            f"| 10,000 nodes, dissemination and failure, < 4 GB | not run: peak RSS {soak['peak_rss_kb'] / 1024:,.0f} MB at 1,000 nodes, "
-            f"{big['peak_rss_kb'] / 1024:,.0f} MB at {big['nodes']:,} ({per_pair_1k:.0f} and {per_pair_2k:.0f} bytes per (node, member) pair); "
-            f"10,000 nodes hold 10^8 pairs: ≈ {est:,.0f} GB (this machine has 23 GB) | **no** |")
+            f"| (the same cluster formed by 1,000 real joins first) | forming it: {cold['setup_ms'] / 1000:.1f} virtual s, "
+            f"{cold['wall_setup_ms'] / 1000:.1f} s of wall time | not a target |")
+    big = [r for r in find(rows, tag="matrix", nodes=10000) if r["scenario"] in ("dissemination", "failure")]
+    if big:
+        worst = max(r["peak_rss_kb"] for r in big)
+        txt = "; ".join(f"{r['scenario']} at loss {r['loss']:g}: {r['peak_rss_kb'] / 1024 ** 2:.2f} GB, "
+                        f"{r['wall_ms'] / 1000:.0f} s wall" for r in sorted(big, key=lambda r: (r["scenario"], r["loss"])))
+        ok = worst < 4 * 1024 ** 2 and all(r["converged"] for r in big)
+        out.append(f"| 10,000 nodes, dissemination and failure, < 4 GB | peak RSS {txt} | {'yes' if ok else '**no**'} |")
     for n, lim0, lim30 in [(1000, 1.6, 3.0)]:
         r0 = one(rows, tag="matrix", nodes=n, scenario="dissemination", loss=0)
         r3 = one(rows, tag="matrix", nodes=n, scenario="dissemination", loss=0.3)
@@ -222,10 +223,13 @@ def extras_table(rows, tags):
 def scaling(rows):
     out = ["| N | run | virtual s | wall s (forming / scenario / checks) | peak RSS | bytes per (node, member) pair | command |",
            "|---:|---|---:|---|---:|---:|---|"]
-    for r in sorted([r for r in rows if r["scenario"] == "soak" and r["loss"] == 0 and r["tag"] in ("matrix", "scale")],
-                    key=lambda r: r["nodes"]):
+    picked = [r for r in rows if r["loss"] == 0 and (
+        (r["tag"] in ("matrix", "scale") and r["scenario"] == "soak")
+        or (r["tag"] == "matrix" and r["nodes"] >= 10000))]
+    for r in sorted(picked, key=lambda r: (r["nodes"], r["scenario"], r["tag"])):
         pair = r["peak_rss_kb"] * 1024 / r["nodes"] ** 2
-        out.append(f"| {r['nodes']:,} | soak {r['duration_ms'] // 1000} s | {r['virtual_ms'] / 1000:.1f} | {r['wall_ms'] / 1000:.1f} "
+        what = f"soak {r['duration_ms'] // 1000} s" if r["scenario"] == "soak" else r["scenario"]
+        out.append(f"| {r['nodes']:,} | {what} | {r['virtual_ms'] / 1000:.1f} | {r['wall_ms'] / 1000:.1f} "
                    f"({r['wall_setup_ms'] / 1000:.1f} / {r['wall_scenario_ms'] / 1000:.1f} / {r['wall_settle_ms'] / 1000:.1f}) | "
                    f"{r['peak_rss_kb'] / 1024:,.0f} MB | {pair:,.0f} | {cmd(r)} |")
     return "\n".join(out)
@@ -256,10 +260,11 @@ def main():
       "on an in-memory network, in virtual time (a paused tokio clock, so idle time costs nothing), deterministic "
       "for a given seed. Node settings are config.yml's defaults: probe every 1 s (timeout 500 ms, 3 indirect "
       "checks), gossip every 200 ms to 3 peers, suspicion 1.8 s minimum (×0.9·log10 N beyond), ×3 without "
-      "confirmations, push-pull every 30 s (scaled up past 32 members), reconnect to a dead member every 5 s. "
+      "confirmations, push-pull every 10 s (scaled up past 32 members), reconnect to a dead member every 5 s. "
       "The network delays each datagram 1–3 ms; `loss` drops that fraction of all datagrams. Every scenario but "
-      "`join` first forms the cluster without loss (nodes started 10 ms apart through 3 seeds), then turns the "
-      "loss on for a 10 s warm-up before its event. After the goal, faults stop and the simulator waits until "
+      "`join` starts from a formed cluster (`--form warm`: every node starts knowing every node alive, the state "
+      "the joins would leave, see `src/protocol/formed.rs`; `--form join` forms it by real joins instead, as the "
+      "`coldform` rows do), then turns the loss on for a 10 s warm-up before its event. After the goal, faults stop and the simulator waits until "
       "every live node holds the same record (incarnation, services) of every live node, then checks the "
       "invariants. Wall times are for this shared 2-core machine and vary by ±30% with its load.\n")
     p("### Issue 5's targets\n")
@@ -271,7 +276,8 @@ def main():
       "`bound`: what no implementation of this design can beat (first probe, probe period, suspicion timeout, "
       "⌈log₄N⌉ hops of eager push at fanout 3); `anchor`: the figures of ../shared/notes/protocol-reference.md "
       "(loopback figures are real processes at 20 nodes, the Serf model is analytic). "
-      "10,000 nodes could not be run (see Scaling).\n")
+      "Rows not run: at 10,000 nodes join, partition and churn, and leave and soak under loss; at 1,000 nodes "
+      "partition, and churn at 30% (see Scaling and the comment in bench/sim_matrix.sh).\n")
     for sc in SCENARIOS:
         rs = sorted([r for r in matrix if r["scenario"] == sc], key=lambda r: (r["nodes"], r["loss"]))
         if rs:
@@ -287,8 +293,8 @@ def main():
       "memberlist), 230 (foca) and 6,341 (chitchat) bytes per member per second at 10 idle members.\n")
     p(bytes_table(rows) + "\n")
     p("### Beside the reference's loopback figures, and other runs\n")
-    p(extras_table(rows, {"ref20", "ref10", "pause", "detect", "restart", "soak10m", "partition300"}) + "\n")
-    p("### Scaling, and why 10,000 nodes do not fit\n")
+    p(extras_table(rows, {"ref20", "ref10", "pause", "detect", "restart", "soak10m", "partition300", "coldform"}) + "\n")
+    p("### Scaling to 10,000 nodes\n")
     p(scaling(rows) + "\n")
     p(SCALING_TEXT)
     p(COST_TEXT)
@@ -303,10 +309,10 @@ DESCRIPTIONS = {
             "Goal: every node lists every node (alive or suspect). Result: from the first start.",
     "dissemination": "A service registration at one node (a new rumor: its record with a new services version). "
                      "Goal: every node holds it. Result: per node, time from the registration.",
-    "failure": "k = N/50 (at least 1) nodes crash at once (their transport goes silent). Goal: every survivor lists "
+    "failure": "k = N/50 (at least 1, at most 20) nodes crash at once (their transport goes silent). Goal: every survivor lists "
                "them dead. Result: per (survivor, victim) pair, time from the crash until that survivor lists the "
                "victim dead; `dead everywhere`: per victim, until the last survivor does.",
-    "leave": "k = N/50 (at least 1) nodes leave gracefully. Goal: every other node lists them left.",
+    "leave": "k = N/50 (at least 1, at most 20) nodes leave gracefully. Goal: every other node lists them left.",
     "partition": "The cluster splits in two halves for 30 s (both directions cut), then heals. Goal: one converged "
                  "view (every node lists every node alive or suspect). Result: from the heal. Deaths across the cut "
                  "are expected and not counted; false deaths are counted during the partition (same side) and "
@@ -318,48 +324,42 @@ DESCRIPTIONS = {
 }
 
 SCALING_TEXT = """
-Memory grows with the square of N: every node holds a record of every other node several times over (the
-view, a `BTreeMap<NodeId, Member>` with its own decoded copy of each id and service list; the failure
-detector's own `HashMap<NodeId, Member>` copy; three `PeerSet`s in the failure detector, gossip and rumor
-actors, each a `Vec<(NodeId, SocketAddr)>` plus a `HashMap<NodeId, usize>`, with 32-byte `SocketAddr`s; the
-probe order). At ~900 bytes per (node, member) pair, 10,000 nodes (10^8 pairs) need about 90 GB, four times
-this machine's memory, so no 10,000-node row was run and the 4 GB target is out of reach for any design that
-keeps full membership at every node in one process: 4 GB is 40 bytes per pair, the view alone included. What
-would get closest: one interned `Arc<str>` per member id for the whole process instead of one per node per
-member, shared empty service lists, one peer table per node shared by its actors (`Rc`) instead of three plus
-the failure detector's copy of the records (it needs only state and incarnation), 6-byte addresses. The
-simulator's own state is 8 bytes per pair.
+Every node keeps a record of every member, so the tables hold N² records in all: 10^8 at 10,000 nodes,
+about 90 GB at the ~900 bytes per (node, member) pair that plain `BTreeMap`s and `HashMap`s cost (the view,
+the failure detector's copy, three peer sets, the probe order). What makes 10,000 nodes fit is sharing, not
+squeezing: those tables are persistent (`imbl`: B-trees and RRB vectors of shared chunks, O(1) clones), the
+warm start builds one formed cluster (`protocol::formed::Formed`) and clones it into every node, and each
+node then pays only for the chunks it changes: a 16-record B-tree leaf and its path per changed record,
+about 10 KB per crashed member per node at 10,000 nodes (hence `--count` capped at 20 by default), and a
+few KB per node for its own record and rotated probe order. Removals from peer sets and the probe order only
+mark an index, so they copy little. The observer's rows are persistent too, and the agreement check compares
+each node's table with the first one's with `OrdMap::diff`, which skips shared chunks, instead of copying
+10^8 records out of the nodes.
+
+What stays out of reach at 10,000 nodes: anything that makes every node change a large part of its table.
+A partition (each half declares the other 5,000 dead: every node copies its table whole, ~10 GB), churn,
+and a cold join (10,000 state transfers of 10,000 records, 10^8 merges) are not run.
 """
 
 COST_TEXT = """
-Where the wall time goes. The simulator itself is cheap: a formed, idle 1,000-node cluster runs 60 virtual
-seconds in a second or two. The protocol's own work is what costs, and three things in it grow faster than
-they should:
+Where the wall time goes. An idle formed cluster is cheap (the soak rows: 1,000 nodes run 70 virtual seconds
+in about 2 s); events cost in proportion to the rumors and probes they cause. Two costs were fixed after the
+previous matrix (at 20dad27, before the warm start): a suspicion's confirmations were re-spread without
+limit (finding 5 below; a 1,000-node failure took 322 s of wall time, now about 10 s), and collecting every
+node's table for the agreement check copied 10^8 records at 10,000 nodes (9.3 GB; now `GetTable` returns the
+persistent table in O(1)). Still open:
 
-- **Suspicion confirmations are re-broadcast without limit** (open). `Suspicion::confirm` accepts every new
-  accuser, and the failure detector re-spreads each new confirmation, so a suspect in an N-node cluster is
-  flooded to everyone once per accuser, up to N times; memberlist stops at k confirmations (`Confirm` returns
-  false once n >= k, and only then re-broadcasts). A crash of 20 of 1,000 nodes costs minutes of wall time
-  (see the failure rows) and a 1,000-node partition (500 suspects per side) hours, which is why those rows
-  are missing. With the cap (two lines in `protocol/suspicion.rs`, tested on a copy of commit 36d31ae, 300
-  nodes, same seeds): failure 359 → 37 datagrams per node per second (26.9 → 2.4 KB/s), detection p50 4.10 →
-  4.15 s, 5.8 → 0.4 s of wall time; partition 74 → 18 KB/s per node, 51 → 17 s of wall time, converged
-  6.3 → 7.2 s after the heal; churn 108 → 26 datagrams per node per second. Commands:
-  `gossip sim --nodes 300 --scenario failure`,
-  `gossip sim --nodes 300 --scenario partition --duration 10s --warmup 2s --limit 60s`,
-  `gossip sim --nodes 300 --scenario churn --duration 20s --warmup 2s --limit 60s`.
 - **actix polls every pending timer of an actor whenever the actor wakes.** Each `run_later` is a future in
   the actor's context, and `ContextFut::poll` polls all of them; a failure detector with hundreds of running
-  suspicion timers and probes (a partition) spends 23% of the CPU in `Sleep::poll` (profile of a 1,000-node
-  partition). One timer for the earliest deadline over a `BTreeMap` of deadlines would make it O(log n).
-- **`PeerSet::insert` hashes with SipHash on every membership event in three actors** (7% of a 300-node
-  partition's profile); `ProbeOrder::contains` scanned a `Vec` (28% of a 1,000-node join) until commit
-  b25c273 added an index, which took forming 1,000 nodes from 29 to 17 s of wall time.
+  suspicion timers and probes (a partition) spends a quarter of the CPU in `Sleep::poll` (profile of a
+  1,000-node partition). One timer for the earliest deadline over a `BTreeMap` of deadlines would make it
+  O(log n). This is what keeps the 1,000-node partition rows out (over 10 minutes of wall time each).
+- Forming 1,000 nodes by joins costs about 1.9 million datagrams and 10^6 merges (the `coldform` rows): most
+  of the wall time of a cold 1,000-node run.
 
-At 30% loss a 1,000-node cluster lives in a permanent suspicion storm: a probe fails about one time in five
-(direct ping and ack both arrive with p = 0.49; each indirect path with p = 0.24), so the cluster raises
-about 100 suspicions per second, each and its refutation flooded to all; each node then sends ~330
-datagrams (74 KB) per second instead of 2 (80 bytes), and a virtual second costs ~13 s of wall time.
+At 30% loss a large cluster lives in a permanent suspicion storm: a probe fails about one time in five
+(direct ping and ack both arrive with p = 0.49; each indirect path with p = 0.24), so a 1,000-node cluster
+raises about 100 suspicions per second, each and its refutation flooded to all.
 """
 
 FINDINGS = """
@@ -388,10 +388,16 @@ top, unless a row says otherwise):
 4. The registry published an empty service list at start (a rumor per node, and nodes that missed it kept
    services version 0); removed in e405d0c.
 
-Open:
+5. Suspicion confirmations were re-broadcast without limit: every node probes a member it hears is suspect,
+   and every new accusation was re-spread by every node that had not seen it, so one crash cost O(N²)
+   rumors: `gossip sim --nodes 200 --scenario failure` sent 280 datagrams per node per second (now 24), and
+   the 1,000-node failure run 20 million rumors in 322 s of wall time (now about 10 s). A suspicion now keeps
+   at most k confirmations and only those travel, as in memberlist (4810eab; regression test
+   `a_crash_costs_no_flood_of_confirmations` in tests/sim.rs). Detection p50 at 1,000 nodes went from 4.80 s
+   to 3.7 s.
 
-5. Suspicion confirmations are re-broadcast without limit (see "Where the wall time goes"): the main cost of
-   failures, partitions and churn at 300+ nodes, and the reason the 1,000-node partition rows are missing.
+Open (as of the previous matrix; see the rows above for what they show now):
+
 6. At 1,000 nodes and 10% loss, forming the cluster takes 134 s (`gossip sim --nodes 1000 --scenario join
    --loss 0.1`): in the join storm about 3 in 10,000 (node, member) pairs miss a join rumor, and push-pull,
    scaled to every 60 s at this size, repairs them one exchange at a time (314 pairs still missing at 30 s).
@@ -421,8 +427,14 @@ METHOD = """
   their timers keep firing, so it may time out its own probes and accuse healthy members, who refute. A
   SIGSTOPped process does much the same when it wakes up with overdue timers.
 - Observation: a small actor subscribed to each node's membership events mirrors every node's view of every
-  member (8 bytes per pair), so goals and detection times are measured to the virtual millisecond without
-  querying the nodes. At the end the nodes' real tables are fetched (`GetMembers`) for the agreement invariant.
+  member (8 bytes per pair, in persistent rows shared from the warm start), so goals and detection times are
+  measured to the virtual millisecond without querying the nodes. At the end the nodes' real tables are
+  fetched (`GetTable`, an O(1) copy of the persistent map) for the agreement invariant.
+- Warm start (`--form warm`, the default but for `join`): every node starts with the member table, peer sets
+  and probe order a completed join would have given it (all members alive at incarnation 0), cloned from one
+  `Formed` value; each node's probe order is the same shuffled list walked from its own random offset until
+  its first reshuffle. Nothing else differs from a node that joined: same actors, same code paths from then
+  on. `--form join` forms the cluster by real staggered joins, as before.
 - Determinism: every RNG is seeded from `--seed`; the runtime is single-threaded with its clock paused from the
   start (so timers land on exact milliseconds whatever the wall clock did at start-up); the simulator iterates
   only ordered collections. Two runs with the same arguments print the same JSON except `wall_*`.
