@@ -276,7 +276,7 @@ def main():
       "`bound`: what no implementation of this design can beat (first probe, probe period, suspicion timeout, "
       "⌈log₄N⌉ hops of eager push at fanout 3); `anchor`: the figures of ../shared/notes/protocol-reference.md "
       "(loopback figures are real processes at 20 nodes, the Serf model is analytic). "
-      "Rows not run: at 10,000 nodes join, partition and churn, and leave and soak under loss; at 1,000 nodes "
+      "Rows not run: at 10,000 nodes join, partition and churn, 30% loss, and leave and soak under loss; at 1,000 nodes "
       "partition, and churn at 30% (see Scaling and the comment in bench/sim_matrix.sh).\n")
     for sc in SCENARIOS:
         rs = sorted([r for r in matrix if r["scenario"] == sc], key=lambda r: (r["nodes"], r["loss"]))

@@ -31,8 +31,15 @@ use crate::protocol::peers::PeerSet;
 use crate::protocol::wire::{encode_msg, Msg};
 use crate::protocol::{MemberState, NodeId};
 
-/// How long after joining the follow-up push-pull runs.
-pub const FOLLOW_UP_SYNC: Duration = Duration::from_secs(2);
+/// When, after joining, the follow-up push-pulls run. Each repairs most of
+/// what is still missing (at 10% loss a 1,000-member state transfer misses
+/// about 100 records, and one digest push-pull recovers about 80% of them);
+/// once the views agree a push-pull costs one datagram.
+pub const FOLLOW_UP_SYNCS: [Duration; 3] = [
+    Duration::from_secs(2),
+    Duration::from_secs(6),
+    Duration::from_secs(14),
+];
 
 #[derive(Clone, Debug)]
 pub struct GossipSettings {
@@ -271,17 +278,19 @@ impl Handler<MemberEvent> for Gossip {
                         self.joined = true;
                         log::info!("joined the cluster ({} known)", self.peers.len() + 1);
                         // The join's state transfer is a burst of datagrams
-                        // with no retry: a digest-based push-pull shortly
-                        // after repairs whatever part of it was lost.
-                        ctx.run_later(FOLLOW_UP_SYNC, |act, ctx| {
-                            guard(ctx, |_| {
-                                if let Some((_, peer)) =
-                                    act.peers.sample(1, &[], &mut act.rng).pop()
-                                {
-                                    act.sync.do_send(StartSync { peer, join: false });
-                                }
+                        // with no retry: digest-based push-pulls shortly
+                        // after repair whatever part of it was lost.
+                        for delay in FOLLOW_UP_SYNCS {
+                            ctx.run_later(delay, |act, ctx| {
+                                guard(ctx, |_| {
+                                    if let Some((_, peer)) =
+                                        act.peers.sample(1, &[], &mut act.rng).pop()
+                                    {
+                                        act.sync.do_send(StartSync { peer, join: false });
+                                    }
+                                });
                             });
-                        });
+                        }
                     }
                 }
                 MemberState::Dead => {

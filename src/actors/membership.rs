@@ -25,7 +25,8 @@ use crate::messages::*;
 use crate::metrics::Metrics;
 use crate::protocol::member::{plausible_incarnation, refutation, Change};
 use crate::protocol::services::ServiceSet;
-use crate::protocol::view::{plan_sync, View};
+use crate::protocol::sync_plan::{page_bounds, plan_gap, plan_page};
+use crate::protocol::view::View;
 use crate::protocol::wire::{encode_msg, paginate, DigestEntry, EncodedMsg, Msg};
 use crate::protocol::{Member, MemberState, NodeId};
 
@@ -33,7 +34,8 @@ use crate::protocol::{Member, MemberState, NodeId};
 const DIRECT_REFUTATION_PEERS: usize = 64;
 /// Incomplete digests kept at once (each is one push-pull in progress).
 const MAX_PARTIAL_SYNCS: usize = 8;
-/// A push-pull whose digest pages have not all arrived by then is dropped.
+/// How long the pages of one push-pull are waited for (to settle the ids
+/// between two pages); each page is acted on as it arrives.
 const PARTIAL_SYNC_TTL: Duration = Duration::from_secs(5);
 /// Room left in a datagram for the SyncDigest/SyncWant wrapper.
 const PAGE_WRAPPER: usize = 32;
@@ -47,8 +49,12 @@ pub struct MembershipSettings {
     pub seed: u64,
 }
 
+/// The pages of one peer's digest that have arrived: for each, the first and
+/// last id it lists (`None` for a page out of order, which speaks only for
+/// its own entries), so that the ids between two pages can be settled once
+/// both are in (see `protocol::sync_plan`).
 struct PartialSync {
-    pages: Vec<Option<Vec<DigestEntry>>>,
+    pages: Vec<Option<Option<(NodeId, NodeId)>>>,
     started: Instant,
 }
 
@@ -382,16 +388,29 @@ impl Membership {
             pages: vec![None; pages as usize],
             started: Instant::now(),
         });
-        if p.pages.len() != pages as usize {
+        if p.pages.len() != pages as usize || p.pages[page as usize].is_some() {
             return;
         }
-        p.pages[page as usize] = Some(entries);
-        if p.pages.iter().any(Option::is_none) {
-            return;
+        let bounds = page_bounds(&entries);
+        p.pages[page as usize] = Some(bounds.clone());
+        // The ids between this page and an arrived neighbour.
+        let i = page as usize;
+        let neighbour = |j: usize| p.pages.get(j).cloned().flatten().flatten();
+        let before = i.checked_sub(1).and_then(neighbour);
+        let after = neighbour(i + 1);
+        let done = p.pages.iter().all(Option::is_some);
+        if done {
+            self.partial.remove(&key);
         }
-        let done = self.partial.remove(&key).expect("present");
-        let remote: Vec<DigestEntry> = done.pages.into_iter().flatten().flatten().collect();
-        let plan = plan_sync(&self.view, &remote);
+        let mut plan = plan_page(&self.view, &entries, page, pages);
+        if let Some((first, last)) = &bounds {
+            if let Some((_, prev_last)) = before {
+                plan.send.extend(plan_gap(&self.view, &prev_last, first));
+            }
+            if let Some((next_first, _)) = after {
+                plan.send.extend(plan_gap(&self.view, last, &next_first));
+            }
+        }
         self.send_records(from, plan.send.iter());
         let want_pages = paginate(plan.want, self.room.saturating_sub(PAGE_WRAPPER));
         let msgs = want_pages

@@ -12,6 +12,7 @@ pub mod probe_order;
 pub mod rumor_queue;
 pub mod services;
 pub mod suspicion;
+pub mod sync_plan;
 pub mod view;
 pub mod wire;
 

@@ -14,6 +14,7 @@
 
 use imbl::OrdMap;
 use std::collections::BTreeMap;
+use std::ops::Bound;
 use std::time::Duration;
 use tokio::time::Instant;
 
@@ -159,46 +160,18 @@ impl View {
         expired
     }
 
+    /// The records whose ids fall within the bounds, in id order.
+    pub fn range<'a>(
+        &'a self,
+        lo: Bound<&'a NodeId>,
+        hi: Bound<&'a NodeId>,
+    ) -> impl Iterator<Item = &'a Member> + 'a {
+        self.members.range::<_, NodeId>((lo, hi)).map(|(_, m)| m)
+    }
+
     pub fn digest(&self) -> Vec<DigestEntry> {
         self.members.values().map(digest_entry).collect()
     }
-}
-
-/// What a push-pull peer and we should send each other, given its digest.
-#[derive(Debug, Default, PartialEq, Eq)]
-pub struct SyncPlan {
-    /// Records where ours is newer, or that the peer lacks: we send them.
-    pub send: Vec<NodeId>,
-    /// Records where the peer's is newer, or that we lack: we ask for them.
-    pub want: Vec<NodeId>,
-}
-
-/// Compares our view with a peer's complete digest.
-pub fn plan_sync(view: &View, remote: &[DigestEntry]) -> SyncPlan {
-    let mut plan = SyncPlan::default();
-    let mut seen = std::collections::BTreeSet::new();
-    for r in remote {
-        seen.insert(&r.id);
-        match view.get(&r.id) {
-            None => plan.want.push(r.id.clone()),
-            Some(m) => {
-                let ours = (m.incarnation, m.state);
-                let theirs = (r.incarnation, r.state);
-                if theirs > ours || r.services_version > m.services.version {
-                    plan.want.push(r.id.clone());
-                }
-                if ours > theirs || m.services.version > r.services_version {
-                    plan.send.push(r.id.clone());
-                }
-            }
-        }
-    }
-    for m in view.iter() {
-        if !seen.contains(&m.id) {
-            plan.send.push(m.id.clone());
-        }
-    }
-    plan
 }
 
 #[cfg(test)]
@@ -289,34 +262,6 @@ mod tests {
         assert!(
             v.apply(&m("x", 2, MemberState::Alive), now).is_ok(),
             "known members still update"
-        );
-    }
-
-    #[test]
-    fn sync_plan_sends_newer_and_wants_missing() {
-        let now = Instant::now();
-        let mut v = View::new(100);
-        v.apply(&m("mine-newer", 3, MemberState::Alive), now)
-            .unwrap();
-        v.apply(&m("theirs-newer", 1, MemberState::Alive), now)
-            .unwrap();
-        v.apply(&m("same", 1, MemberState::Alive), now).unwrap();
-        v.apply(&m("only-mine", 1, MemberState::Alive), now)
-            .unwrap();
-        let remote = vec![
-            digest_entry(&m("mine-newer", 2, MemberState::Alive)),
-            digest_entry(&m("theirs-newer", 1, MemberState::Dead)),
-            digest_entry(&m("same", 1, MemberState::Alive)),
-            digest_entry(&m("only-theirs", 1, MemberState::Alive)),
-        ];
-        let plan = plan_sync(&v, &remote);
-        assert_eq!(
-            plan.send,
-            vec![NodeId::new("mine-newer"), NodeId::new("only-mine")]
-        );
-        assert_eq!(
-            plan.want,
-            vec![NodeId::new("theirs-newer"), NodeId::new("only-theirs")]
         );
     }
 }

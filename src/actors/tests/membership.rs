@@ -7,7 +7,7 @@ use crate::actors::membership::{Membership, MembershipSettings};
 use crate::messages::*;
 use crate::metrics::Metrics;
 use crate::protocol::wire::Msg;
-use crate::protocol::{Member, MemberState};
+use crate::protocol::{Member, MemberState, NodeId};
 use crate::testkit::{recorder, settle, Log};
 
 struct Fixture {
@@ -262,6 +262,61 @@ async fn push_pull_exchanges_digests_then_records() {
     });
     settle(1).await;
     assert!(f.sends.is_empty());
+}
+
+/// Each digest page is acted on as it arrives: with the middle page of three
+/// lost, what the other two say is still fetched and sent, and nothing is
+/// said about the lost page's ids.
+#[actix::test]
+async fn digest_pages_are_acted_on_without_waiting_for_a_lost_one() {
+    tokio::time::pause();
+    let f = start().await;
+    for (name, port) in [("b", 2001), ("d", 2003), ("f", 2005)] {
+        f.ms.do_send(rumor(member(name, port, 0, MemberState::Alive), None));
+    }
+    settle(1).await;
+    f.sends.take();
+    let entry = |name: &str, port: u16, inc: u64| {
+        crate::protocol::view::digest_entry(&member(name, port, inc, MemberState::Alive))
+    };
+    // The peer's digest in id order: [a, b] [c, d] [e, me]; page 1 is lost.
+    let pages = [
+        vec![entry("a", 2000, 0), entry("b", 2001, 1)],
+        vec![entry("e", 2004, 0), entry("me", 1000, 0)],
+    ];
+    for (page, entries) in [(0u16, &pages[0]), (2u16, &pages[1])] {
+        f.ms.do_send(SyncMsg {
+            from: addr(3000),
+            sender: id("p"),
+            msg: Msg::SyncDigest {
+                round: 7,
+                page,
+                pages: 3,
+                entries: entries.clone(),
+            },
+        });
+    }
+    settle(1).await;
+    let msgs = decoded(f.sends.take());
+    let wants: Vec<NodeId> = msgs
+        .iter()
+        .filter_map(|m| match m {
+            Msg::SyncWant { ids } => Some(ids.clone()),
+            _ => None,
+        })
+        .flatten()
+        .collect();
+    let states: Vec<String> = msgs
+        .iter()
+        .filter_map(|m| match m {
+            Msg::State { member } => Some(member.id.to_string()),
+            _ => None,
+        })
+        .collect();
+    // Page 0: "a" is new to us, "b" newer there. Page 2 covers "e" onwards:
+    // "f" (ours, not listed) is sent. "d" sat in the lost page: nothing.
+    assert_eq!(wants, vec![id("a"), id("b"), id("e")]);
+    assert_eq!(states, vec!["f"]);
 }
 
 #[actix::test]
