@@ -100,10 +100,7 @@ impl Suspicion {
     /// every accusation it has not seen, one crash in a cluster of N costs
     /// N^2 rumors (the simulator measured 20 million at N = 1,000).
     pub fn confirm(&mut self, by: NodeId) -> bool {
-        if self.confirmations() >= self.k || self.accusers.contains(&by) {
-            return false;
-        }
-        self.accusers.insert(by)
+        self.confirmations() < self.k && self.accusers.insert(by)
     }
 
     pub fn confirmations(&self) -> u32 {

@@ -111,19 +111,11 @@ pub fn plan_gap(view: &View, after: &NodeId, before: &NodeId) -> Vec<NodeId> {
 mod tests {
     use super::*;
     use crate::protocol::view::digest_entry;
+    use crate::protocol::view::tests::m;
     use crate::protocol::wire::paginate;
-    use crate::protocol::{Member, MemberState};
+    use crate::protocol::MemberState;
     use proptest::prelude::*;
-    use std::net::SocketAddr;
     use tokio::time::Instant;
-
-    fn m(id: &str, inc: u64, state: MemberState) -> Member {
-        let addr: SocketAddr = "127.0.0.1:1".parse().unwrap();
-        Member {
-            state,
-            ..Member::new_alive(NodeId::new(id), addr, inc)
-        }
-    }
 
     #[test]
     fn sync_plan_sends_newer_and_wants_missing() {

@@ -175,11 +175,12 @@ impl View {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use std::net::SocketAddr;
 
-    fn m(id: &str, inc: u64, state: MemberState) -> Member {
+    /// A record at a fixed address (shared with `sync_plan`'s tests).
+    pub(crate) fn m(id: &str, inc: u64, state: MemberState) -> Member {
         let addr: SocketAddr = "127.0.0.1:1".parse().unwrap();
         Member {
             state,
