@@ -169,3 +169,25 @@ async fn a_push_pull_follows_the_join_to_repair_a_lost_state_transfer() {
         syncs.iter().map(|s| (s.peer, s.join)).collect::<Vec<_>>()
     );
 }
+
+/// One follow-up rarely repairs a big transfer under loss: three run, at 2, 6
+/// and 14 s, and then nothing until the periodic push-pull (30 s here).
+#[actix::test]
+async fn three_follow_up_push_pulls_then_only_the_periodic_one() {
+    tokio::time::pause();
+    let f = start(&["127.0.0.1:9001"], false);
+    settle(10).await;
+    f.syncs.take();
+    f.g.do_send(MemberEvent {
+        kind: EventKind::Joined,
+        member: member("a", 9001, 0, MemberState::Alive),
+        by: None,
+    });
+    let mut per_window = Vec::new();
+    for ms in [2_100, 4_000, 8_000, 10_000] {
+        settle(ms).await;
+        per_window.push(f.syncs.take().iter().filter(|s| !s.join).count());
+    }
+    // Up to 2.1 s, 6.1 s, 14.1 s and 24.1 s after the join.
+    assert_eq!(per_window, vec![1, 1, 1, 0]);
+}
