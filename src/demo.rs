@@ -154,7 +154,7 @@ async fn demo(n: usize) -> Result<(), String> {
     api.tags = vec!["v1".into()];
     nodes[1]
         .registry
-        .send(Register(api))
+        .send(Register::plain(api))
         .await
         .map_err(|e| e.to_string())??;
     let spread = wait_all(&nodes[n - 3..n - 2], Duration::from_secs(10), |ms| {

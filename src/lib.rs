@@ -13,5 +13,6 @@ pub mod metrics;
 pub mod node;
 pub mod protocol;
 pub mod sim;
+pub mod snapshot;
 pub mod testkit;
 pub mod transport;

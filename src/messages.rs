@@ -13,7 +13,8 @@
 use actix::prelude::*;
 use std::net::SocketAddr;
 
-use crate::protocol::services::Service;
+use crate::protocol::checks::{CheckDef, CheckState};
+use crate::protocol::services::{Health, Service};
 use crate::protocol::wire::{EncodedMsg, Msg};
 use crate::protocol::{Member, MemberState, NodeId};
 
@@ -232,14 +233,46 @@ pub struct StopActivity;
 
 // ----- service registry -----
 
+/// Registers (or replaces) one service instance with its checks. An error
+/// names the field at fault, and nothing already stored changes.
 #[derive(Message, Debug, Clone)]
 #[rtype(result = "Result<(), String>")]
-pub struct Register(pub Service);
+pub struct Register {
+    pub service: Service,
+    pub checks: Vec<CheckDef>,
+}
 
+impl Register {
+    /// A registration without checks.
+    pub fn plain(service: Service) -> Self {
+        Register {
+            service,
+            checks: Vec::new(),
+        }
+    }
+}
+
+/// Deregisters the instance with this id (the name, unless an id was given).
 /// Ok(true) if it was registered.
 #[derive(Message, Debug, Clone)]
 #[rtype(result = "Result<bool, String>")]
 pub struct Deregister(pub String);
+
+/// A TTL check's report from the application (`PUT /v1/checks/{id}/pass`,
+/// Consul's `/v1/agent/check/pass/{id}`, `gossip check pass ID`). Err names
+/// an unknown check, or one that is not a TTL check.
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "Result<(), String>")]
+pub struct TtlUpdate {
+    pub check_id: String,
+    pub status: Health,
+    pub note: Option<String>,
+}
+
+/// The checks this node runs, with their last status and output.
+#[derive(Message, Debug, Clone, Copy)]
+#[rtype(result = "Vec<CheckState>")]
+pub struct LocalChecks;
 
 #[derive(Message, Debug, Clone, Copy)]
 #[rtype(result = "Vec<Service>")]

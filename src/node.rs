@@ -28,6 +28,7 @@ use crate::protocol::formed::Formed;
 use crate::protocol::probe_order::ProbeOrder;
 use crate::protocol::wire::Framer;
 use crate::protocol::{Member, NodeId};
+use crate::snapshot::SnapshotRx;
 use crate::transport::Link;
 
 /// The addresses of a running node's actors.
@@ -43,6 +44,8 @@ pub struct NodeHandle {
     pub gossip: Addr<Gossip>,
     pub rumor: Addr<Rumor>,
     pub metrics: Arc<Metrics>,
+    /// The member table as Membership last published it (`snapshot.rs`).
+    pub snapshot: SnapshotRx,
 }
 
 pub struct NodeOptions {
@@ -158,6 +161,7 @@ pub fn start_node(
         Some((f, _, _)) => membership_actor.with_view(f.view.clone()),
         None => membership_actor,
     };
+    let snapshot = membership_actor.snapshots();
     supervise(membership_ctx, membership_actor, metrics.clone());
 
     let rumor_actor = Rumor::new(
@@ -273,6 +277,7 @@ pub fn start_node(
         gossip,
         rumor,
         metrics,
+        snapshot,
     }
 }
 

@@ -78,7 +78,7 @@ async fn each_actor_comes_back_after_a_panic_and_nothing_is_lost() {
     }
     nodes[0]
         .registry
-        .send(Register(Service::new("api", 9090)))
+        .send(Register::plain(Service::new("api", 9090)))
         .await
         .unwrap()
         .unwrap();
@@ -154,7 +154,7 @@ async fn each_actor_comes_back_after_a_panic_and_nothing_is_lost() {
     // And the restarted actors still work: a new registration spreads.
     nodes[0]
         .registry
-        .send(Register(Service::new("late", 1)))
+        .send(Register::plain(Service::new("late", 1)))
         .await
         .unwrap()
         .unwrap();

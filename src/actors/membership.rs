@@ -10,6 +10,8 @@
 //! verdicts), `PublishServices` (the registry), `LeaveCluster` (the leave
 //! coordinator), `GetMembers`, `GetTable`, `Subscribe`.
 //! Sends: `MemberEvent` to subscribers, `Spread` and `Send` to the rumor actor.
+//! Publishes: a [`Snapshot`](crate::snapshot::Snapshot) of the table after
+//! every change, which every other reader reads (`snapshot.rs`).
 
 use actix::prelude::*;
 use rand::rngs::SmallRng;
@@ -29,6 +31,7 @@ use crate::protocol::sync_plan::{page_bounds, plan_gap, plan_page};
 use crate::protocol::view::View;
 use crate::protocol::wire::{encode_msg, paginate, DigestEntry, EncodedMsg, Msg};
 use crate::protocol::{Member, MemberState, NodeId};
+use crate::snapshot::{Publisher, SnapshotRx};
 
 /// How many members a refutation is sent to directly.
 const DIRECT_REFUTATION_PEERS: usize = 64;
@@ -71,6 +74,9 @@ pub struct Membership {
     send: Recipient<Send>,
     subscribers: Vec<Recipient<MemberEvent>>,
     metrics: Arc<Metrics>,
+    publisher: Publisher,
+    /// The view generation last published.
+    published: u64,
 }
 
 /// Names a change to another member's record.
@@ -100,6 +106,8 @@ impl Membership {
         let me = s.me.id.clone();
         // Our own record always fits: the table is empty.
         let _ = view.apply(&s.me, Instant::now());
+        let (publisher, _) = Publisher::new(me.clone(), view.table());
+        let published = view.generation();
         Membership {
             me,
             room: s.room,
@@ -113,6 +121,23 @@ impl Membership {
             send,
             subscribers: Vec::new(),
             metrics,
+            publisher,
+            published,
+        }
+    }
+
+    /// A reader of the snapshots this actor publishes.
+    pub fn snapshots(&self) -> SnapshotRx {
+        self.publisher.subscribe()
+    }
+
+    /// Publishes a snapshot if the table changed since the last one. Called
+    /// at the end of every handler that can change it, so one message that
+    /// changes many records (a push-pull page) publishes once.
+    fn publish(&mut self) {
+        if self.view.generation() != self.published {
+            self.published = self.view.generation();
+            self.publisher.publish(self.view.table());
         }
     }
 
@@ -122,6 +147,7 @@ impl Membership {
         let own = self.own();
         self.view = view;
         let _ = self.view.apply(&own, Instant::now());
+        self.publish();
         self
     }
 
@@ -472,7 +498,10 @@ impl Actor for Membership {
         let tick =
             (self.dead_reclaim / 4).clamp(Duration::from_millis(100), Duration::from_secs(1));
         ctx.run_interval(tick, |act, ctx| {
-            guard(ctx, |_| act.reclaim());
+            guard(ctx, |_| {
+                act.reclaim();
+                act.publish();
+            });
         });
         ctx.run_interval(self.stats_interval, |act, ctx| {
             guard(ctx, |_| act.log_stats());
@@ -493,6 +522,7 @@ impl Handler<Rumors> for Membership {
             for (member, by) in m.updates {
                 self.on_rumor(member, by, m.via_sync, &m.sender);
             }
+            self.publish();
         });
     }
 }
@@ -558,6 +588,7 @@ impl Handler<Accuse> for Membership {
                 false,
                 &me,
             );
+            self.publish();
         });
     }
 }
@@ -569,6 +600,7 @@ impl Handler<PublishServices> for Membership {
             let mut own = self.own();
             own.services = ServiceSet::new(own.services.version.saturating_add(1), m.0);
             self.announce_self(own);
+            self.publish();
         });
     }
 }
@@ -582,6 +614,7 @@ impl Handler<LeaveCluster> for Membership {
             own.incarnation = own.incarnation.saturating_add(1);
             own.state = MemberState::Left;
             self.announce_self(own.clone());
+            self.publish();
         }
         MessageResult(own)
     }

@@ -21,12 +21,16 @@ use std::path::PathBuf;
 
 use super::supervisor::{guard, Crash};
 use crate::messages::*;
+use crate::protocol::checks::CheckDef;
 use crate::protocol::services::{Service, ServiceSet};
 use crate::protocol::wire::{encode_msg, Msg};
 use crate::protocol::Member;
 
 pub struct Registry {
+    /// This node's instances by id (the name unless an id was given).
     services: BTreeMap<String, Service>,
+    /// Each instance's check definitions, by instance id.
+    checks: BTreeMap<String, Vec<CheckDef>>,
     max_services: usize,
     /// Largest encoded member record that still fits in one datagram.
     max_record_bytes: usize,
@@ -76,9 +80,13 @@ impl Registry {
             }
             None => initial,
         };
-        let services = initial.into_iter().map(|s| (s.name.clone(), s)).collect();
+        let services = initial
+            .into_iter()
+            .map(|s| (s.id().to_string(), s))
+            .collect();
         Registry {
             services,
+            checks: BTreeMap::new(),
             max_services,
             max_record_bytes,
             template,
@@ -118,17 +126,18 @@ impl Registry {
         encode_msg(&Msg::Update { member, by: None }).len()
     }
 
-    fn register(&mut self, s: Service) -> Result<(), String> {
+    fn register(&mut self, s: Service, checks: Vec<CheckDef>) -> Result<(), String> {
         s.validate()?;
-        let is_new = !self.services.contains_key(&s.name);
+        let is_new = !self.services.contains_key(s.id());
         if is_new && self.services.len() >= self.max_services {
             return Err(format!(
                 "this node already has the maximum of {} services",
                 self.max_services
             ));
         }
+        let s_id = s.id().to_string();
         let mut candidate = self.services.clone();
-        candidate.insert(s.name.clone(), s);
+        candidate.insert(s.id().to_string(), s);
         let size = self.record_size(candidate.values().cloned().collect());
         if size > self.max_record_bytes {
             return Err(format!(
@@ -137,6 +146,7 @@ impl Registry {
             ));
         }
         self.services = candidate;
+        self.checks.insert(s_id, checks);
         self.changed();
         Ok(())
     }
@@ -159,7 +169,7 @@ impl Supervised for Registry {}
 impl Handler<Register> for Registry {
     type Result = Result<(), String>;
     fn handle(&mut self, m: Register, ctx: &mut Context<Self>) -> Self::Result {
-        guard(ctx, |_| self.register(m.0))
+        guard(ctx, |_| self.register(m.service, m.checks))
             .unwrap_or_else(|| Err("internal error; the registry restarted".into()))
     }
 }
@@ -169,6 +179,7 @@ impl Handler<Deregister> for Registry {
     fn handle(&mut self, m: Deregister, ctx: &mut Context<Self>) -> Self::Result {
         guard(ctx, |_| {
             let existed = self.services.remove(&m.0).is_some();
+            self.checks.remove(&m.0);
             if existed {
                 self.changed();
             }

@@ -16,7 +16,7 @@ use std::net::SocketAddr;
 
 use crate::messages::*;
 use crate::node::NodeHandle;
-use crate::protocol::services::{catalog, Service};
+use crate::protocol::services::Service;
 use crate::protocol::{Member, MemberState};
 
 /// Largest request body accepted.
@@ -52,30 +52,27 @@ fn unavailable() -> HttpResponse {
     )
 }
 
+// Reads come from the published snapshot (`snapshot.rs`), never through
+// an actor's mailbox.
+
 async fn members(node: web::Data<NodeHandle>) -> HttpResponse {
-    match node.membership.send(GetMembers).await {
-        Ok(ms) => HttpResponse::Ok().json(ms.iter().map(MemberView::from).collect::<Vec<_>>()),
-        Err(_) => unavailable(),
-    }
+    let snap = node.snapshot.borrow().clone();
+    HttpResponse::Ok().json(snap.members().map(MemberView::from).collect::<Vec<_>>())
 }
 
 async fn services(node: web::Data<NodeHandle>) -> HttpResponse {
-    match node.membership.send(GetMembers).await {
-        Ok(ms) => HttpResponse::Ok().json(catalog(&ms)),
-        Err(_) => unavailable(),
-    }
+    let snap = node.snapshot.borrow().clone();
+    HttpResponse::Ok().json(snap.catalog())
 }
 
 async fn service(node: web::Data<NodeHandle>, name: web::Path<String>) -> HttpResponse {
-    match node.membership.send(GetMembers).await {
-        Ok(ms) => HttpResponse::Ok().json(catalog(&ms).remove(name.as_str()).unwrap_or_default()),
-        Err(_) => unavailable(),
-    }
+    let snap = node.snapshot.borrow().clone();
+    HttpResponse::Ok().json(snap.catalog().remove(name.as_str()).unwrap_or_default())
 }
 
 async fn register(node: web::Data<NodeHandle>, body: web::Json<Service>) -> HttpResponse {
     let svc = body.into_inner();
-    match node.registry.send(Register(svc.clone())).await {
+    match node.registry.send(Register::plain(svc.clone())).await {
         Ok(Ok(())) => HttpResponse::Ok().json(svc),
         Ok(Err(e)) => error(actix_web::http::StatusCode::BAD_REQUEST, e),
         Err(_) => unavailable(),

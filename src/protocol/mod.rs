@@ -4,6 +4,7 @@
 
 pub mod awareness;
 pub mod backoff;
+pub mod checks;
 pub mod crypto;
 pub mod formed;
 pub mod member;

@@ -20,6 +20,41 @@ pub const MAX_META: usize = 16;
 pub const MAX_META_KEY_LEN: usize = 64;
 pub const MAX_META_VALUE_LEN: usize = 256;
 
+pub const MAX_ID_LEN: usize = 128;
+pub const MAX_ADDRESS_LEN: usize = 253;
+
+/// The health of one service instance, as its owner's checks last decided
+/// it. Ordered from best to worst, so the worst of several checks is `max`.
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Health {
+    #[default]
+    Passing,
+    Warning,
+    Critical,
+}
+
+impl Health {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Health::Passing => "passing",
+            Health::Warning => "warning",
+            Health::Critical => "critical",
+        }
+    }
+}
+
+impl std::fmt::Display for Health {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One service instance offered by a node. The fields after `meta` were
+/// added later: on the wire (msgpack arrays) they are trailing elements with
+/// defaults, so a record without them still decodes.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct Service {
     pub name: String,
@@ -28,6 +63,17 @@ pub struct Service {
     pub tags: Vec<String>,
     #[serde(default)]
     pub meta: BTreeMap<String, String>,
+    /// The instance's id, unique on its node; empty means "the name" (see
+    /// [`Service::id`]), so one node can run two instances of `web`.
+    #[serde(default)]
+    pub id: String,
+    /// An address other than the node's own, where the instance listens.
+    #[serde(default)]
+    pub address: Option<String>,
+    /// The instance's health, decided by its owner's checks and gossiped
+    /// with the set; `passing` when it has no checks.
+    #[serde(default)]
+    pub health: Health,
 }
 
 impl Service {
@@ -37,12 +83,28 @@ impl Service {
             port,
             tags: Vec::new(),
             meta: BTreeMap::new(),
+            id: String::new(),
+            address: None,
+            health: Health::Passing,
+        }
+    }
+
+    /// The instance id: `id`, or the name when no id was given.
+    pub fn id(&self) -> &str {
+        if self.id.is_empty() {
+            &self.name
+        } else {
+            &self.id
         }
     }
 
     /// Checks every bound; the message says which field is wrong and why.
     pub fn validate(&self) -> Result<(), String> {
         validate_name(&self.name)?;
+        validate_id(&self.id)?;
+        if let Some(a) = &self.address {
+            validate_address(a)?;
+        }
         if self.port == 0 {
             return Err("port must be between 1 and 65535".into());
         }
@@ -75,6 +137,46 @@ impl Service {
             }
         }
         Ok(())
+    }
+}
+
+/// An instance id: empty (meaning the name), or 1 to 128 of
+/// `[A-Za-z0-9_.:-]`, starting with a letter or digit.
+pub fn validate_id(id: &str) -> Result<(), String> {
+    let ok = id.is_empty()
+        || (id.len() <= MAX_ID_LEN
+            && id.bytes().enumerate().all(|(i, b)| {
+                b.is_ascii_alphanumeric() || (i > 0 && matches!(b, b'_' | b'.' | b':' | b'-'))
+            }));
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "id {id:?} must be 1 to {MAX_ID_LEN} of [A-Za-z0-9_.:-], starting with a letter or digit"
+        ))
+    }
+}
+
+/// An instance address: an IP address or a DNS host name.
+pub fn validate_address(a: &str) -> Result<(), String> {
+    if a.parse::<std::net::IpAddr>().is_ok() {
+        return Ok(());
+    }
+    let host_ok = !a.is_empty()
+        && a.len() <= MAX_ADDRESS_LEN
+        && a.split('.').all(|l| {
+            !l.is_empty()
+                && l.len() <= 63
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+                && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        });
+    if host_ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "address {a:?} must be an IP address or a host name"
+        ))
     }
 }
 
@@ -131,7 +233,7 @@ pub struct ServiceSet {
 
 impl ServiceSet {
     pub fn new(version: u64, mut list: Vec<Service>) -> Self {
-        list.sort_by(|a, b| a.name.cmp(&b.name));
+        list.sort_by(|a, b| (&a.name, a.id()).cmp(&(&b.name, b.id())));
         ServiceSet {
             version,
             list: Arc::new(list),
@@ -146,12 +248,19 @@ impl ServiceSet {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Instance {
     pub node: String,
+    /// The instance's id on its node (the service name unless given).
+    pub id: String,
+    /// Where the instance listens: its own `address` if it has one, else the
+    /// node's IP.
     pub addr: String,
     pub port: u16,
     pub tags: Vec<String>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub meta: BTreeMap<String, String>,
+    /// The node's state: `alive` or `suspect`.
     pub state: MemberState,
+    /// The instance's health: `passing`, `warning` or `critical`.
+    pub status: Health,
 }
 
 /// The catalog as seen from a member view: instances on alive members, and on
@@ -164,16 +273,18 @@ pub fn catalog<'a>(
         for s in m.services.list.iter() {
             out.entry(s.name.clone()).or_default().push(Instance {
                 node: m.id.to_string(),
-                addr: m.addr.ip().to_string(),
+                id: s.id().to_string(),
+                addr: s.address.clone().unwrap_or_else(|| m.addr.ip().to_string()),
                 port: s.port,
                 tags: s.tags.clone(),
                 meta: s.meta.clone(),
                 state: m.state,
+                status: s.health,
             });
         }
     }
     for v in out.values_mut() {
-        v.sort_by(|a, b| a.node.cmp(&b.node));
+        v.sort_by(|a, b| (&a.node, &a.id).cmp(&(&b.node, &b.id)));
     }
     out
 }

@@ -78,6 +78,9 @@ pub struct View {
     hash: u64,
     counts: [usize; 4],
     max_members: usize,
+    /// Raised on every change to the records, so that a reader can tell
+    /// cheaply whether anything changed since it last looked.
+    generation: u64,
 }
 
 impl View {
@@ -88,6 +91,7 @@ impl View {
             hash: 0,
             counts: [0; 4],
             max_members: max_members.max(1),
+            generation: 0,
         }
     }
 
@@ -109,6 +113,10 @@ impl View {
     }
     pub fn hash(&self) -> u64 {
         self.hash
+    }
+    /// Changes on every change to the records (see `generation`).
+    pub fn generation(&self) -> u64 {
+        self.generation
     }
     /// Alive plus suspect members, self included.
     pub fn live_count(&self) -> usize {
@@ -138,6 +146,7 @@ impl View {
                 self.tombstones.insert(merged.id.clone(), now);
             }
             self.members.insert(merged.id.clone(), merged);
+            self.generation += 1;
         }
         Ok(change)
     }
@@ -155,6 +164,7 @@ impl View {
             if let Some(m) = self.members.remove(id) {
                 self.hash = self.hash.wrapping_sub(entry_hash(&digest_entry(&m)));
                 self.counts[m.state as usize] -= 1;
+                self.generation += 1;
             }
         }
         expired

@@ -412,7 +412,7 @@ async fn dissemination(sim: &mut Sim, r: &mut Report) -> Result<Window, String> 
     let reg = sim
         .handle(owner)
         .registry
-        .send(Register(Service::new(&name, 9000)))
+        .send(Register::plain(Service::new(&name, 9000)))
         .await;
     if !matches!(reg, Ok(Ok(()))) {
         return Err(format!("the registration at n{owner} failed: {reg:?}"));

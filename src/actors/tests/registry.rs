@@ -43,7 +43,7 @@ async fn publishes_initial_and_registered_services() {
     assert_eq!(names(&log.take()[0]), vec!["web"]);
     let mut api = Service::new("api", 9090);
     api.tags = vec!["v1".into()];
-    assert_eq!(r.send(Register(api)).await.unwrap(), Ok(()));
+    assert_eq!(r.send(Register::plain(api)).await.unwrap(), Ok(()));
     settle(1).await;
     assert_eq!(names(&log.take()[0]), vec!["api", "web"]);
     assert_eq!(r.send(Deregister("api".into())).await.unwrap(), Ok(true));
@@ -58,21 +58,23 @@ async fn refuses_bad_and_excess_registrations_and_keeps_nothing_of_them() {
     settle(1).await;
     log.take();
     assert!(r
-        .send(Register(Service::new("Bad_Name", 80)))
+        .send(Register::plain(Service::new("Bad_Name", 80)))
         .await
         .unwrap()
         .is_err());
     assert!(r
-        .send(Register(Service::new("ok", 0)))
+        .send(Register::plain(Service::new("ok", 0)))
         .await
         .unwrap()
         .is_err());
     assert_eq!(
-        r.send(Register(Service::new("two", 81))).await.unwrap(),
+        r.send(Register::plain(Service::new("two", 81)))
+            .await
+            .unwrap(),
         Ok(())
     );
     let e = r
-        .send(Register(Service::new("three", 82)))
+        .send(Register::plain(Service::new("three", 82)))
         .await
         .unwrap()
         .unwrap_err();
@@ -81,7 +83,7 @@ async fn refuses_bad_and_excess_registrations_and_keeps_nothing_of_them() {
     fat.meta = (0..16)
         .map(|i| (format!("key{i}"), "v".repeat(200)))
         .collect();
-    let e = r.send(Register(fat)).await.unwrap().unwrap_err();
+    let e = r.send(Register::plain(fat)).await.unwrap().unwrap_err();
     assert!(e.contains("datagram"), "{e}");
     let list = r.send(LocalServices).await.unwrap();
     assert_eq!(
@@ -93,7 +95,7 @@ async fn refuses_bad_and_excess_registrations_and_keeps_nothing_of_them() {
 #[actix::test]
 async fn survives_a_crash_with_its_services() {
     let (r, log, metrics) = start(8);
-    r.send(Register(Service::new("api", 9090)))
+    r.send(Register::plain(Service::new("api", 9090)))
         .await
         .unwrap()
         .unwrap();
@@ -116,7 +118,7 @@ async fn registrations_survive_a_process_restart_with_a_data_dir() {
     let dir = std::env::temp_dir().join(format!("gossip-registry-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let (r, _, _) = start_in(8, Some(dir.clone()));
-    r.send(Register(Service::new("api", 9090)))
+    r.send(Register::plain(Service::new("api", 9090)))
         .await
         .unwrap()
         .unwrap();
