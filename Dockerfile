@@ -20,11 +20,12 @@
 # No "# syntax=" line on purpose: it would make the builder pull a frontend image.
 FROM scratch
 
+# First, so that a build without the binary fails before it makes any layer.
+COPY ["docker/gossip (built by: bash docker/build.sh)", "/gossip"]
+
 ARG GOSSIP_COMMIT=unknown
 LABEL org.opencontainers.image.revision=$GOSSIP_COMMIT \
       org.opencontainers.image.title=gossip
-
-COPY ["docker/gossip (built by: bash docker/build.sh)", "/gossip"]
 
 # So that `docker-compose exec nodeN gossip members` finds the binary by name.
 ENV PATH=/

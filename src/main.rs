@@ -122,10 +122,17 @@ enum KeysOp {
 }
 
 fn main() {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"))
+    let cli = Cli::parse();
+    // The demo narrates on stdout; seven nodes' info logs on stderr would bury
+    // it (RUST_LOG=info shows them).
+    let default_level = if matches!(cli.cmd, Cmd::Demo { .. }) {
+        "warn"
+    } else {
+        "info"
+    };
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(default_level))
         .format_target(false)
         .init();
-    let cli = Cli::parse();
     let code = match cli.cmd {
         Cmd::Agent { config } => gossip::agent::run(config),
         Cmd::Keygen => {
