@@ -323,7 +323,9 @@ pub const KEYS: &[&str] = &[
 fn file_keys(text: &str) -> Vec<(String, usize)> {
     text.lines()
         .enumerate()
-        .filter(|(_, l)| !l.starts_with([' ', '\t', '#', '-']) && !l.trim().is_empty())
+        .filter(|(_, l)| {
+            l.starts_with(|c: char| c.is_ascii_alphanumeric() || c == '_' || c == '"' || c == '\'')
+        })
         .filter_map(|(i, l)| {
             let (k, _) = l.split_once(':')?;
             let k = k.trim().trim_matches(|c| c == '"' || c == '\'');
@@ -851,6 +853,19 @@ mod tests {
             e.contains("FANOUT=0") && e.contains("line 2") && e.contains("1 to 64"),
             "{e}"
         );
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
+    #[test]
+    fn json_style_files_still_load() {
+        let dir = std::env::temp_dir().join(format!("gossip-cfg-json-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = dir.join("c.yml");
+        std::fs::write(&p, "{\"node_id\": \"a\", \"fanout\": 4}\n").unwrap();
+        let c = load(Some(&p), true, &HashMap::new()).unwrap();
+        assert_eq!(c.fanout, 4);
+        std::fs::write(&p, "---\n\"node_id\": a\n").unwrap();
+        assert!(load(Some(&p), true, &HashMap::new()).is_ok());
         std::fs::remove_dir_all(&dir).ok();
     }
 
