@@ -320,9 +320,13 @@ pub fn serve(
             .app_data(token.clone())
             .wrap(actix_web::middleware::from_fn(auth::require_token))
             .app_data(hub.clone())
+            // For faces that use `web::Json` (the core API uses the stricter
+            // `body::StrictJson`): the same content types, the same errors.
             .app_data(
                 web::JsonConfig::default()
                     .limit(MAX_BODY)
+                    .content_type_required(false)
+                    .content_type(|m| m.essence_str() == "application/x-www-form-urlencoded")
                     .error_handler(json_error),
             )
             .app_data(web::PayloadConfig::default().limit(MAX_BODY))
