@@ -17,15 +17,27 @@ fn main() {
         .filter(|c| !c.is_empty())
         .or_else(|| git(&["rev-parse", "HEAD"]))
         .unwrap_or_else(|| "unknown".into());
-    // Rebuild when HEAD moves: HEAD itself, and the ref it points to.
+    // Rebuild when HEAD moves: HEAD itself, and the ref it points to, loose
+    // or packed. Only files that exist: cargo reruns a build script on every
+    // build while a file it watches is missing.
+    let mut watch = Vec::new();
     if let Some(dir) = git(&["rev-parse", "--git-dir"]) {
-        println!("cargo:rerun-if-changed={dir}/HEAD");
-        if let Some(r) = git(&["symbolic-ref", "-q", "HEAD"]) {
-            println!("cargo:rerun-if-changed={dir}/{r}");
-            if let Some(common) = git(&["rev-parse", "--git-common-dir"]) {
-                println!("cargo:rerun-if-changed={common}/{r}");
-                println!("cargo:rerun-if-changed={common}/packed-refs");
+        watch.push(format!("{dir}/HEAD"));
+        if let (Some(r), Some(common)) = (
+            git(&["symbolic-ref", "-q", "HEAD"]),
+            git(&["rev-parse", "--git-common-dir"]),
+        ) {
+            watch.push(format!("{common}/{r}"));
+            // Its folder too: a packed ref that becomes loose again.
+            if let Some((folder, _)) = r.rsplit_once('/') {
+                watch.push(format!("{common}/{folder}"));
             }
+            watch.push(format!("{common}/packed-refs"));
+        }
+    }
+    for path in watch {
+        if std::path::Path::new(&path).exists() {
+            println!("cargo:rerun-if-changed={path}");
         }
     }
     println!("cargo:rustc-env=GOSSIP_COMMIT={commit}");
