@@ -13,7 +13,8 @@
 //! come from polling the registry once a second. A service that appears (or
 //! changes) gives `service_registered`; one that disappears, because it was
 //! deregistered or because its node failed or left, gives
-//! `service_deregistered`.
+//! `service_deregistered`. An instance whose health alone changed gives
+//! `service_health`, with `old_status` and `status`.
 
 use actix::prelude::*;
 use actix_web::http::header;
@@ -31,7 +32,7 @@ use crate::actors::membership::Membership;
 use crate::actors::registry::Registry;
 use crate::messages::{EventKind, GetMembers, LocalServices, MemberEvent, Subscribe};
 use crate::node::NodeHandle;
-use crate::protocol::services::Service;
+use crate::protocol::services::{health_changes, Health, Service};
 use crate::protocol::{Member, NodeId};
 
 /// Recent events kept for clients that connect (or reconnect) later.
@@ -58,6 +59,7 @@ pub struct EventRecord {
     pub ts_ms: u64,
     /// `joined`, `updated`, `suspected`, `confirmed`, `alive_again`,
     /// `failed`, `left`, `reclaimed`, `self_refuted`, `service_registered`,
+    /// `service_health`,
     /// `service_deregistered`.
     pub kind: String,
     pub member: String,
@@ -70,10 +72,16 @@ pub struct EventRecord {
     /// The service, for `service_*` events.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub service: Option<Service>,
+    /// For `service_health`: the instance's health before and now.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub old_status: Option<Health>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<Health>,
 }
 
 pub const SERVICE_REGISTERED: &str = "service_registered";
 pub const SERVICE_DEREGISTERED: &str = "service_deregistered";
+pub const SERVICE_HEALTH: &str = "service_health";
 
 fn kind_name(k: EventKind) -> String {
     match serde_json::to_value(k) {
@@ -224,6 +232,8 @@ impl HubCore {
             addr: m.addr.to_string(),
             by: None,
             service: None,
+            old_status: None,
+            status: None,
         }
     }
 
@@ -249,8 +259,24 @@ impl HubCore {
         if Arc::ptr_eq(&now, &before) || *now == *before {
             return;
         }
+        let health = health_changes(&before, &now);
+        for (s, old) in &health {
+            let mut rec = Self::record(SERVICE_HEALTH.into(), m, ms);
+            rec.service = Some((*s).clone());
+            rec.old_status = Some(*old);
+            rec.status = Some(s.health);
+            self.publish(rec);
+        }
         for s in now.iter() {
-            if !before.iter().any(|b| b == s) {
+            // A change of health alone is not a new registration.
+            let health_only = before.iter().any(|b| {
+                b.health != s.health
+                    && Service {
+                        health: s.health,
+                        ..b.clone()
+                    } == *s
+            });
+            if !health_only && !before.iter().any(|b| b == s) {
                 let mut rec = Self::record(SERVICE_REGISTERED.into(), m, ms);
                 rec.service = Some(s.clone());
                 self.publish(rec);
@@ -565,6 +591,24 @@ mod tests {
         assert_eq!(rfc3339(951_782_400_000), "2000-02-29T00:00:00.000Z");
         assert_eq!(rfc3339(1_700_000_000_123), "2023-11-14T22:13:20.123Z");
         assert_eq!(rfc3339(4_107_542_399_999), "2100-02-28T23:59:59.999Z");
+    }
+
+    #[test]
+    fn a_change_of_health_is_a_service_health_event() {
+        let mut hub = HubCore::new(NodeId::new("me"), 4, 64);
+        let web = Service::new("web", 80);
+        let a = |web: Service| member("a", MemberState::Alive, 0, vec![web]);
+        hub.on_member_event(&ev(EventKind::Joined, a(web.clone())), 1000);
+        let (_, mut rx) = hub.connect(Some(u64::MAX)).unwrap();
+        let mut sick = web.clone();
+        sick.health = Health::Critical;
+        hub.on_member_event(&ev(EventKind::Updated, a(sick)), 2000);
+        let got = drain(&mut rx);
+        let kinds: Vec<&str> = got.iter().map(|e| e.kind.as_str()).collect();
+        assert_eq!(kinds, ["updated", SERVICE_HEALTH]);
+        assert_eq!(got[1].old_status, Some(Health::Passing));
+        assert_eq!(got[1].status, Some(Health::Critical));
+        assert_eq!(got[1].service.as_ref().unwrap().name, "web");
     }
 
     #[test]

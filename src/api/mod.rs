@@ -3,6 +3,7 @@
 //! messages; every answer, errors included, is JSON.
 
 pub mod auth;
+pub mod checks;
 pub mod client;
 pub mod dashboard;
 pub mod events;
@@ -16,7 +17,8 @@ use std::net::SocketAddr;
 
 use crate::messages::*;
 use crate::node::NodeHandle;
-use crate::protocol::services::Service;
+use crate::protocol::checks::{resolve_all, CheckSpec};
+use crate::protocol::services::{HealthFilter, Service};
 use crate::protocol::{Member, MemberState};
 
 /// Largest request body accepted.
@@ -60,19 +62,77 @@ async fn members(node: web::Data<NodeHandle>) -> HttpResponse {
     HttpResponse::Ok().json(snap.members().map(MemberView::from).collect::<Vec<_>>())
 }
 
-async fn services(node: web::Data<NodeHandle>) -> HttpResponse {
-    let snap = node.snapshot.borrow().clone();
-    HttpResponse::Ok().json(snap.catalog())
+/// `?passing` and `?status=passing,warning` on lookups.
+#[derive(Deserialize)]
+pub struct HealthQuery {
+    pub passing: Option<String>,
+    pub status: Option<String>,
 }
 
-async fn service(node: web::Data<NodeHandle>, name: web::Path<String>) -> HttpResponse {
-    let snap = node.snapshot.borrow().clone();
-    HttpResponse::Ok().json(snap.catalog().remove(name.as_str()).unwrap_or_default())
+impl HealthQuery {
+    pub fn filter(&self) -> Result<HealthFilter, HttpResponse> {
+        HealthFilter::from_query(self.passing.as_deref(), self.status.as_deref())
+            .map_err(|e| error(actix_web::http::StatusCode::BAD_REQUEST, e))
+    }
 }
 
-async fn register(node: web::Data<NodeHandle>, body: web::Json<Service>) -> HttpResponse {
-    let svc = body.into_inner();
-    match node.registry.send(Register::plain(svc.clone())).await {
+async fn services(node: web::Data<NodeHandle>, q: web::Query<HealthQuery>) -> HttpResponse {
+    let filter = match q.filter() {
+        Ok(f) => f,
+        Err(resp) => return resp,
+    };
+    let snap = node.snapshot.borrow().clone();
+    HttpResponse::Ok().json(filter.apply(snap.catalog()))
+}
+
+async fn service(
+    node: web::Data<NodeHandle>,
+    name: web::Path<String>,
+    q: web::Query<HealthQuery>,
+) -> HttpResponse {
+    let filter = match q.filter() {
+        Ok(f) => f,
+        Err(resp) => return resp,
+    };
+    let snap = node.snapshot.borrow().clone();
+    let mut list = snap.catalog().remove(name.as_str()).unwrap_or_default();
+    list.retain(|i| filter.keeps(i.status));
+    HttpResponse::Ok().json(list)
+}
+
+/// The body of `PUT /v1/services`: a service, and its checks (`checks`, or
+/// one `check`).
+#[derive(Deserialize)]
+struct Registration {
+    #[serde(flatten)]
+    service: Service,
+    #[serde(default)]
+    checks: Vec<CheckSpec>,
+    #[serde(default)]
+    check: Option<CheckSpec>,
+}
+
+async fn register(node: web::Data<NodeHandle>, body: web::Json<Registration>) -> HttpResponse {
+    let Registration {
+        service: svc,
+        mut checks,
+        check,
+    } = body.into_inner();
+    if let Some(c) = check {
+        checks.insert(0, c);
+    }
+    if let Err(e) = svc.validate() {
+        return error(actix_web::http::StatusCode::BAD_REQUEST, e);
+    }
+    let defs = match resolve_all(svc.id(), &checks) {
+        Ok(d) => d,
+        Err(e) => return error(actix_web::http::StatusCode::BAD_REQUEST, e),
+    };
+    let msg = Register {
+        service: svc.clone(),
+        checks: defs,
+    };
+    match node.registry.send(msg).await {
         Ok(Ok(())) => HttpResponse::Ok().json(svc),
         Ok(Err(e)) => error(actix_web::http::StatusCode::BAD_REQUEST, e),
         Err(_) => unavailable(),
@@ -261,6 +321,7 @@ pub fn serve(
             .route("/v1/events", web::get().to(events::stream))
             .route("/v1/sd/prometheus", web::get().to(sd::prometheus))
             .route("/metrics", web::get().to(prometheus::metrics))
+            .configure(checks::routes)
             .route("/", web::get().to(dashboard::index))
             .default_service(web::to(not_found))
     })
