@@ -70,16 +70,16 @@ pub struct HealthQuery {
 }
 
 impl HealthQuery {
-    pub fn filter(&self) -> Result<HealthFilter, HttpResponse> {
+    pub fn filter(&self) -> Result<HealthFilter, Box<HttpResponse>> {
         HealthFilter::from_query(self.passing.as_deref(), self.status.as_deref())
-            .map_err(|e| error(actix_web::http::StatusCode::BAD_REQUEST, e))
+            .map_err(|e| Box::new(error(actix_web::http::StatusCode::BAD_REQUEST, e)))
     }
 }
 
 async fn services(node: web::Data<NodeHandle>, q: web::Query<HealthQuery>) -> HttpResponse {
     let filter = match q.filter() {
         Ok(f) => f,
-        Err(resp) => return resp,
+        Err(resp) => return *resp,
     };
     let snap = node.snapshot.borrow().clone();
     HttpResponse::Ok().json(filter.apply(snap.catalog()))
@@ -92,7 +92,7 @@ async fn service(
 ) -> HttpResponse {
     let filter = match q.filter() {
         Ok(f) => f,
-        Err(resp) => return resp,
+        Err(resp) => return *resp,
     };
     let snap = node.snapshot.borrow().clone();
     let mut list = snap.catalog().remove(name.as_str()).unwrap_or_default();
