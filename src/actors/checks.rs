@@ -29,7 +29,7 @@ use std::time::Duration;
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
-use super::supervisor::guard;
+use super::supervisor::{guard, Crash};
 use crate::messages::*;
 use crate::metrics::Metrics;
 use crate::protocol::checks::{
@@ -350,5 +350,12 @@ impl Handler<LocalChecks> for Checks {
                 })
                 .collect(),
         )
+    }
+}
+
+impl Handler<Crash> for Checks {
+    type Result = ();
+    fn handle(&mut self, _: Crash, ctx: &mut Context<Self>) {
+        guard(ctx, |_| panic!("test crash"));
     }
 }

@@ -13,7 +13,7 @@ use tokio::net::TcpListener;
 use super::member;
 use crate::actors::checks::Checks;
 use crate::actors::registry::{CheckRunner, Registry};
-use crate::actors::supervisor::supervise;
+use crate::actors::supervisor::{supervise, Crash};
 use crate::messages::*;
 use crate::metrics::Metrics;
 use crate::protocol::checks::{resolve_all, CheckSpec};
@@ -23,6 +23,7 @@ use crate::testkit::{recorder, settle, Log};
 
 struct Pair {
     registry: Addr<Registry>,
+    checks: Addr<Checks>,
     published: Log<PublishServices>,
     metrics: Arc<Metrics>,
 }
@@ -49,6 +50,7 @@ fn start() -> Pair {
         list: checks.clone().recipient(),
     });
     supervise(registry_ctx, reg, metrics.clone());
+    let checks_addr = checks.clone();
     supervise(
         checks_ctx,
         Checks::new(
@@ -60,6 +62,7 @@ fn start() -> Pair {
     );
     Pair {
         registry,
+        checks: checks_addr,
         published,
         metrics,
     }
@@ -370,4 +373,19 @@ async fn a_check_id_belongs_to_one_service() {
         .unwrap();
     assert!(r.unwrap_err().starts_with("checks[0].id"));
     assert_eq!(p.registry.send(LocalServices).await.unwrap().len(), 1);
+}
+
+#[actix::test]
+async fn checks_keep_running_after_the_actor_restarts() {
+    let p = start();
+    let code = Arc::new(AtomicU16::new(200));
+    let url = http_server(code.clone()).await;
+    p.register("web", vec![http_check(&url, "100ms")]).await;
+    p.wait_for("web", Health::Passing).await;
+    p.checks.do_send(Crash);
+    settle(200).await;
+    assert_eq!(Metrics::get(&p.metrics.actor_restarts), 1);
+    assert!(p.healths("web").is_empty(), "a restart changes no status");
+    code.store(500, Ordering::SeqCst);
+    p.wait_for("web", Health::Critical).await;
 }
