@@ -11,7 +11,7 @@
 use serde::{Deserialize, Deserializer};
 use std::collections::HashMap;
 use std::fmt;
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
@@ -94,7 +94,7 @@ impl<'de> Deserialize<'de> for StringList {
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     pub node_id: String,
-    pub node_ip: String,
+    pub node_ip: Option<String>,
     pub node_port: u16,
     pub bind_addr: Option<String>,
     pub api_addr: Option<String>,
@@ -119,6 +119,7 @@ pub struct Config {
     pub dead_reclaim_ms: u64,
     pub reconnect_interval_ms: u64,
     pub seed_timeout_ms: u64,
+    pub max_seed_addrs: usize,
     pub join_retry_max_ms: u64,
     pub leave_timeout_ms: u64,
     pub stats_interval_ms: u64,
@@ -149,7 +150,7 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             node_id: String::new(),
-            node_ip: "127.0.0.1".into(),
+            node_ip: None,
             node_port: 7946,
             bind_addr: None,
             api_addr: None,
@@ -173,6 +174,7 @@ impl Default for Config {
             dead_reclaim_ms: 60_000,
             reconnect_interval_ms: 5000,
             seed_timeout_ms: 1000,
+            max_seed_addrs: 8,
             join_retry_max_ms: 30_000,
             leave_timeout_ms: 2000,
             stats_interval_ms: 10_000,
@@ -218,6 +220,7 @@ pub const KEYS: &[&str] = &[
     "dead_reclaim_ms",
     "reconnect_interval_ms",
     "seed_timeout_ms",
+    "max_seed_addrs",
     "join_retry_max_ms",
     "leave_timeout_ms",
     "stats_interval_ms",
@@ -261,7 +264,7 @@ pub fn load(
         .collect();
     builder = builder.add_source(config::Environment::default().source(Some(ours)));
     let raw = builder.build().map_err(|e| err("config", e.to_string()))?;
-    let cfg: Config = raw.try_deserialize().map_err(|e| {
+    let mut cfg: Config = raw.try_deserialize().map_err(|e| {
         let text = e.to_string();
         let key = KEYS
             .iter()
@@ -270,6 +273,10 @@ pub fn load(
             .unwrap_or_else(|| "config".into());
         err(&key, text)
     })?;
+    if cfg.node_id.is_empty() {
+        // Orchestrators give every task or pod a unique host name.
+        cfg.node_id = crate::identity::host_name().unwrap_or_default();
+    }
     cfg.validate()?;
     Ok(cfg)
 }
@@ -296,7 +303,7 @@ impl Config {
         if self.node_id.is_empty() {
             return Err(err(
                 "NODE_ID",
-                "is required (set NODE_ID or node_id in the config file)",
+                "is required (set NODE_ID, or node_id in the config file; the host name is used when it can be read)",
             ));
         }
         if self.node_id.len() > 64
@@ -310,8 +317,15 @@ impl Config {
         if self.node_port == 0 {
             return Err(err("NODE_PORT", "must be 1 to 65535"));
         }
-        if self.node_ip.trim().is_empty() {
-            return Err(err("NODE_IP", "must not be empty"));
+        if self
+            .node_ip
+            .as_deref()
+            .is_some_and(|ip| ip.trim().is_empty())
+        {
+            return Err(err(
+                "NODE_IP",
+                "must not be empty (leave it unset to pick the address automatically)",
+            ));
         }
         for s in &self.seed_nodes.0 {
             parse_host_port(s).map_err(|e| err("SEED_NODES", e))?;
@@ -383,6 +397,9 @@ impl Config {
                 "must not be empty (leave it unset for none)",
             ));
         }
+        if !(1..=1024).contains(&self.max_seed_addrs) {
+            return Err(err("MAX_SEED_ADDRS", "must be 1 to 1024"));
+        }
         if self.max_services > 1024 {
             return Err(err("MAX_SERVICES", "must be at most 1024"));
         }
@@ -414,31 +431,6 @@ impl Config {
 
     pub fn ms(v: u64) -> Duration {
         Duration::from_millis(v)
-    }
-
-    /// The address peers use to reach us: NODE_IP (resolved now) and NODE_PORT.
-    pub fn advertise_addr(&self) -> Result<SocketAddr, ConfigError> {
-        let target = format!("{}:{}", self.node_ip, self.node_port);
-        let addrs: Vec<SocketAddr> = target
-            .to_socket_addrs()
-            .map_err(|e| {
-                err(
-                    "NODE_IP",
-                    format!("{:?} does not resolve: {e}", self.node_ip),
-                )
-            })?
-            .collect();
-        addrs
-            .iter()
-            .find(|a| a.is_ipv4())
-            .or(addrs.first())
-            .copied()
-            .ok_or_else(|| {
-                err(
-                    "NODE_IP",
-                    format!("{:?} resolves to no address", self.node_ip),
-                )
-            })
     }
 
     pub fn bind_socket_addr(&self) -> SocketAddr {
@@ -535,7 +527,12 @@ mod tests {
     #[test]
     fn bad_values_name_their_key() {
         let cases: &[(&[(&str, &str)], &str)] = &[
-            (&[], "NODE_ID"),
+            (&[("NODE_ID", "a b")], "NODE_ID"),
+            (&[("NODE_ID", "n"), ("NODE_IP", " ")], "NODE_IP"),
+            (
+                &[("NODE_ID", "n"), ("MAX_SEED_ADDRS", "0")],
+                "MAX_SEED_ADDRS",
+            ),
             (&[("NODE_ID", "n"), ("NODE_PORT", "70000")], "NODE_PORT"),
             (&[("NODE_ID", "n"), ("NODE_PORT", "abc")], "NODE_PORT"),
             (
@@ -554,6 +551,18 @@ mod tests {
             let e = load(None, false, &env(vars)).unwrap_err();
             assert_eq!(&e.key, key, "{vars:?} gave {e}");
         }
+    }
+
+    #[test]
+    fn node_id_defaults_to_the_host_name_and_node_ip_to_none() {
+        let c = load(None, false, &HashMap::new()).unwrap();
+        assert_eq!(Some(c.node_id), crate::identity::host_name());
+        assert_eq!(c.node_ip, None);
+        let c = load(None, false, &env(&[("NODE_ID", "n"), ("NODE_IP", "eth0")])).unwrap();
+        assert_eq!(
+            (c.node_id.as_str(), c.node_ip.as_deref()),
+            ("n", Some("eth0"))
+        );
     }
 
     #[test]
