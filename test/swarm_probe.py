@@ -9,15 +9,15 @@ containers the test created. A task's member name is its host name.
     swarm_probe.py STACK wait --count N --timeout S [--dead HOST]
                                                         all N running tasks list all N alive
     swarm_probe.py STACK record --out FILE              sweep every 0.2 s until SIGTERM
-    swarm_probe.py STACK leave FILE --since T0          removed tasks: SIGTERM -> left everywhere
-    swarm_probe.py STACK kill FILE --victim CID --since T0 --before FILE2
+    swarm_probe.py STACK leave FILE --events EV         removed tasks: SIGTERM -> left everywhere
+    swarm_probe.py STACK kill FILE --victim CID --events EV --before FILE2
                                                         victim dead everywhere, replacement alive
     swarm_probe.py STACK pick                           one running task: "CID HOST"
     swarm_probe.py STACK table                          every running task's view, counted
     swarm_probe.py STACK usage --seconds S              RSS per task and CPU of all tasks
 """
 import argparse, concurrent.futures, ctypes, datetime, http.client, json, os, signal, socket
-import statistics, subprocess, sys, time
+import statistics, subprocess, sys, threading, time
 
 CLONE_NEWNET = 0x40000000
 LIBC = ctypes.CDLL(None, use_errno=True)
@@ -124,19 +124,19 @@ def converged(views, hosts):
     return bad
 
 
-def events(stack, since, kind):
-    """[(epoch, cid, attributes)] of Docker events `kind` for the stack's containers."""
-    out = run(["docker", "events", "--since", f"{since:.3f}", "--until", f"{time.time():.3f}",
-               "--filter", f"label=com.docker.stack.namespace={stack}",
-               "--filter", "type=container", "--filter", f"event={kind}",
-               "--format", "{{json .}}"])
+def events(path, kind):
+    """[(epoch, cid, attributes)] of the Docker events `kind` that
+    `docker events --format '{{json .}}'` wrote to `path` while it ran (the
+    engine keeps only its last 256 events, which 50 tasks' health checks
+    fill in seconds, so they are streamed as they happen)."""
     res = []
-    for line in out.splitlines():
+    for line in open(path):
         try:
             e = json.loads(line)
         except ValueError:
             continue
-        res.append((e["timeNano"] / 1e9, e["id"], e.get("Actor", {}).get("Attributes", {})))
+        if e.get("Type") == "container" and e.get("Action") == kind:
+            res.append((e["timeNano"] / 1e9, e["id"], e.get("Actor", {}).get("Attributes", {})))
     return res
 
 
@@ -175,20 +175,26 @@ def cmd_wait(a):
 
 
 def cmd_record(a):
-    stop = []
-    signal.signal(signal.SIGTERM, lambda *_: stop.append(1))
-    known, stamp = [], 0.0
+    """Sweeps without waiting for Docker: the list of running tasks (docker
+    ps + inspect, seconds when 30 tasks stop at once) is refreshed by a
+    thread, and a task that stopped in the meantime just does not answer."""
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    known = [running(a.stack)]
+
+    def refresh():
+        while not stop.is_set():
+            known[0] = running(a.stack)
+            stop.wait(0.5)
+
+    threading.Thread(target=refresh, daemon=True).start()
     with open(a.out, "a") as f:
-        while not stop:
-            if time.time() - stamp > 1.0:
-                known, stamp = running(a.stack), time.time()
-            t = time.time()
-            views = sweep(known)
-            if any(v is None for v in views.values()):
-                stamp = 0.0  # a task went or came: list them again
-            f.write(json.dumps({"t": t, "views": views}) + "\n")
+        while not stop.is_set():
+            views = sweep(known[0])
+            # stamped when the sweep ends: the states were seen by then
+            f.write(json.dumps({"t": time.time(), "views": views}) + "\n")
             f.flush()
-            time.sleep(0.1)
+            stop.wait(0.1)
     return 0
 
 
@@ -201,7 +207,7 @@ def summary(name, values):
 def cmd_leave(a):
     rows = load(a.file)
     survivors = [t["host"] for t in running(a.stack)]
-    terms = {cid[:12]: t for t, cid, at in events(a.stack, a.since, "kill") if at.get("signal") == "15"}
+    terms = {cid[:12]: t for t, cid, at in events(a.events, "kill") if at.get("signal") == "15"}
     if not terms:
         print("no SIGTERM events recorded")
         return 1
@@ -234,7 +240,7 @@ def cmd_kill(a):
     before = set(json.load(open(a.before)))
     now_running = running(a.stack)
     victim = a.victim[:12]
-    dies = [t for t, cid, _ in events(a.stack, a.since, "die") if cid.startswith(a.victim)]
+    dies = [t for t, cid, _ in events(a.events, "die") if cid.startswith(a.victim)]
     if not dies:
         print("no die event for the victim")
         return 1
@@ -335,11 +341,11 @@ def main():
     r.add_argument("--out", required=True)
     l = sub.add_parser("leave")
     l.add_argument("file")
-    l.add_argument("--since", type=float, required=True)
+    l.add_argument("--events", required=True)
     k = sub.add_parser("kill")
     k.add_argument("file")
     k.add_argument("--victim", required=True)
-    k.add_argument("--since", type=float, required=True)
+    k.add_argument("--events", required=True)
     k.add_argument("--before", required=True)
     sub.add_parser("pick")
     sub.add_parser("hosts")

@@ -37,6 +37,7 @@ PROBE=(python3 test/swarm_probe.py "$STACK")
 JOINED_SWARM=0
 MADE_GWBRIDGE=0
 REC_PID=""
+EV_PID=""
 FAILED=0
 T0=$EPOCHREALTIME
 
@@ -51,11 +52,25 @@ figure() {   # figure NAME SECONDS TARGET
     fi
 }
 
+# wait_gone: until the stack's containers and network are gone (Docker
+# removes them in the background after `docker stack rm`)
+wait_gone() {
+    for _ in $(seq 1 120); do
+        if [ -z "$(docker ps -aq --filter "label=com.docker.stack.namespace=$STACK")" ] \
+            && ! docker network inspect "${STACK}_gossipnet" >/dev/null 2>&1; then
+            return 0
+        fi
+        sleep 1
+    done
+    return 1
+}
+
 cleanup() {
     local rc=$?
     set +e
     trap - EXIT INT TERM
     [ -n "$REC_PID" ] && kill "$REC_PID" 2>/dev/null && wait "$REC_PID" 2>/dev/null
+    [ -n "$EV_PID" ] && kill "$EV_PID" 2>/dev/null && wait "$EV_PID" 2>/dev/null
     if [ "$rc" != 0 ] || [ "$FAILED" = 1 ]; then
         echo "---- [test_swarm] tasks and views at failure:" >&2
         docker service ps --no-trunc "$SVC" 2>&1 | head -30 >&2
@@ -64,15 +79,7 @@ cleanup() {
     fi
     log "teardown: docker stack rm $STACK"
     docker stack rm "$STACK" >/dev/null 2>&1
-    for _ in $(seq 1 120); do
-        if [ -z "$(docker ps -aq --filter "label=com.docker.stack.namespace=$STACK")" ] \
-            && ! docker network inspect "${STACK}_gossipnet" >/dev/null 2>&1; then
-            break
-        fi
-        sleep 1
-    done
-    [ -n "$(docker ps -aq --filter "label=com.docker.stack.namespace=$STACK")" ] \
-        && echo "[test_swarm] WARNING: containers of $STACK are still there" >&2
+    wait_gone || echo "[test_swarm] WARNING: containers or the network of $STACK are still there" >&2
     if [ "$JOINED_SWARM" = 1 ]; then
         log "teardown: docker swarm leave --force (this test joined it)"
         docker swarm leave --force >/dev/null 2>&1
@@ -110,11 +117,8 @@ fi
 # Whatever an interrupted run left behind.
 if docker stack ls --format '{{.Name}}' | grep -qx "$STACK"; then
     docker stack rm "$STACK" >/dev/null
-    for _ in $(seq 1 60); do
-        docker network inspect "${STACK}_gossipnet" >/dev/null 2>&1 || break
-        sleep 1
-    done
 fi
+wait_gone || fail "expected the remains of an earlier $STACK to go, saw them stay"
 
 # scale N: `docker service scale`, which returns once the tasks run (healthy).
 scale() {
@@ -129,8 +133,21 @@ converge() {
         || fail "expected $1 tasks each listing all $1 alive${3:+ and $3 dead} within $2 s, saw: $out"
     DONE_AT=$out
 }
-record_start() { "${PROBE[@]}" record --out "$1" & REC_PID=$!; sleep 1; }
-record_stop() { kill "$REC_PID" 2>/dev/null; wait "$REC_PID" 2>/dev/null || true; REC_PID=""; }
+# record_start NAME: every task's view every ~0.2 s into $TMP/NAME.jsonl, and
+# the stack's container events as they happen into $TMP/NAME.events
+record_start() {
+    docker events --filter "label=com.docker.stack.namespace=$STACK" --filter type=container \
+        --format '{{json .}}' >"$TMP/$1.events" &
+    EV_PID=$!
+    "${PROBE[@]}" record --out "$TMP/$1.jsonl" &
+    REC_PID=$!
+    sleep 1
+}
+record_stop() {
+    kill "$REC_PID" "$EV_PID" 2>/dev/null
+    wait "$REC_PID" "$EV_PID" 2>/dev/null || true
+    REC_PID="" EV_PID=""
+}
 
 # ---------------------------------------------------------------- 5 tasks
 
@@ -151,13 +168,12 @@ figure "scale 5 -> 50: from 'docker service scale' returning to all 50 listing a
 # ---------------------------------------------------------------- 50 -> 20
 
 log "docker service scale $SVC=20 (30 graceful leaves)"
-record_start "$TMP/down.jsonl"
-since=$EPOCHREALTIME
+record_start down
 scale 20
 converge 20 120
 sleep 2
 record_stop
-"${PROBE[@]}" leave "$TMP/down.jsonl" --since "$since" | tee "$TMP/leave.out" \
+"${PROBE[@]}" leave "$TMP/down.jsonl" --events "$TMP/down.events" | tee "$TMP/leave.out" \
     || fail "expected each removed task left in every remaining view and never suspect or dead (above)"
 figure "scale 50 -> 20: worst removed task, from its SIGTERM to left in all 20 views" \
     "$(awk '/^LEAVE_MAX/{print $2}' "$TMP/leave.out")" 1
@@ -167,15 +183,14 @@ figure "scale 50 -> 20: worst removed task, from its SIGTERM to left in all 20 v
 read -r victim victim_host < <("${PROBE[@]}" pick) || fail "expected a running task to kill"
 "${PROBE[@]}" hosts >"$TMP/before.json"
 log "docker kill $victim_host (SIGKILL); Swarm starts a replacement task"
-record_start "$TMP/kill.jsonl"
-since=$EPOCHREALTIME
+record_start kill
 docker kill "$victim" >/dev/null || fail "expected 'docker kill $victim' to succeed"
 # Swarm's replacement task and the others: all 20 list all 20 alive, and the
 # killed one dead
 converge 20 120 "$victim_host"
 sleep 1
 record_stop
-"${PROBE[@]}" kill "$TMP/kill.jsonl" --victim "$victim" --since "$since" --before "$TMP/before.json" \
+"${PROBE[@]}" kill "$TMP/kill.jsonl" --victim "$victim" --events "$TMP/kill.events" --before "$TMP/before.json" \
     | tee "$TMP/kill.out" || fail "expected the killed task dead everywhere and its replacement alive everywhere (above)"
 figure "killed task: from its container's death to dead in every other view" \
     "$(awk '/^DEAD/{print $2}' "$TMP/kill.out")" 4.5
