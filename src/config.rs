@@ -276,6 +276,18 @@ pub fn load(
     if cfg.node_id.is_empty() {
         // Orchestrators give every task or pod a unique host name.
         cfg.node_id = crate::identity::host_name().unwrap_or_default();
+        if !cfg.node_id.is_empty() {
+            cfg.validate().map_err(|e| match e.key.as_str() {
+                "NODE_ID" => err(
+                    "NODE_ID",
+                    format!(
+                        "is unset and the host name {:?} cannot stand in for it: {}",
+                        cfg.node_id, e.problem
+                    ),
+                ),
+                _ => e,
+            })?;
+        }
     }
     cfg.validate()?;
     Ok(cfg)

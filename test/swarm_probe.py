@@ -314,18 +314,48 @@ def rss_kib(pid):
     return 0
 
 
+def cgroup_cpu_ns(cid):
+    """CPU time of the whole container (the agent and the health checks
+    Docker runs in it), from its cgroup, or None where not found."""
+    for path in (f"/sys/fs/cgroup/cpuacct/docker/{cid}/cpuacct.usage",
+                 f"/sys/fs/cgroup/cpu,cpuacct/docker/{cid}/cpuacct.usage"):
+        try:
+            with open(path) as f:
+                return int(f.read())
+        except OSError:
+            pass
+    for path in (f"/sys/fs/cgroup/system.slice/docker-{cid}.scope/cpu.stat",
+                 f"/sys/fs/cgroup/docker/{cid}/cpu.stat"):
+        try:
+            with open(path) as f:
+                for line in f:
+                    if line.startswith("usage_usec"):
+                        return int(line.split()[1]) * 1000
+        except OSError:
+            pass
+    return None
+
+
 def cmd_usage(a):
     ts = running(a.stack)
     hz = os.sysconf("SC_CLK_TCK")
-    t0, c0 = time.time(), {t["pid"]: cpu_ticks(t["pid"]) for t in ts}
+    t0 = time.time()
+    c0 = {t["pid"]: cpu_ticks(t["pid"]) for t in ts}
+    g0 = {t["cid"]: cgroup_cpu_ns(t["cid"]) for t in ts}
     time.sleep(a.seconds)
-    t1, c1 = time.time(), {t["pid"]: cpu_ticks(t["pid"]) for t in ts}
+    t1 = time.time()
+    c1 = {t["pid"]: cpu_ticks(t["pid"]) for t in ts}
+    g1 = {t["cid"]: cgroup_cpu_ns(t["cid"]) for t in ts}
     rss = sorted(rss_kib(t["pid"]) / 1024 for t in ts)
     cpu = sum(c1[p] - c0[p] for p in c0) / hz / (t1 - t0)
     print(f"tasks: {len(ts)}")
     print(f"RSS per task: median {statistics.median(rss):.1f} MiB, min {rss[0]:.1f}, max {rss[-1]:.1f}; total {sum(rss):.0f} MiB")
-    print(f"CPU of all tasks while idle, over {t1 - t0:.0f} s: {cpu * 100:.1f}% of one core "
+    print(f"CPU of all agents while idle, over {t1 - t0:.0f} s: {cpu * 100:.1f}% of one core "
           f"({cpu / len(ts) * 1000:.2f} thousandths of a core per task)")
+    if all(v is not None for v in list(g0.values()) + list(g1.values())):
+        g = sum(g1[c] - g0[c] for c in g0) / 1e9 / (t1 - t0)
+        print(f"CPU of the whole containers (agents and Docker's health checks in them): "
+              f"{g * 100:.1f}% of one core ({g / len(ts) * 1000:.2f} thousandths per task)")
     return 0
 
 
