@@ -25,6 +25,10 @@ MADE_GWBRIDGE=0
 cleanup() {
     local rc=$?
     set +e
+    if [ "$rc" != 0 ]; then
+        docker service ps "$SVC" --filter desired-state=shutdown --no-trunc \
+            --format '{{.Name}} {{.CurrentState}} {{.Error}}' 2>/dev/null | head -20
+    fi
     docker stack rm "$STACK" >/dev/null 2>&1
     for _ in $(seq 1 180); do
         [ -z "$(docker ps -aq --filter "label=com.docker.stack.namespace=$STACK")" ] \
@@ -57,3 +61,7 @@ awk -v a="$start" -v b="$returned" -v c="$done_at" \
 echo "resting ${SETTLE} s, then measuring for ${SECS} s"
 sleep "$SETTLE"
 "${PROBE[@]}" usage --seconds "$SECS"
+replaced=$(docker service ps "$SVC" --filter desired-state=shutdown --no-trunc \
+    --format '{{.Name}} {{.CurrentState}} {{.Error}}')
+echo "tasks Swarm replaced meanwhile: $(printf '%s' "$replaced" | grep -c . || true)"
+[ -z "$replaced" ] || printf '%s\n' "$replaced" | head -20

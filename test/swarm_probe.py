@@ -301,9 +301,13 @@ def cmd_table(a):
 
 
 def cpu_ticks(pid):
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return int(fields[11]) + int(fields[12])  # utime + stime
+    """utime + stime of a process, or None once it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return int(fields[11]) + int(fields[12])
 
 
 def rss_kib(pid):
@@ -346,14 +350,17 @@ def cmd_usage(a):
     t1 = time.time()
     c1 = {t["pid"]: cpu_ticks(t["pid"]) for t in ts}
     g1 = {t["cid"]: cgroup_cpu_ns(t["cid"]) for t in ts}
+    gone = [p for p in c0 if c0[p] is None or c1[p] is None]
+    ts = [t for t in ts if t["pid"] not in gone]
     rss = sorted(rss_kib(t["pid"]) / 1024 for t in ts)
-    cpu = sum(c1[p] - c0[p] for p in c0) / hz / (t1 - t0)
-    print(f"tasks: {len(ts)}")
+    cpu = sum(c1[t["pid"]] - c0[t["pid"]] for t in ts) / hz / (t1 - t0)
+    print(f"tasks: {len(ts)} measured" + (f", {len(gone)} stopped during the measurement (left out)" if gone else ""))
     print(f"RSS per task: median {statistics.median(rss):.1f} MiB, min {rss[0]:.1f}, max {rss[-1]:.1f}; total {sum(rss):.0f} MiB")
     print(f"CPU of all agents while idle, over {t1 - t0:.0f} s: {cpu * 100:.1f}% of one core "
           f"({cpu / len(ts) * 1000:.2f} thousandths of a core per task)")
-    if all(v is not None for v in list(g0.values()) + list(g1.values())):
-        g = sum(g1[c] - g0[c] for c in g0) / 1e9 / (t1 - t0)
+    cids = [t["cid"] for t in ts]
+    if all(g0[c] is not None and g1[c] is not None for c in cids):
+        g = sum(g1[c] - g0[c] for c in cids) / 1e9 / (t1 - t0)
         print(f"CPU of the whole containers (agents and Docker's health checks in them): "
               f"{g * 100:.1f}% of one core ({g / len(ts) * 1000:.2f} thousandths per task)")
     return 0
