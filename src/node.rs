@@ -46,6 +46,8 @@ pub struct NodeHandle {
     pub metrics: Arc<Metrics>,
     /// The member table as Membership last published it (`snapshot.rs`).
     pub snapshot: SnapshotRx,
+    /// The cluster's name (the Consul face's datacenter).
+    pub cluster: Arc<str>,
 }
 
 pub struct NodeOptions {
@@ -278,6 +280,7 @@ pub fn start_node(
         rumor,
         metrics,
         snapshot,
+        cluster: cfg.cluster_name.as_str().into(),
     }
 }
 

@@ -41,11 +41,18 @@ pub async fn require_token(
             .app_data::<web::Data<ApiToken>>()
             .map(|t| t.get_ref().clone())
             .unwrap_or_default();
+        // Consul's clients send the token as `X-Consul-Token` instead.
         let header = req
             .headers()
             .get("authorization")
             .and_then(|h| h.to_str().ok())
-            .map(str::to_string);
+            .map(str::to_string)
+            .or_else(|| {
+                req.headers()
+                    .get("x-consul-token")
+                    .and_then(|h| h.to_str().ok())
+                    .map(|t| format!("Bearer {t}"))
+            });
         if !authorized(&token, header.as_deref()) {
             let resp = HttpResponse::Unauthorized()
                 .json(serde_json::json!({ "error": "this endpoint needs Authorization: Bearer <API_TOKEN>" }));

@@ -4,6 +4,7 @@
 
 pub mod auth;
 pub mod client;
+pub mod consul;
 pub mod dashboard;
 pub mod events;
 pub mod prometheus;
@@ -262,6 +263,7 @@ pub fn serve(
             .route("/v1/sd/prometheus", web::get().to(sd::prometheus))
             .route("/metrics", web::get().to(prometheus::metrics))
             .route("/", web::get().to(dashboard::index))
+            .configure(consul::routes)
             .default_service(web::to(not_found))
     })
     .workers(1)
