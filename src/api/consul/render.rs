@@ -10,7 +10,10 @@
 //!
 //! Every index in a body (CreateIndex, ModifyIndex) is stable while the
 //! fact it stands for is, so that the body's hash changes only when what a
-//! client asked for changes (see `blocking.rs`).
+//! client asked for changes (see `blocking.rs`). A node's services travel
+//! as one versioned set, so no instance has an index of its own: services
+//! and their checks say 1 (the X-Consul-Index header is what clients
+//! block on); a node says its incarnation + 1.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -76,7 +79,7 @@ pub fn agent_service(m: &Member, s: &Service, dc: &str) -> AgentService {
         enable_tag_override: false,
         datacenter: dc.to_string(),
         create_index: 1,
-        modify_index: m.services.version.max(1),
+        modify_index: 1,
     }
 }
 
@@ -117,7 +120,7 @@ pub fn service_check(m: &Member, s: &Service) -> HealthCheck {
         service_tags: s.tags.clone(),
         kind: String::new(),
         create_index: 1,
-        modify_index: m.services.version.max(1),
+        modify_index: 1,
     }
 }
 
@@ -182,7 +185,7 @@ pub fn catalog_service(
                 service_port: s.port,
                 service_enable_tag_override: false,
                 create_index: 1,
-                modify_index: m.services.version.max(1),
+                modify_index: 1,
             }
         })
         .collect()
@@ -425,6 +428,24 @@ mod tests {
         assert_eq!(own.keys().collect::<Vec<_>>(), ["db", "web-1", "web-2"]);
         assert_eq!(node_uuid("a").len(), 36);
         assert_ne!(node_uuid("a"), node_uuid("b"));
+    }
+
+    #[test]
+    fn an_instance_renders_the_same_when_its_node_registers_another() {
+        let before = cluster();
+        let mut after = cluster();
+        let a = after
+            .table
+            .get_mut(&crate::protocol::NodeId::new("a"))
+            .unwrap();
+        let mut list = (*a.services.list).clone();
+        list.push(Service::new("cache", 6379));
+        a.services = ServiceSet::new(a.services.version + 1, list);
+        let web = |s: &Snapshot| {
+            serde_json::to_string(&health_service(s, "web", &[], false, "dc1")).unwrap()
+        };
+        assert_eq!(web(&before), web(&after));
+        assert_ne!(catalog_services(&before), catalog_services(&after));
     }
 
     #[test]
