@@ -67,7 +67,7 @@ pub fn node(m: &Member, dc: &str) -> Node {
     }
 }
 
-pub fn agent_service(m: &Member, s: &Service, dc: &str) -> AgentService {
+pub fn agent_service(s: &Service, dc: &str) -> AgentService {
     AgentService {
         id: s.id().to_string(),
         service: s.name.clone(),
@@ -205,7 +205,7 @@ pub fn catalog_node(snap: &Snapshot, name: &str, dc: &str) -> Option<NodeService
             .services
             .list
             .iter()
-            .map(|s| (s.id().to_string(), agent_service(m, s, dc)))
+            .map(|s| (s.id().to_string(), agent_service(s, dc)))
             .collect(),
     })
 }
@@ -225,7 +225,7 @@ pub fn health_service(
     instances(snap, name, tags)
         .map(|(m, s)| ServiceEntry {
             node: node(m, dc),
-            service: agent_service(m, s, dc),
+            service: agent_service(s, dc),
             checks: vec![serf_check(m), service_check(m, s)],
         })
         .filter(|e| !passing_only || all_passing(&e.checks))
@@ -266,7 +266,7 @@ pub fn agent_services(snap: &Snapshot, dc: &str) -> BTreeMap<String, AgentServic
             m.services
                 .list
                 .iter()
-                .map(|s| (s.id().to_string(), agent_service(m, s, dc)))
+                .map(|s| (s.id().to_string(), agent_service(s, dc)))
                 .collect()
         })
         .unwrap_or_default()

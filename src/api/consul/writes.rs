@@ -73,7 +73,7 @@ async fn send_ttl(
 ) -> Result<Result<(), String>, actix::MailboxError> {
     // Issue 13 gives the Registry a TtlUpdate handler; until it lands, no
     // check runs on this agent, so every id is unknown.
-    Ok(Err(format!("Unknown check ID {:?}", m.check_id)))
+    Ok(Err(format!("no check {:?} on this node", m.check_id)))
 }
 
 /// `PUT /v1/agent/check/{pass,warn,fail}/{id}?note=...` and
@@ -106,11 +106,11 @@ pub async fn check_update(node: Node, req: HttpRequest, body: web::Bytes) -> Htt
     };
     match send_ttl(&node, msg).await {
         Ok(Ok(())) => HttpResponse::Ok().finish(),
-        Ok(Err(e))
-            if e.contains("Unknown check") || e.contains("unknown") || e.contains("no check") =>
-        {
-            text_error(StatusCode::NOT_FOUND, e)
-        }
+        // Consul's 404 for a check this agent does not run.
+        Ok(Err(e)) if e.contains("no check") => text_error(
+            StatusCode::NOT_FOUND,
+            format!("Unknown check ID {check_id:?}: {e}"),
+        ),
         Ok(Err(e)) => text_error(StatusCode::BAD_REQUEST, e),
         Err(_) => unavailable(),
     }
