@@ -28,6 +28,25 @@ use actix_web::{web, HttpRequest, HttpResponse, HttpResponseBuilder};
 
 use blocking::IndexBook;
 
+/// The face's read-only GETs, open without `API_TOKEN` (the API access rule
+/// in `auth.rs` lists them); every write needs the token, which Consul's
+/// clients send as `X-Consul-Token`.
+pub const OPEN_GETS: &[&str] = &[
+    "/v1/agent/self",
+    "/v1/agent/members",
+    "/v1/agent/services",
+    "/v1/agent/checks",
+    "/v1/catalog/services",
+    "/v1/catalog/service/{name}",
+    "/v1/catalog/nodes",
+    "/v1/catalog/node/{node}",
+    "/v1/health/service/{name}",
+    "/v1/health/checks/{name}",
+    "/v1/health/state/{state}",
+    "/v1/status/leader",
+    "/v1/status/peers",
+];
+
 /// The headers every Consul read carries.
 pub fn consul_headers(b: &mut HttpResponseBuilder, index: Option<u64>) {
     if let Some(i) = index {
