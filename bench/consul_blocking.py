@@ -9,7 +9,8 @@ when missing), opens N connections to node1, each a blocking
 `GET /v1/health/service/web?index=I&wait=10m`, and measures:
   * node1's resident memory (VmRSS) before and with the N queries open;
   * node1's CPU while they are open and nothing changes (utime+stime from
-    /proc/PID/stat over --idle-secs), as a % of one core;
+    /proc/PID/stat over --idle-secs), as a % of one core, beside the same
+    measure before any query was opened (the agent's own probing);
   * after one registration of `web` on node2: the time until every query has
     returned (and that each returned the new instance, with a higher index).
 
@@ -75,7 +76,7 @@ def http(method, port, path, body=None):
         f"http://127.0.0.1:{port}{path}", method=method, data=body
     )
     with urllib.request.urlopen(req, timeout=10) as r:
-        return r.status, dict(r.headers), r.read()
+        return r.status, r.headers, r.read()
 
 
 def rss_kib(pid):
@@ -100,6 +101,13 @@ async def open_query(port, path, opened):
     return time.monotonic(), data
 
 
+def cpu_percent(pid, secs):
+    c0, w0 = cpu_ticks(pid), time.monotonic()
+    time.sleep(secs)
+    c1, w1 = cpu_ticks(pid), time.monotonic()
+    return 100.0 * (c1 - c0) / os.sysconf("SC_CLK_TCK") / (w1 - w0)
+
+
 async def run(args, api1, api2, pid1):
     _, headers, _ = http("GET", api1, "/v1/health/service/web")
     index = int(headers["X-Consul-Index"])
@@ -120,8 +128,7 @@ async def run(args, api1, api2, pid1):
     c0, w0 = cpu_ticks(pid1), time.monotonic()
     await asyncio.sleep(args.idle_secs)
     c1, w1 = cpu_ticks(pid1), time.monotonic()
-    hz = os.sysconf("SC_CLK_TCK")
-    idle_cpu = 100.0 * (c1 - c0) / hz / (w1 - w0)
+    idle_cpu = 100.0 * (c1 - c0) / os.sysconf("SC_CLK_TCK") / (w1 - w0)
     early += sum(t.done() for t in tasks)
     body = json.dumps({"Name": "web", "ID": "web-bench", "Port": 8080}).encode()
     t0 = time.monotonic()
@@ -176,8 +183,11 @@ def main():
             sys.exit(f"the agents did not meet; logs in {logdir}")
         time.sleep(0.2)
     rss_before = rss_kib(a.pid)
+    # The agent's own cost (probes, gossip, stats), before any query.
+    cpu_before = cpu_percent(a.pid, args.idle_secs)
     result = asyncio.run(run(args, api1, api2, a.pid))
     result["rss_mib_before"] = round(rss_before / 1024, 1)
+    result["idle_cpu_percent_without_queries"] = round(cpu_before, 2)
     result["fd_limit"] = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
     if args.json:
         print(json.dumps(result))
