@@ -36,6 +36,10 @@ pub const MAX_WAIT: Duration = Duration::from_secs(10 * 60);
 /// target then takes the newest index: a spurious wake-up, never a missed
 /// change), so random names cannot grow it without bound.
 pub const MAX_TARGETS: usize = 4096;
+/// Bytes of keys and bodies remembered at most (the same reset past it): a
+/// large cluster's full catalog, asked for under many query strings, cannot
+/// hold memory either.
+pub const MAX_BOOK_BYTES: usize = 32 << 20;
 
 /// What the client asked for: `index`, `wait`, and the arguments Consul's
 /// reads share.
@@ -102,10 +106,17 @@ struct Entry {
     body: Arc<str>,
 }
 
+#[derive(Default)]
+struct Book {
+    entries: HashMap<String, Entry>,
+    /// Key and body bytes held.
+    bytes: usize,
+}
+
 /// Per-target indexes and the last body rendered for each.
 #[derive(Default)]
 pub struct IndexBook {
-    entries: Mutex<HashMap<String, Entry>>,
+    book: Mutex<Book>,
 }
 
 impl IndexBook {
@@ -117,8 +128,8 @@ impl IndexBook {
         snap: &Snapshot,
         render: &dyn Fn(&Snapshot) -> String,
     ) -> (u64, Arc<str>) {
-        let mut book = self.entries.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(e) = book.get(target) {
+        let mut book = self.book.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(e) = book.entries.get(target) {
             if e.checked_at >= snap.index {
                 return (e.index, e.body.clone());
             }
@@ -127,16 +138,28 @@ impl IndexBook {
         let mut h = DefaultHasher::new();
         body.hash(&mut h);
         let hash = h.finish();
-        if book.len() >= MAX_TARGETS && !book.contains_key(target) {
-            book.clear();
+        let known = book.entries.contains_key(target);
+        if (!known && book.entries.len() >= MAX_TARGETS)
+            || book.bytes + target.len() + body.len() > MAX_BOOK_BYTES
+        {
+            book.entries.clear();
+            book.bytes = 0;
         }
-        let e = book.entry(target.to_string()).or_insert(Entry {
-            hash,
-            index: snap.index,
-            checked_at: snap.index,
-            body: Arc::from(body.as_str()),
-        });
+        let Book { entries, bytes } = &mut *book;
+        let e = match entries.get_mut(target) {
+            Some(e) => e,
+            None => {
+                *bytes += target.len();
+                entries.entry(target.to_string()).or_insert(Entry {
+                    hash: !hash,
+                    index: snap.index,
+                    checked_at: snap.index,
+                    body: Arc::from(""),
+                })
+            }
+        };
         if e.hash != hash {
+            *bytes = *bytes - e.body.len() + body.len();
             e.hash = hash;
             e.index = snap.index;
             e.body = Arc::from(body);
@@ -146,7 +169,11 @@ impl IndexBook {
     }
 
     pub fn len(&self) -> usize {
-        self.entries.lock().map(|b| b.len()).unwrap_or(0)
+        self.book.lock().map(|b| b.entries.len()).unwrap_or(0)
+    }
+
+    pub fn bytes(&self) -> usize {
+        self.book.lock().map(|b| b.bytes).unwrap_or(0)
     }
 
     pub fn is_empty(&self) -> bool {
@@ -284,6 +311,14 @@ mod tests {
         }
         assert!(book.len() <= MAX_TARGETS);
         assert!(book.look("t", &snap(6), &render).0 >= 2);
+        // Large bodies under many names: the bytes stay bounded too.
+        let big = "x".repeat(1 << 20);
+        let render_big = |_: &Snapshot| big.clone();
+        for i in 0..100 {
+            book.look(&format!("big{i}"), &snap(7), &render_big);
+            assert!(book.bytes() <= MAX_BOOK_BYTES);
+        }
+        assert!(book.look("t", &snap(8), &render).0 >= 2);
     }
 
     #[test]
