@@ -361,6 +361,17 @@ fn every_endpoint_answers_curl_with_consuls_codes_and_headers() {
             r.body
         );
     }
+    let huge = format!(
+        r#"{{"Name": "web", "Port": 80, "Tags": ["{}"]}}"#,
+        "t".repeat(20_000)
+    );
+    let r = curl(
+        "PUT",
+        &format!("{a}/v1/agent/service/register"),
+        Some(&huge),
+        &[],
+    );
+    assert_eq!(r.status, 413, "a body over 16 KiB: {}", r.body);
     // Nothing stored was lost to the bad bodies.
     let own = curl("GET", &format!("{a}/v1/agent/services"), None, &[]).json();
     assert_eq!(
