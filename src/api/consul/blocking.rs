@@ -222,6 +222,7 @@ pub async fn answer(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::protocol::view::View;
     use crate::protocol::{Member, NodeId};
     use crate::snapshot::Publisher;
     use imbl::OrdMap;
@@ -269,8 +270,7 @@ mod tests {
     fn snap(index: u64) -> Snapshot {
         Snapshot {
             index,
-            me: NodeId::new("a"),
-            table: OrdMap::new(),
+            ..Snapshot::empty(NodeId::new("a"))
         }
     }
 
@@ -330,7 +330,7 @@ mod tests {
         assert!(!must_wait(Some(10), 5, 9), "an index from before a restart");
     }
 
-    fn table(services: &[&str]) -> OrdMap<NodeId, Member> {
+    fn view(services: &[&str]) -> View {
         let me = NodeId::new("a");
         let mut m = Member::new_alive(me.clone(), "127.0.0.1:1".parse().unwrap(), 0);
         m.services = crate::protocol::services::ServiceSet::new(
@@ -340,7 +340,9 @@ mod tests {
                 .map(|s| crate::protocol::services::Service::new(s, 80))
                 .collect(),
         );
-        [(me, m)].into_iter().collect()
+        let mut v = View::new(16);
+        v.apply(&m, tokio::time::Instant::now()).unwrap();
+        v
     }
 
     fn render_web(s: &Snapshot) -> String {
@@ -349,7 +351,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_blocking_query_returns_on_its_change_not_on_others() {
-        let (mut publisher, rx) = Publisher::new(NodeId::new("a"), table(&[]));
+        let (mut publisher, rx) = Publisher::new(NodeId::new("a"), &view(&[]));
         let book = IndexBook::default();
         let (i0, _) = answer(&rx, &book, "web", &QueryOpts::default(), &render_web).await;
         let q = QueryOpts {
@@ -365,10 +367,10 @@ mod tests {
         let finished = std::cell::Cell::new(false);
         let driver = async {
             tokio::time::sleep(Duration::from_secs(5)).await;
-            publisher.publish(table(&["db"]));
+            publisher.publish(&view(&["db"]), OrdMap::new(), 0);
             tokio::time::sleep(Duration::from_secs(5)).await;
             assert!(!finished.get(), "another service's change must not wake it");
-            publisher.publish(table(&["db", "web"]));
+            publisher.publish(&view(&["db", "web"]), OrdMap::new(), 0);
             publisher.index()
         };
         let waiter = async {
@@ -385,7 +387,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_blocking_query_ends_with_its_wait() {
-        let (_publisher, rx) = Publisher::new(NodeId::new("a"), table(&["web"]));
+        let (_publisher, rx) = Publisher::new(NodeId::new("a"), &view(&["web"]));
         let book = IndexBook::default();
         let (i0, _) = answer(&rx, &book, "web", &QueryOpts::default(), &render_web).await;
         let q = QueryOpts {

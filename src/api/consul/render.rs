@@ -319,8 +319,8 @@ mod tests {
         let table: OrdMap<_, _> = members.into_iter().map(|m| (m.id.clone(), m)).collect();
         Snapshot {
             index: 7,
-            me,
             table,
+            ..Snapshot::empty(me)
         }
     }
 
