@@ -166,16 +166,7 @@ pub async fn agent_checks(node: Node, book: Book, req: HttpRequest) -> HttpRespo
 pub async fn agent_self(node: Node) -> HttpResponse {
     let snap = node.snapshot.borrow().clone();
     let me = snap.own();
-    let member = me.map(|m| {
-        render::agent_members(
-            &Snapshot {
-                table: [(m.id.clone(), m.clone())].into_iter().collect(),
-                ..(*snap).clone()
-            },
-            &node.cluster,
-        )
-        .remove(0)
-    });
+    let member = me.map(|m| render::agent_member(m, &node.cluster));
     let body = json!({
         "Config": {
             "Datacenter": &*node.cluster,

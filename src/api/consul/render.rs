@@ -275,26 +275,29 @@ pub fn agent_services(snap: &Snapshot, dc: &str) -> BTreeMap<String, AgentServic
 /// `/v1/agent/members`: every member this agent knows of, failed and left
 /// ones included, as Serf lists them.
 pub fn agent_members(snap: &Snapshot, dc: &str) -> Vec<AgentMember> {
-    snap.members()
-        .map(|m| AgentMember {
-            name: m.id.to_string(),
-            addr: node_ip(m),
-            port: m.addr.port(),
-            tags: [
-                ("dc".to_string(), dc.to_string()),
-                ("role".to_string(), "node".to_string()),
-                ("id".to_string(), node_uuid(m.id.as_str())),
-            ]
-            .into(),
-            status: serf_status(m.state),
-            protocol_min: 1,
-            protocol_max: 5,
-            protocol_cur: 2,
-            delegate_min: 2,
-            delegate_max: 5,
-            delegate_cur: 4,
-        })
-        .collect()
+    snap.members().map(|m| agent_member(m, dc)).collect()
+}
+
+/// One member as Serf describes it.
+pub fn agent_member(m: &Member, dc: &str) -> AgentMember {
+    AgentMember {
+        name: m.id.to_string(),
+        addr: node_ip(m),
+        port: m.addr.port(),
+        tags: [
+            ("dc".to_string(), dc.to_string()),
+            ("role".to_string(), "node".to_string()),
+            ("id".to_string(), node_uuid(m.id.as_str())),
+        ]
+        .into(),
+        status: serf_status(m.state),
+        protocol_min: 1,
+        protocol_max: 5,
+        protocol_cur: 2,
+        delegate_min: 2,
+        delegate_max: 5,
+        delegate_cur: 4,
+    }
 }
 
 #[cfg(test)]
