@@ -62,8 +62,12 @@ pub fn parse_query(pairs: &[(String, String)]) -> Result<QueryOpts, String> {
                 q.index = (n > 0).then_some(n);
             }
             "wait" => {
-                let d = parse_duration(v).map_err(|_| format!("Invalid wait time: {v:?}"))?;
-                q.wait = Some(d);
+                q.wait = Some(match parse_duration(v) {
+                    Ok(d) => d,
+                    // Longer than the parser takes: Consul caps it too.
+                    Err(e) if e.contains("longer than") => MAX_WAIT,
+                    Err(_) => return Err(format!("Invalid wait time: {v:?}")),
+                });
             }
             "dc" => q.dc = Some(v.clone()).filter(|d| !d.is_empty()),
             "tag" => q.tags.push(v.clone()),
