@@ -380,6 +380,86 @@ fn every_endpoint_answers_curl_with_consuls_codes_and_headers() {
         ["web", "web-2"]
     );
 
+    // A TTL check, driven through Consul's check endpoints.
+    let ttl = r#"{"Name": "job", "Port": 7000, "Check": {"CheckID": "job-beat", "TTL": "60s", "Status": "passing"}}"#;
+    let r = curl(
+        "PUT",
+        &format!("{a}/v1/agent/service/register"),
+        Some(ttl),
+        &[],
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    let job_health = || {
+        let v = curl("GET", &format!("{a}/v1/health/service/job"), None, &[]).json();
+        v[0]["Checks"][1]["Status"]
+            .as_str()
+            .unwrap_or("")
+            .to_string()
+    };
+    let r = curl(
+        "PUT",
+        &format!("{a}/v1/agent/check/fail/job-beat?note=down"),
+        None,
+        &[],
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    wait_for(
+        "job to be critical",
+        CONVERGE,
+        Duration::from_millis(100),
+        || match job_health() {
+            h if h == "critical" => Ok(()),
+            h => Err(h),
+        },
+    );
+    let crit = curl("GET", &format!("{a}/v1/health/state/critical"), None, &[]).json();
+    assert!(
+        crit.as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["ServiceID"] == "job"),
+        "{crit}"
+    );
+    assert_eq!(
+        curl(
+            "GET",
+            &format!("{a}/v1/health/service/job?passing"),
+            None,
+            &[]
+        )
+        .body,
+        "[]"
+    );
+    let checks = curl("GET", &format!("{a}/v1/agent/checks"), None, &[]).json();
+    assert_eq!(checks["job-beat"]["Status"], "critical", "{checks}");
+    assert_eq!(checks["job-beat"]["Output"], "down");
+    assert_eq!(checks["job-beat"]["Type"], "ttl");
+    assert_eq!(checks["job-beat"]["ServiceName"], "job");
+    let upd = r#"{"Status": "passing", "Output": "fine again"}"#;
+    let r = curl(
+        "PUT",
+        &format!("{a}/v1/agent/check/update/job-beat"),
+        Some(upd),
+        &[],
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    wait_for(
+        "job to pass again",
+        CONVERGE,
+        Duration::from_millis(100),
+        || match job_health() {
+            h if h == "passing" => Ok(()),
+            h => Err(h),
+        },
+    );
+    let r = curl(
+        "PUT",
+        &format!("{a}/v1/agent/service/deregister/job"),
+        None,
+        &[],
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+
     // The token: node2 has API_TOKEN; Consul's header carries it too.
     let body = r#"{"Name": "api", "Port": 9000}"#;
     let url = format!("{b}/v1/agent/service/register");
