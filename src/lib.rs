@@ -5,13 +5,16 @@
 pub mod actors;
 pub mod agent;
 pub mod api;
+pub mod check_io;
 pub mod config;
 pub mod demo;
 pub mod fuzzing;
+pub mod identity;
 pub mod messages;
 pub mod metrics;
 pub mod node;
 pub mod protocol;
+pub mod seeds;
 pub mod sim;
 pub mod snapshot;
 pub mod suggest;
