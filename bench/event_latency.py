@@ -41,8 +41,8 @@ def kill_agent():
 atexit.register(kill_agent)
 
 
-def free_port():
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+def free_port(kind):
+    with socket.socket(socket.AF_INET, kind) as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
 
@@ -94,7 +94,7 @@ def main():
         sys.exit("no gossip binary: run `cargo build` first or pass --binary")
     binary = os.path.abspath(binary)
 
-    port, api_port = free_port(), free_port()
+    port, api_port = free_port(socket.SOCK_DGRAM), free_port(socket.SOCK_STREAM)
     api = "127.0.0.1:%d" % api_port
     env = dict(os.environ)
     env.update({
