@@ -15,6 +15,7 @@ use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::Path;
 use std::time::Duration;
 
+use crate::protocol::checks::{parse_check_line, resolve_all, CheckDef, CheckSpec};
 use crate::protocol::services::{parse_services_spec, Service};
 use crate::protocol::suspicion::SuspicionParams;
 
@@ -173,6 +174,115 @@ impl<'de> Deserialize<'de> for StringList {
     }
 }
 
+/// `services:`: each entry `"web"`, `"web:8080"`, or a map with tags,
+/// metadata and checks (config.yml); the environment's `SERVICES` is the
+/// comma-separated short form.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ServiceList(pub Vec<ServiceEntry>);
+
+impl ServiceList {
+    /// Short entries (`"web"`, `"web:8080"`).
+    pub fn names(list: Vec<String>) -> Self {
+        ServiceList(list.into_iter().map(ServiceEntry::Short).collect())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum ServiceEntry {
+    Short(String),
+    Full(ServiceDecl),
+}
+
+/// A service declared in full in config.yml.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceDecl {
+    pub name: String,
+    /// NODE_PORT when not given.
+    #[serde(default)]
+    pub port: Option<u16>,
+    #[serde(default)]
+    pub id: Option<String>,
+    #[serde(default)]
+    pub address: Option<String>,
+    #[serde(default)]
+    pub tags: Vec<String>,
+    #[serde(default)]
+    pub meta: std::collections::BTreeMap<String, String>,
+    #[serde(default)]
+    pub checks: Vec<CheckSpec>,
+}
+
+impl<'de> Deserialize<'de> for ServiceEntry {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = ServiceEntry;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("\"name\", \"name:port\" or a map with name, port, tags, meta, checks")
+            }
+            fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<ServiceEntry, E> {
+                Ok(ServiceEntry::Short(s.trim().to_string()))
+            }
+            fn visit_u64<E: serde::de::Error>(self, n: u64) -> Result<ServiceEntry, E> {
+                Ok(ServiceEntry::Short(n.to_string()))
+            }
+            fn visit_i64<E: serde::de::Error>(self, n: i64) -> Result<ServiceEntry, E> {
+                Ok(ServiceEntry::Short(n.to_string()))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                map: A,
+            ) -> Result<ServiceEntry, A::Error> {
+                ServiceDecl::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+                    .map(ServiceEntry::Full)
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+impl<'de> Deserialize<'de> for ServiceList {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = ServiceList;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a list of services or a comma-separated string")
+            }
+            fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<ServiceList, E> {
+                StringList::deserialize(serde::de::value::StrDeserializer::<E>::new(s))
+                    .map(|l| ServiceList::names(l.0))
+            }
+            fn visit_u64<E: serde::de::Error>(self, n: u64) -> Result<ServiceList, E> {
+                Ok(ServiceList::names(vec![n.to_string()]))
+            }
+            fn visit_i64<E: serde::de::Error>(self, n: i64) -> Result<ServiceList, E> {
+                Ok(ServiceList::names(vec![n.to_string()]))
+            }
+            fn visit_unit<E: serde::de::Error>(self) -> Result<ServiceList, E> {
+                Ok(ServiceList::default())
+            }
+            fn visit_none<E: serde::de::Error>(self) -> Result<ServiceList, E> {
+                Ok(ServiceList::default())
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<ServiceList, A::Error> {
+                let mut out = Vec::new();
+                while let Some(e) = seq.next_element::<ServiceEntry>()? {
+                    if !matches!(&e, ServiceEntry::Short(s) if s.is_empty()) {
+                        out.push(e);
+                    }
+                }
+                Ok(ServiceList(out))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
 /// Every tunable. Durations are in milliseconds.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -183,7 +293,7 @@ pub struct Config {
     pub bind_addr: Option<String>,
     pub api_addr: Option<String>,
     pub seed_nodes: StringList,
-    pub services: StringList,
+    pub services: ServiceList,
     pub cluster_name: String,
     pub broadcast: bool,
     pub discovery_port: u16,
@@ -220,6 +330,11 @@ pub struct Config {
     pub encryption: Encryption,
     pub api_token: Option<String>,
     pub data_dir: Option<String>,
+
+    /// Checks from the environment, `SERVICE_CHECK_<NAME>` (not a file key):
+    /// by service id.
+    #[serde(skip)]
+    pub env_checks: std::collections::BTreeMap<String, Vec<CheckSpec>>,
 }
 
 /// `encryption.keys` in the config file: base64 keys, the first encrypts.
@@ -238,7 +353,7 @@ impl Default for Config {
             bind_addr: None,
             api_addr: None,
             seed_nodes: StringList::default(),
-            services: StringList::default(),
+            services: ServiceList::default(),
             cluster_name: "default".into(),
             broadcast: false,
             discovery_port: 7947,
@@ -271,9 +386,13 @@ impl Default for Config {
             encryption: Encryption::default(),
             api_token: None,
             data_dir: None,
+            env_checks: Default::default(),
         }
     }
 }
+
+/// The prefix of the environment variables that declare checks.
+pub const CHECK_ENV_PREFIX: &str = "SERVICE_CHECK_";
 
 /// The keys, which are also the environment variables (upper-cased).
 pub const KEYS: &[&str] = &[
@@ -420,7 +539,7 @@ pub fn load(
         place: None,
         value: None,
     })?;
-    let cfg: Config = raw.clone().try_deserialize().map_err(|e| {
+    let mut cfg: Config = raw.clone().try_deserialize().map_err(|e| {
         let text = e.to_string();
         // The config crate ends its messages with "for key `name`".
         let key = text
@@ -450,6 +569,18 @@ pub fn load(
             value,
         }
     })?;
+    for (var, value) in env {
+        if let Some(name) = var.strip_prefix(CHECK_ENV_PREFIX) {
+            let specs = parse_check_line(value).map_err(|e| ConfigError {
+                key: var.clone(),
+                problem: e,
+                place: Some("environment".into()),
+                value: Some(value.clone()),
+            })?;
+            let id = name.to_lowercase().replace('_', "-");
+            cfg.env_checks.entry(id).or_default().extend(specs);
+        }
+    }
     cfg.validate().map_err(|mut e| {
         let (place, value) = place_of(&e.key.to_lowercase());
         e.place = e.place.or(place);
@@ -499,7 +630,15 @@ impl Config {
         for s in &self.seed_nodes.0 {
             parse_host_port(s).map_err(|e| err("SEED_NODES", e))?;
         }
-        parse_services_spec(&self.services.0, 1).map_err(|e| err("SERVICES", e))?;
+        let declared = self.service_decls()?;
+        for id in self.env_checks.keys() {
+            if !declared.iter().any(|(s, _)| s.id() == id) {
+                return Err(err(
+                    &format!("{CHECK_ENV_PREFIX}{}", id.to_uppercase().replace('-', "_")),
+                    format!("there is no service {id:?} in SERVICES"),
+                ));
+            }
+        }
         if let Some(b) = &self.bind_addr {
             b.parse::<SocketAddr>()
                 .map_err(|_| err("BIND_ADDR", format!("{b:?} is not ip:port")))?;
@@ -552,8 +691,7 @@ impl Config {
                 "must not be empty (leave it unset for none)",
             ));
         }
-        let own = parse_services_spec(&self.services.0, 1).map_err(|e| err("SERVICES", e))?;
-        if own.len() > self.max_services {
+        if declared.len() > self.max_services {
             return Err(err(
                 "SERVICES",
                 format!("more than MAX_SERVICES ({})", self.max_services),
@@ -657,8 +795,72 @@ impl Config {
     }
 
     pub fn initial_services(&self) -> Vec<Service> {
-        // Validated above; a service listed without a port advertises NODE_PORT.
-        parse_services_spec(&self.services.0, self.node_port).unwrap_or_default()
+        // Validated above.
+        self.service_decls()
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(s, _)| s)
+            .collect()
+    }
+
+    /// The checks of the services declared at start, by service id.
+    pub fn initial_checks(&self) -> std::collections::BTreeMap<String, Vec<CheckDef>> {
+        self.service_decls()
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|(_, c)| !c.is_empty())
+            .map(|(s, c)| (s.id().to_string(), c))
+            .collect()
+    }
+
+    /// Every service declared at start, with its checks (config.yml's and
+    /// the environment's), validated. A service listed without a port
+    /// advertises NODE_PORT.
+    pub fn service_decls(&self) -> Result<Vec<(Service, Vec<CheckDef>)>, ConfigError> {
+        let mut out: Vec<(Service, Vec<CheckSpec>)> = Vec::new();
+        for (i, entry) in self.services.0.iter().enumerate() {
+            let (svc, specs) = match entry {
+                ServiceEntry::Short(text) => {
+                    let mut list = parse_services_spec(std::slice::from_ref(text), self.node_port)
+                        .map_err(|e| err("SERVICES", e))?;
+                    (list.remove(0), Vec::new())
+                }
+                ServiceEntry::Full(d) => {
+                    let key = format!("services[{i}]");
+                    let svc = Service {
+                        name: d.name.clone(),
+                        port: d.port.unwrap_or(self.node_port),
+                        tags: d.tags.clone(),
+                        meta: d.meta.clone(),
+                        id: d.id.clone().unwrap_or_default(),
+                        address: d.address.clone(),
+                        health: Default::default(),
+                    };
+                    svc.validate().map_err(|e| err(&key, e))?;
+                    (svc, d.checks.clone())
+                }
+            };
+            if out.iter().any(|(s, _)| s.id() == svc.id()) {
+                return Err(err("SERVICES", format!("{:?} is listed twice", svc.id())));
+            }
+            out.push((svc, specs));
+        }
+        out.into_iter()
+            .enumerate()
+            .map(|(i, (svc, mut specs))| {
+                let from_env = self.env_checks.get(svc.id());
+                specs.extend(from_env.into_iter().flatten().cloned());
+                let key = match from_env {
+                    Some(_) => format!(
+                        "{CHECK_ENV_PREFIX}{}",
+                        svc.id().to_uppercase().replace('-', "_")
+                    ),
+                    None => format!("services[{i}]"),
+                };
+                let checks = resolve_all(svc.id(), &specs).map_err(|e| err(&key, e))?;
+                Ok((svc, checks))
+            })
+            .collect()
     }
 
     pub fn suspicion_params(&self) -> SuspicionParams {
@@ -878,5 +1080,87 @@ mod tests {
         let e = load(Some(&p), true, &HashMap::new()).unwrap_err();
         assert!(e.to_string().contains("probe_intervl_ms"), "{e}");
         std::fs::remove_dir_all(&dir).ok();
+    }
+
+    #[test]
+    fn services_with_checks_from_the_file_and_the_environment() {
+        let dir = std::env::temp_dir().join(format!("gossip-cfg-checks-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = dir.join("c.yml");
+        std::fs::write(
+            &p,
+            "node_id: a\nnode_port: 7000\nservices:\n  - \"cache:6379\"\n  - name: web\n    port: 8080\n    tags: [v1]\n    checks:\n      - http: \"http://127.0.0.1:8080/healthz\"\n        interval: 5s\n        initial_status: passing\n  - name: api\n",
+        )
+        .unwrap();
+        let c = load(
+            Some(&p),
+            true,
+            &env(&[("SERVICE_CHECK_API", "tcp:127.0.0.1:7000 interval=2s")]),
+        )
+        .unwrap();
+        let services = c.initial_services();
+        assert_eq!(services.len(), 3);
+        assert_eq!(services[1].tags, vec!["v1"]);
+        assert_eq!(services[2].port, 7000, "no port: NODE_PORT");
+        let checks = c.initial_checks();
+        assert_eq!(checks["web"][0].interval, Duration::from_secs(5));
+        assert_eq!(
+            checks["web"][0].initial_status,
+            crate::protocol::services::Health::Passing
+        );
+        assert_eq!(checks["api"][0].id, "service:api");
+        assert!(!checks.contains_key("cache"));
+
+        // Bad check definitions name where they are.
+        std::fs::write(
+            &p,
+            "node_id: a\nservices:\n  - name: web\n    checks:\n      - http: \"http://x/\"\n        interval: fast\n",
+        )
+        .unwrap();
+        let e = load(Some(&p), true, &HashMap::new()).unwrap_err();
+        assert_eq!(e.key, "services[0]", "{e}");
+        assert!(e.problem.contains("checks[0].interval"), "{e}");
+        std::fs::write(
+            &p,
+            "node_id: a\nservices:\n  - name: web\n    colour: red\n",
+        )
+        .unwrap();
+        let e = load(Some(&p), true, &HashMap::new()).unwrap_err();
+        assert!(e.to_string().contains("colour"), "{e}");
+        std::fs::remove_dir_all(&dir).ok();
+
+        let e = load(
+            None,
+            false,
+            &env(&[
+                ("NODE_ID", "n"),
+                ("SERVICES", "web"),
+                ("SERVICE_CHECK_API", "ttl:5s"),
+            ]),
+        )
+        .unwrap_err();
+        assert_eq!(e.key, "SERVICE_CHECK_API");
+        let e = load(
+            None,
+            false,
+            &env(&[
+                ("NODE_ID", "n"),
+                ("SERVICES", "web"),
+                ("SERVICE_CHECK_WEB", "ttl:1ms"),
+            ]),
+        )
+        .unwrap_err();
+        assert_eq!(e.key, "SERVICE_CHECK_WEB", "{e}");
+        let c = load(
+            None,
+            false,
+            &env(&[
+                ("NODE_ID", "n"),
+                ("SERVICES", "my-api:9000"),
+                ("SERVICE_CHECK_MY_API", "http://127.0.0.1:9000/ ; ttl:30s"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.initial_checks()["my-api"].len(), 2);
     }
 }

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use crate::actors::gossip::LiteralResolver;
 use crate::api::client::{members_table, services_table};
 use crate::api::MemberView;
-use crate::config::{Config, StringList};
+use crate::config::{Config, ServiceList, StringList};
 use crate::messages::*;
 use crate::node::{start_on_udp, NodeHandle};
 use crate::protocol::services::{catalog, Service};
@@ -78,7 +78,7 @@ async fn demo(n: usize) -> Result<(), String> {
         let cfg = Config {
             node_id: format!("node{i}"),
             seed_nodes: StringList(seed.iter().map(|s| s.to_string()).collect()),
-            services: StringList(if i % 2 == 1 {
+            services: ServiceList::names(if i % 2 == 1 {
                 vec!["web".into()]
             } else {
                 vec![]

@@ -5,6 +5,7 @@
 pub mod actors;
 pub mod agent;
 pub mod api;
+pub mod check_io;
 pub mod config;
 pub mod demo;
 pub mod fuzzing;

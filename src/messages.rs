@@ -291,6 +291,27 @@ pub struct LocalChecks;
 #[rtype(result = "Vec<Service>")]
 pub struct LocalServices;
 
+// ----- health checks -----
+
+/// The registry's declaration of one instance's checks (an empty list when
+/// it is deregistered). Checks whose definition is unchanged keep their
+/// state; the others start over at their `initial_status`.
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "()")]
+pub struct SetChecks {
+    pub service_id: String,
+    pub checks: Vec<CheckDef>,
+}
+
+/// The checks actor's verdict on one instance: the worst of its checks.
+/// Sent only when it differs from the last one sent for that instance.
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "()")]
+pub struct SetHealth {
+    pub service_id: String,
+    pub health: Health,
+}
+
 // ----- leave coordinator -----
 
 /// Leave the cluster gracefully; resolves when the node has gone quiet.

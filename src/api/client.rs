@@ -110,11 +110,39 @@ pub fn services_table(services: &BTreeMap<String, Vec<Instance>>) -> String {
                 i.node.clone(),
                 format!("{}:{}", i.addr, i.port),
                 i.state.to_string(),
+                i.status.to_string(),
                 i.tags.join(","),
             ]);
         }
     }
-    table(&["Service", "Node", "Address", "Status", "Tags"], &rows)
+    table(
+        &["Service", "Node", "Address", "Status", "Health", "Tags"],
+        &rows,
+    )
+}
+
+pub fn checks_table(checks: &[super::checks::CheckView]) -> String {
+    let rows: Vec<Vec<String>> = checks
+        .iter()
+        .map(|c| {
+            let output: String = c
+                .output
+                .lines()
+                .next()
+                .unwrap_or("")
+                .chars()
+                .take(60)
+                .collect();
+            vec![
+                c.id.clone(),
+                c.service_id.clone(),
+                c.kind.clone(),
+                c.status.to_string(),
+                output,
+            ]
+        })
+        .collect();
+    table(&["Check", "Service", "Type", "Status", "Output"], &rows)
 }
 
 #[cfg(test)]

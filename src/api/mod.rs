@@ -4,6 +4,7 @@
 
 pub mod auth;
 pub mod body;
+pub mod checks;
 pub mod client;
 pub mod dashboard;
 pub mod events;
@@ -19,7 +20,8 @@ use std::net::SocketAddr;
 
 use crate::messages::*;
 use crate::node::NodeHandle;
-use crate::protocol::services::Service;
+use crate::protocol::checks::{resolve_all, CheckSpec};
+use crate::protocol::services::{HealthFilter, Service};
 use crate::protocol::{Member, MemberState};
 
 /// Largest request body accepted.
@@ -63,14 +65,42 @@ async fn members(node: web::Data<NodeHandle>) -> HttpResponse {
     HttpResponse::Ok().json(snap.members().map(MemberView::from).collect::<Vec<_>>())
 }
 
-async fn services(node: web::Data<NodeHandle>) -> HttpResponse {
-    let snap = node.snapshot.borrow().clone();
-    HttpResponse::Ok().json(snap.catalog())
+/// `?passing` and `?status=passing,warning` on lookups.
+#[derive(Deserialize)]
+pub struct HealthQuery {
+    pub passing: Option<String>,
+    pub status: Option<String>,
 }
 
-async fn service(node: web::Data<NodeHandle>, name: web::Path<String>) -> HttpResponse {
+impl HealthQuery {
+    pub fn filter(&self) -> Result<HealthFilter, Box<HttpResponse>> {
+        HealthFilter::from_query(self.passing.as_deref(), self.status.as_deref())
+            .map_err(|e| Box::new(error(actix_web::http::StatusCode::BAD_REQUEST, e)))
+    }
+}
+
+async fn services(node: web::Data<NodeHandle>, q: web::Query<HealthQuery>) -> HttpResponse {
+    let filter = match q.filter() {
+        Ok(f) => f,
+        Err(resp) => return *resp,
+    };
     let snap = node.snapshot.borrow().clone();
-    HttpResponse::Ok().json(snap.catalog().remove(name.as_str()).unwrap_or_default())
+    HttpResponse::Ok().json(filter.apply(snap.catalog()))
+}
+
+async fn service(
+    node: web::Data<NodeHandle>,
+    name: web::Path<String>,
+    q: web::Query<HealthQuery>,
+) -> HttpResponse {
+    let filter = match q.filter() {
+        Ok(f) => f,
+        Err(resp) => return *resp,
+    };
+    let snap = node.snapshot.borrow().clone();
+    let mut list = snap.catalog().remove(name.as_str()).unwrap_or_default();
+    list.retain(|i| filter.keeps(i.status));
+    HttpResponse::Ok().json(list)
 }
 
 /// The body of `PUT /v1/services`. `port` may be left out: the agent then
@@ -88,6 +118,11 @@ struct RegisterBody {
     id: String,
     #[serde(default)]
     address: Option<String>,
+    /// Its health checks (`checks`, or one `check`).
+    #[serde(default)]
+    checks: Vec<CheckSpec>,
+    #[serde(default)]
+    check: Option<CheckSpec>,
 }
 
 async fn register(node: web::Data<NodeHandle>, body: StrictJson<RegisterBody>) -> HttpResponse {
@@ -100,7 +135,19 @@ async fn register(node: web::Data<NodeHandle>, body: StrictJson<RegisterBody>) -
     if let Err(e) = svc.validate() {
         return error(actix_web::http::StatusCode::BAD_REQUEST, e);
     }
-    match node.registry.send(Register::plain(svc.clone())).await {
+    let mut checks = b.checks;
+    if let Some(c) = b.check {
+        checks.insert(0, c);
+    }
+    let defs = match resolve_all(svc.id(), &checks) {
+        Ok(d) => d,
+        Err(e) => return error(actix_web::http::StatusCode::BAD_REQUEST, e),
+    };
+    let msg = Register {
+        service: svc.clone(),
+        checks: defs,
+    };
+    match node.registry.send(msg).await {
         Ok(Ok(())) => HttpResponse::Ok().json(svc),
         Ok(Err(e)) => error(actix_web::http::StatusCode::BAD_REQUEST, e),
         Err(_) => unavailable(),
@@ -333,6 +380,7 @@ pub fn serve(
             .app_data(web::PayloadConfig::default().limit(MAX_BODY))
             .app_data(web::QueryConfig::default().error_handler(query_error))
             .configure(routes)
+            .configure(checks::routes)
             .default_service(web::to(not_found))
     })
     .workers(1)
