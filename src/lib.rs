@@ -8,6 +8,7 @@ pub mod api;
 pub mod config;
 pub mod demo;
 pub mod fuzzing;
+pub mod keyring_file;
 pub mod messages;
 pub mod metrics;
 pub mod node;

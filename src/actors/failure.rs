@@ -320,6 +320,12 @@ impl FailureDetector {
                 }
             }
             Msg::PingReq { seq, target, addr } => {
+                // Relaying for a stranger's address would make us a free
+                // reflector: only a known member, at the address we know.
+                if self.known.get(&target).is_none_or(|m| m.addr != addr) {
+                    Metrics::inc(&self.metrics.ping_req_refused);
+                    return;
+                }
                 let my_seq = self.seq();
                 self.relays.insert(
                     my_seq,

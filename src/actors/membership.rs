@@ -380,7 +380,16 @@ impl Membership {
                 pages,
                 entries,
             } => self.on_digest_page(from, round, page, pages, entries),
-            Msg::SyncWant { ids } => self.send_records(from, ids.iter().take(self.view.len())),
+            Msg::SyncWant { ids } => {
+                // Each record once, however often the list names it.
+                let mut seen = std::collections::HashSet::with_capacity(ids.len());
+                let unique: Vec<&NodeId> = ids.iter().filter(|id| seen.insert(*id)).collect();
+                Metrics::add(
+                    &self.metrics.want_duplicates,
+                    (ids.len() - unique.len()) as u64,
+                );
+                self.send_records(from, unique.into_iter().take(self.view.len()))
+            }
             _ => {}
         }
     }

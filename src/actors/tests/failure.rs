@@ -16,6 +16,7 @@ struct Fixture {
     sends: Log<Send>,
     accuses: Log<Accuse>,
     spreads: Log<Spread>,
+    metrics: Arc<Metrics>,
 }
 
 fn settings(probe_interval_ms: u64) -> FailureSettings {
@@ -40,12 +41,13 @@ fn start(probe_interval_ms: u64) -> Fixture {
     let (send, sends) = recorder::<Send>();
     let (accuse, accuses) = recorder::<Accuse>();
     let (spread, spreads) = recorder::<Spread>();
+    let metrics = Arc::new(Metrics::default());
     let fd = FailureDetector::new(
         settings(probe_interval_ms),
         send,
         accuse,
         spread,
-        Arc::new(Metrics::default()),
+        metrics.clone(),
     )
     .start();
     Fixture {
@@ -53,6 +55,7 @@ fn start(probe_interval_ms: u64) -> Fixture {
         sends,
         accuses,
         spreads,
+        metrics,
     }
 }
 
@@ -148,6 +151,11 @@ async fn indirect_probe_rescued_by_a_relay() {
 async fn relays_ping_for_others_and_answer_ack_or_nack() {
     tokio::time::pause();
     let f = start(100_000);
+    f.fd.do_send(event(
+        EventKind::Joined,
+        &member("t", 7001, 0, MemberState::Alive),
+        None,
+    ));
     let origin = addr(7000);
     let req = Msg::PingReq {
         seq: 77,
@@ -193,6 +201,35 @@ async fn relays_ping_for_others_and_answer_ack_or_nack() {
         decoded(&f.sends.take()),
         vec![(origin, Msg::Nack { seq: 78 })]
     );
+}
+
+#[actix::test]
+async fn relays_only_to_a_known_member_at_its_known_address() {
+    tokio::time::pause();
+    let f = start(100_000);
+    f.fd.do_send(event(
+        EventKind::Joined,
+        &member("t", 7001, 0, MemberState::Alive),
+        None,
+    ));
+    for (target, at) in [("stranger", 7002), ("t", 7003)] {
+        f.fd.do_send(ProbeMsg {
+            from: addr(7000),
+            sender: id("o"),
+            msg: Msg::PingReq {
+                seq: 5,
+                target: id(target),
+                addr: addr(at),
+            },
+        });
+    }
+    settle(50_000).await;
+    let relayed: Vec<_> = decoded(&f.sends.take())
+        .into_iter()
+        .filter(|(to, m)| *to != addr(7001) || matches!(m, Msg::Nack { .. }))
+        .collect();
+    assert_eq!(relayed, vec![], "no ping, and no nack either");
+    assert_eq!(Metrics::get(&f.metrics.ping_req_refused), 2);
 }
 
 #[actix::test]
@@ -485,6 +522,7 @@ async fn probing_a_dead_member_through_answering_relays_does_not_hurt_local_heal
     .start();
     let target = member("t", 9001, 0, MemberState::Alive);
     fd.do_send(event(EventKind::Joined, &target, None));
+    relay.do_send(event(EventKind::Joined, &target, None));
     fd.do_send(event(
         EventKind::Joined,
         &member("relay", 9002, 0, MemberState::Alive),

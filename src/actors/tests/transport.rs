@@ -212,9 +212,11 @@ async fn with_a_key_only_sealed_datagrams_from_key_holders_get_in() {
     let f = start_keyed(SetFaults::default(), Keyring::new(&[key]));
     let plain = datagram_from("n2", "default", &[Msg::Ack { seq: 1 }]);
     let envelope = plain[2..].to_vec();
-    let good = Keyring::new(&[key]).seal(&envelope, "default").unwrap();
+    let good = Keyring::new(&[key])
+        .seal(&envelope, "default", crate::protocol::wire::unix_micros())
+        .unwrap();
     let wrong = Keyring::new(&[generate_key()])
-        .seal(&envelope, "default")
+        .seal(&envelope, "default", crate::protocol::wire::unix_micros())
         .unwrap();
     f.t.do_send(Inbound {
         from: addr(2000),
