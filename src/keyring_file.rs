@@ -45,6 +45,9 @@ pub fn load(path: &Path) -> Result<Option<KeyringFile>, String> {
 
 /// Writes the keyring file atomically, readable by its owner only.
 pub fn save(path: &Path, file: &KeyringFile) -> std::io::Result<()> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
     let tmp = path.with_extension("json.tmp");
     let mut opts = std::fs::OpenOptions::new();
     opts.write(true).create(true).truncate(true);
@@ -121,7 +124,7 @@ mod tests {
     #[test]
     fn roundtrips_with_owner_only_permissions() {
         let d = dir("roundtrip");
-        let p = path_in(&d);
+        let p = path_in(&d.join("not-yet-made"));
         assert_eq!(load(&p).unwrap(), None);
         let file = KeyringFile {
             keys: vec![encode_key(&generate_key()), encode_key(&generate_key())],

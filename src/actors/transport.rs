@@ -31,7 +31,7 @@ use crate::messages::*;
 use crate::metrics::Metrics;
 use crate::protocol::amplification::{Admit, AmplificationGuard, VERIFY_SEQ_BIT};
 use crate::protocol::crypto::{encode_key, parse_key, Keyring, SEAL_OVERHEAD};
-use crate::protocol::replay::{KeyOpLog, ReplayGuard, Stamper};
+use crate::protocol::replay::{KeyOpLog, Refused, ReplayGuard, Stamper};
 use crate::protocol::wire::{
     decode_envelope, encode_msg, frame_plain, unframe, unix_micros, unix_ms, DecodeError,
     EncodedMsg, Framer, KeyOpKind, Msg, KIND_PLAIN, KIND_SEALED,
@@ -308,8 +308,14 @@ impl Transport {
             .key_ops
             .admit(id, at, unix_ms(), self.wire.replay_window_ms)
         {
-            Metrics::inc(&self.metrics.replays_refused);
-            log::warn!("keyring: {op:?} from {from} refused: {e}");
+            // The sender repeats each operation (UDP may lose one): a known
+            // id is normal and quiet; an operation outside the window is not.
+            if e == Refused::OutsideWindow {
+                Metrics::inc(&self.metrics.replays_refused);
+                log::warn!("keyring: {op:?} from {from} refused: {e}");
+            } else {
+                log::debug!("keyring: {op:?} from {from} already applied");
+            }
             return;
         }
         let result = parse_key(key).and_then(|k| match op {

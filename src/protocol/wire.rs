@@ -642,4 +642,82 @@ mod tests {
             Err(DecodeError::Cluster(_))
         ));
     }
+
+    fn decode_one(msg: Msg, from: &str) -> Result<Envelope, DecodeError> {
+        let f = Framer::new(
+            "default",
+            &NodeId::new(from),
+            "127.0.0.1:8001".parse().unwrap(),
+            65_000,
+            0,
+        );
+        let (d, _) = f.pack(&[encode_msg(&msg)]);
+        decode_envelope(&d[0], "default")
+    }
+
+    fn bounds_error(r: Result<Envelope, DecodeError>) -> String {
+        match r {
+            Err(DecodeError::Bounds(e)) => e,
+            other => panic!("expected a bounds error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn node_ids_and_service_sets_are_bounded_on_decode() {
+        let long = "x".repeat(MAX_NODE_ID_LEN + 1);
+        let ok = Member::new_alive(NodeId::new("ok"), "10.0.0.2:1".parse().unwrap(), 1);
+        // The sender's own id, and ids inside every message kind.
+        assert!(bounds_error(decode_one(Msg::Ack { seq: 1 }, &long)).contains("node id"));
+        assert!(bounds_error(decode_one(Msg::Ack { seq: 1 }, "with space")).contains("node id"));
+        for msg in [
+            Msg::Ping {
+                seq: 1,
+                target: NodeId::new(&long),
+            },
+            Msg::Update {
+                member: Member {
+                    id: NodeId::new(&long),
+                    ..ok.clone()
+                },
+                by: None,
+            },
+            Msg::Update {
+                member: ok.clone(),
+                by: Some(NodeId::new("")),
+            },
+            Msg::SyncWant {
+                ids: vec![NodeId::new("a"), NodeId::new(&long)],
+            },
+        ] {
+            assert!(bounds_error(decode_one(msg, "n")).contains("node id"));
+        }
+        // Too many services, an invalid one, and one id twice.
+        let many = ServiceSet::new(
+            1,
+            (0..MAX_WIRE_SERVICES + 1)
+                .map(|i| Service::new(&format!("s{i}"), 80))
+                .collect(),
+        );
+        let bad = ServiceSet::new(1, vec![Service::new("Not A Name", 80)]);
+        let twice = ServiceSet::new(1, vec![Service::new("web", 80), Service::new("web", 81)]);
+        for (set, says) in [(many, "services"), (bad, "service name"), (twice, "twice")] {
+            let m = Msg::State {
+                member: Member {
+                    services: set,
+                    ..ok.clone()
+                },
+            };
+            let e = bounds_error(decode_one(m, "n"));
+            assert!(e.contains(says), "{e}");
+        }
+        // Within bounds: fine.
+        let fine = Msg::Update {
+            member: Member {
+                services: ServiceSet::new(1, vec![Service::new("web", 80)]),
+                ..ok
+            },
+            by: Some(NodeId::new("n")),
+        };
+        assert!(decode_one(fine, &"y".repeat(MAX_NODE_ID_LEN)).is_ok());
+    }
 }
