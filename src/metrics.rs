@@ -81,6 +81,25 @@ impl Metrics {
 }
 
 impl Metrics {
+    /// What the wire defences refused, in one figure for the STATS line
+    /// (each is its own counter in `/v1/stats` and `/metrics`).
+    pub fn wire_refused(&self) -> u64 {
+        [
+            &self.wire_bounds,
+            &self.replays_refused,
+            &self.amplification_held,
+            &self.amplification_dropped,
+            &self.discovery_ignored,
+            &self.ping_req_refused,
+            &self.want_duplicates,
+            &self.rumors_oversized,
+            &self.receive_queue_drops,
+        ]
+        .iter()
+        .map(|c| Metrics::get(c))
+        .sum()
+    }
+
     /// Records how long a suspicion lasted before it declared a member dead.
     pub fn observe_detection(&self, d: Duration) {
         self.detection_latency.observe(d);
