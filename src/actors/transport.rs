@@ -215,6 +215,10 @@ impl Transport {
         }
         self.amplification
             .on_receive(from, Some(&env.from), data.len());
+        // Start verifying a new address at once, so that a real peer is
+        // verified before any large answer is due (that answer, and our own
+        // probes of it, would otherwise wait in the hold).
+        self.verify(from);
         let mut updates = Vec::new();
         let mut states = Vec::new();
         for msg in env.msgs {
@@ -396,12 +400,7 @@ impl Transport {
             Admit::Open => return self.transmit(to, msgs),
             Admit::Credit(c) => c as usize,
         };
-        let fixed = self.framer.fixed_overhead()
-            + if self.keyring.is_empty() {
-                0
-            } else {
-                SEAL_OVERHEAD
-            };
+        let fixed = self.framer.fixed_overhead() + self.seal_overhead();
         let total: usize = fixed + msgs.iter().map(|m| m.len()).sum::<usize>();
         if total <= credit && total <= self.framer.room() + fixed {
             return self.transmit(to, msgs);
@@ -430,6 +429,28 @@ impl Transport {
         let held = self.amplification.hold(&to, rest, now);
         Metrics::add(&self.metrics.amplification_held, held.held as u64);
         Metrics::add(&self.metrics.amplification_dropped, held.dropped as u64);
+    }
+
+    /// Sends `to` a verification ping if one is due and its budget allows.
+    fn verify(&mut self, to: SocketAddr) {
+        let Admit::Credit(credit) = self.amplification.admit(&to) else {
+            return;
+        };
+        let now = tokio::time::Instant::now();
+        if let Some((seq, target)) = self.amplification.verification_due(&to, now) {
+            let ping = encode_msg(&Msg::Ping { seq, target });
+            if self.seal_overhead() + self.framer.fixed_overhead() + ping.len() <= credit as usize {
+                self.transmit(to, &[ping]);
+            }
+        }
+    }
+
+    fn seal_overhead(&self) -> usize {
+        if self.keyring.is_empty() {
+            0
+        } else {
+            SEAL_OVERHEAD
+        }
     }
 
     fn transmit(&mut self, to: SocketAddr, msgs: &[EncodedMsg]) {
