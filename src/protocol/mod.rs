@@ -13,6 +13,7 @@ pub mod peers;
 pub mod probe_order;
 pub mod replay;
 pub mod rumor_queue;
+pub mod seeds;
 pub mod services;
 pub mod suspicion;
 pub mod sync_plan;
