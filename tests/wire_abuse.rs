@@ -10,7 +10,7 @@
 use std::net::{SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
 
-use gossip::actors::gossip::LiteralResolver;
+use gossip::seeds::LiteralResolver;
 use gossip::config::Config;
 use gossip::messages::GetMembers;
 use gossip::node::start_on_udp;
