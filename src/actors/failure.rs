@@ -385,6 +385,13 @@ impl FailureDetector {
                 }
             }
             Msg::PingReq { seq, target, addr } => {
+                // Relaying for a stranger's address would make us a free
+                // reflector: only a known member, at the address we know.
+                let known = self.snapshots.borrow().table.get(&target).map(|m| m.addr);
+                if known != Some(addr) {
+                    Metrics::inc(&self.metrics.ping_req_refused);
+                    return;
+                }
                 let my_seq = self.seq();
                 self.relays.insert(
                     my_seq,

@@ -249,7 +249,7 @@ async fn keys_change(node: web::Data<NodeHandle>, body: StrictJson<KeyRequest>) 
                 .filter(|m| m.id != node.id && m.state.is_live())
                 .map(|m| m.addr)
                 .collect();
-            let msg = encode_msg(&Msg::KeyOp { op: kind, key });
+            let msg = encode_msg(&Msg::key_op(kind, key));
             let transport = node.transport.clone();
             actix_rt::spawn(async move {
                 for _ in 0..3 {
