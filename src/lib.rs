@@ -7,6 +7,7 @@ pub mod agent;
 pub mod api;
 pub mod config;
 pub mod demo;
+pub mod dns;
 pub mod fuzzing;
 pub mod messages;
 pub mod metrics;
