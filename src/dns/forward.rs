@@ -45,8 +45,9 @@ impl Forwarder {
             })
             .collect();
         let mut opts = ResolverOpts::default();
-        opts.timeout = Duration::from_secs(2);
-        opts.attempts = 2;
+        // Short: a client's own resolver gives up after a few seconds.
+        opts.timeout = Duration::from_secs(1);
+        opts.attempts = 1;
         opts.use_hosts_file = ResolveHosts::Never;
         opts.recursion_desired = true;
         opts.edns0 = true;
