@@ -387,3 +387,183 @@ fn resolver_library_sees(port: u16, want_a: &[&str]) {
         assert!(nx.is_nx_domain(), "{nx}");
     });
 }
+
+/// A tiny HTTP server on 127.0.0.1 that answers every request with its own
+/// name; stopped (and its thread joined) when dropped.
+struct Backend {
+    port: u16,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Backend {
+    fn start(name: &str) -> Backend {
+        use std::io::{Read, Write};
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let stop = std::sync::Arc::new(AtomicBool::new(false));
+        let (flag, body) = (stop.clone(), name.to_string());
+        let thread = std::thread::spawn(move || {
+            while !flag.load(Ordering::Relaxed) {
+                match listener.accept() {
+                    Ok((mut s, _)) => {
+                        let _ = s.set_nonblocking(false);
+                        let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+                        let mut buf = [0u8; 2048];
+                        let _ = s.read(&mut buf);
+                        let _ = write!(
+                            s,
+                            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                            body.len()
+                        );
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(2)),
+                }
+            }
+        });
+        Backend {
+            port,
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for Backend {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// A child process killed by PID and reaped when dropped, even on panic.
+struct Child(std::process::Child);
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Which backends answer `n` requests through HAProxy's frontend.
+fn spread(frontend: u16, n: usize) -> std::collections::BTreeMap<String, usize> {
+    let mut out = std::collections::BTreeMap::new();
+    let agent = ureq::AgentBuilder::new()
+        .max_idle_connections(0)
+        .timeout(Duration::from_secs(2))
+        .build();
+    for _ in 0..n {
+        let body = match agent.get(&format!("http://127.0.0.1:{frontend}/")).call() {
+            Ok(r) => r.into_string().unwrap_or_default(),
+            Err(ureq::Error::Status(code, _)) => format!("http-{code}"),
+            Err(_) => "no-answer".into(),
+        };
+        *out.entry(body).or_insert(0) += 1;
+    }
+    out
+}
+
+fn wait_spread(frontend: u16, what: &str, want: &[&str]) {
+    wait_for(what, CONVERGE, Duration::from_millis(200), || {
+        let got = spread(frontend, 24);
+        let names: Vec<&str> = got.keys().map(String::as_str).collect();
+        if names == want {
+            Ok(())
+        } else {
+            Err(format!("traffic went to {got:?}"))
+        }
+    });
+}
+
+/// HAProxy resolves `_web._tcp.service.gossip` SRV at an agent and balances
+/// real HTTP traffic over the three backends; it follows a node kill, a
+/// failing instance (health critical) and both recoveries. HAProxy runs no
+/// health checks of its own here: only DNS tells it.
+#[test]
+fn haproxy_balances_over_srv_records_and_follows_failures() {
+    let _serial = serial();
+    if !require_tool("haproxy", "-v") {
+        return;
+    }
+    let backends: Vec<Backend> = (1..=3).map(|i| Backend::start(&format!("b{i}"))).collect();
+    let dns = free_udp_tcp_port();
+    let mut c = Cluster::new("haproxy", 3).with_env("PUSH_PULL_INTERVAL_MS", "2000");
+    for (i, b) in backends.iter().enumerate() {
+        let addr = if i == 0 {
+            format!("127.0.0.1:{dns}")
+        } else {
+            "off".into()
+        };
+        c.spawn(&[
+            ("DNS_ADDR", &addr),
+            ("SERVICES", &format!("web:{}", b.port)),
+        ]);
+    }
+    let all = c.all();
+    c.wait_all_alive(&all, &all, CONVERGE);
+
+    let frontend = free_udp_tcp_port();
+    let cfg = format!(
+        "global
+    log stderr format short local0 notice
+defaults
+    mode http
+    log global
+    timeout connect 1s
+    timeout client 5s
+    timeout server 5s
+    retries 0
+resolvers gossipdns
+    nameserver n1 127.0.0.1:{dns}
+    accepted_payload_size 4096
+    resolve_retries 2
+    timeout resolve 250ms
+    timeout retry 250ms
+    hold valid 250ms
+    hold obsolete 250ms
+    hold nx 250ms
+    hold other 250ms
+frontend fe
+    bind 127.0.0.1:{frontend}
+    default_backend web
+backend web
+    balance roundrobin
+    server-template web 5 _web._tcp.service.gossip resolvers gossipdns resolve-prefer ipv4 init-addr none
+"
+    );
+    let path = c.dir.join("haproxy.cfg");
+    std::fs::write(&path, cfg).unwrap();
+    let log = std::fs::File::create(c.dir.join("haproxy.log")).unwrap();
+    let _haproxy = Child(
+        Command::new("haproxy")
+            .arg("-f")
+            .arg(&path)
+            .arg("-db")
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("start haproxy"),
+    );
+
+    wait_spread(frontend, "traffic on all three backends", &["b1", "b2", "b3"]);
+
+    // node3 killed: its backend still runs, but DNS drops it, so HAProxy
+    // stops sending it traffic.
+    c.nodes[2].sigkill();
+    wait_spread(frontend, "b3 out after node3's death", &["b1", "b2"]);
+    c.nodes[2].start();
+    wait_spread(frontend, "b3 back after node3 rejoined", &["b1", "b2", "b3"]);
+
+    // node2's instance turns critical, then passing again.
+    let api2 = c.nodes[1].api();
+    let port2 = backends[1].port;
+    register(&api2, json!({"name": "web", "port": port2, "health": "critical"}));
+    wait_spread(frontend, "b2 out while critical", &["b1", "b3"]);
+    register(&api2, json!({"name": "web", "port": port2, "health": "passing"}));
+    wait_spread(frontend, "b2 back when passing", &["b1", "b2", "b3"]);
+}
