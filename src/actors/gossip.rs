@@ -14,7 +14,12 @@
 //!   `seed_timeout`, a discovery broadcast; retries with exponential backoff
 //!   and jitter until some member is known.
 //!
-//! Takes: `MemberEvent`, `DiscoveryMsg`, `StopActivity`.
+//! Peers and dead members are read from the published snapshot at the
+//! moment they are needed; the actor keeps no copy of them, and follows new
+//! snapshots only to notice its join.
+//!
+//! Reads: the snapshot (`SnapshotRx`), awaited as a stream of ticks.
+//! Takes: `DiscoveryMsg`, `StopActivity`.
 //! Sends: `GossipRound` and `Send` to the rumor actor, `StartSync` to
 //! membership, `BroadcastOut` to the transport.
 
@@ -27,9 +32,9 @@ use std::time::Duration;
 use super::supervisor::{guard, Crash};
 use crate::messages::*;
 use crate::protocol::backoff;
-use crate::protocol::peers::PeerSet;
 use crate::protocol::wire::{encode_msg, Msg};
-use crate::protocol::{MemberState, NodeId};
+use crate::protocol::NodeId;
+use crate::snapshot::{changes, SnapshotRx};
 
 /// When, after joining, the follow-up push-pulls run. Each repairs most of
 /// what is still missing (at 10% loss a 1,000-member state transfer misses
@@ -108,8 +113,7 @@ impl SeedResolver for LiteralResolver {
 
 pub struct Gossip {
     s: GossipSettings,
-    peers: PeerSet,
-    dead: PeerSet,
+    snapshots: SnapshotRx,
     rng: SmallRng,
     joined: bool,
     attempt: u32,
@@ -124,6 +128,7 @@ pub struct Gossip {
 impl Gossip {
     pub fn new(
         s: GossipSettings,
+        snapshots: SnapshotRx,
         resolver: Box<dyn SeedResolver>,
         round: Recipient<GossipRound>,
         send: Recipient<Send>,
@@ -133,8 +138,7 @@ impl Gossip {
         Gossip {
             rng: SmallRng::seed_from_u64(s.seed),
             s,
-            peers: PeerSet::default(),
-            dead: PeerSet::default(),
+            snapshots,
             joined: false,
             attempt: 0,
             stopped: false,
@@ -148,16 +152,47 @@ impl Gossip {
 
     /// Starts as a member of a formed cluster (the simulator's warm start,
     /// see `protocol::formed`): no bootstrap.
-    pub fn with_peers(mut self, peers: PeerSet) -> Self {
-        self.peers = peers;
+    pub fn formed(mut self) -> Self {
         self.joined = true;
         self
+    }
+
+    /// Up to `k` random live members other than us, as the snapshot has them.
+    fn sample_peers(&mut self, k: usize) -> Vec<SocketAddr> {
+        let snap = self.snapshots.borrow().clone();
+        snap.live
+            .sample(k, &[&self.s.me], &mut self.rng)
+            .into_iter()
+            .map(|(_, a)| a)
+            .collect()
+    }
+
+    /// The first snapshot with another live member in it means we joined.
+    /// The join's state transfer is a burst of datagrams with no retry:
+    /// digest-based push-pulls shortly after repair whatever part of it was
+    /// lost.
+    fn notice_join(&mut self, ctx: &mut Context<Self>) {
+        let known = self.snapshots.borrow().peer_count();
+        if self.joined || known == 0 {
+            return;
+        }
+        self.joined = true;
+        log::info!("joined the cluster ({} known)", known + 1);
+        for delay in FOLLOW_UP_SYNCS {
+            ctx.run_later(delay, |act, ctx| {
+                guard(ctx, |_| {
+                    if let Some(peer) = act.sample_peers(1).pop() {
+                        act.sync.do_send(StartSync { peer, join: false });
+                    }
+                });
+            });
+        }
     }
 
     /// memberlist scales push-pull with the cluster: beyond 32 members the
     /// interval grows with log2(N/32), keeping the total sync traffic flat.
     fn push_pull_period(&self) -> Duration {
-        let n = self.peers.len() + 1;
+        let n = self.snapshots.borrow().peer_count() + 1;
         if n <= 32 {
             return self.s.push_pull_interval;
         }
@@ -166,23 +201,20 @@ impl Gossip {
     }
 
     fn gossip_round(&mut self) {
-        if self.stopped || self.peers.is_empty() {
+        if self.stopped {
             return;
         }
-        let peers = self
-            .peers
-            .sample(self.s.fanout, &[], &mut self.rng)
-            .into_iter()
-            .map(|(_, a)| a)
-            .collect();
-        self.round.do_send(GossipRound { peers });
+        let peers = self.sample_peers(self.s.fanout);
+        if !peers.is_empty() {
+            self.round.do_send(GossipRound { peers });
+        }
     }
 
     fn schedule_push_pull(&mut self, ctx: &mut Context<Self>) {
         ctx.run_later(self.push_pull_period(), |act, ctx| {
             guard(ctx, |_| {
                 if !act.stopped {
-                    if let Some((_, peer)) = act.peers.sample(1, &[], &mut act.rng).pop() {
+                    if let Some(peer) = act.sample_peers(1).pop() {
                         act.sync.do_send(StartSync { peer, join: false });
                     }
                 }
@@ -195,7 +227,8 @@ impl Gossip {
         if self.stopped {
             return;
         }
-        if let Some((id, peer)) = self.dead.sample(1, &[], &mut self.rng).pop() {
+        let dead = self.snapshots.borrow().dead.clone();
+        if let Some((id, peer)) = dead.sample(1, &[], &mut self.rng).pop() {
             log::debug!("trying to reach dead member {id} at {peer}");
             self.sync.do_send(StartSync { peer, join: false });
         }
@@ -257,57 +290,20 @@ impl Actor for Gossip {
             guard(ctx, |_| act.reconnect());
         });
         self.try_join(ctx);
+        // After a restart too: the stream went with the timers.
+        self.notice_join(ctx);
+        ctx.add_stream(changes(&self.snapshots));
     }
 }
 
 impl Supervised for Gossip {}
 
-impl Handler<MemberEvent> for Gossip {
-    type Result = ();
-    fn handle(&mut self, e: MemberEvent, ctx: &mut Context<Self>) {
-        guard(ctx, |ctx| {
-            let m = e.member;
-            if m.id == self.s.me {
-                return;
-            }
-            match m.state {
-                MemberState::Alive | MemberState::Suspect => {
-                    self.dead.remove(&m.id);
-                    self.peers.insert(m.id, m.addr);
-                    if !self.joined {
-                        self.joined = true;
-                        log::info!("joined the cluster ({} known)", self.peers.len() + 1);
-                        // The join's state transfer is a burst of datagrams
-                        // with no retry: digest-based push-pulls shortly
-                        // after repair whatever part of it was lost.
-                        for delay in FOLLOW_UP_SYNCS {
-                            ctx.run_later(delay, |act, ctx| {
-                                guard(ctx, |_| {
-                                    if let Some((_, peer)) =
-                                        act.peers.sample(1, &[], &mut act.rng).pop()
-                                    {
-                                        act.sync.do_send(StartSync { peer, join: false });
-                                    }
-                                });
-                            });
-                        }
-                    }
-                }
-                MemberState::Dead => {
-                    self.peers.remove(&m.id);
-                    if e.kind == EventKind::Reclaimed {
-                        self.dead.remove(&m.id);
-                    } else {
-                        self.dead.insert(m.id, m.addr);
-                    }
-                }
-                MemberState::Left => {
-                    self.peers.remove(&m.id);
-                    self.dead.remove(&m.id);
-                }
-            }
-        });
+impl StreamHandler<()> for Gossip {
+    fn handle(&mut self, _: (), ctx: &mut Context<Self>) {
+        guard(ctx, |ctx| self.notice_join(ctx));
     }
+    /// The publisher is gone (the node is shutting down): nothing to follow.
+    fn finished(&mut self, _: &mut Context<Self>) {}
 }
 
 impl Handler<DiscoveryMsg> for Gossip {
@@ -322,7 +318,7 @@ impl Handler<DiscoveryMsg> for Gossip {
                     to: m.from,
                     msgs: vec![encode_msg(&Msg::DiscoverReply)],
                 }),
-                Msg::DiscoverReply if !self.peers.contains(&m.sender) => {
+                Msg::DiscoverReply if !self.snapshots.borrow().is_live(&m.sender) => {
                     self.sync.do_send(StartSync {
                         peer: m.from,
                         join: true,

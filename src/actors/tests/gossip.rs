@@ -7,10 +7,11 @@ use crate::actors::gossip::{Gossip, GossipSettings, LiteralResolver};
 use crate::messages::*;
 use crate::protocol::wire::Msg;
 use crate::protocol::MemberState;
-use crate::testkit::{recorder, settle, Log};
+use crate::testkit::{recorder, settle, Log, TestTable};
 
 struct Fixture {
     g: Addr<Gossip>,
+    t: TestTable,
     rounds: Log<GossipRound>,
     sends: Log<Send>,
     syncs: Log<StartSync>,
@@ -35,9 +36,11 @@ fn start(seeds: &[&str], broadcast: bool) -> Fixture {
         join_retry_max: Duration::from_secs(30),
         seed: 9,
     };
-    let g = Gossip::new(s, Box::new(LiteralResolver), round, send, sync, bc).start();
+    let t = TestTable::new("me");
+    let g = Gossip::new(s, t.rx(), Box::new(LiteralResolver), round, send, sync, bc).start();
     Fixture {
         g,
+        t,
         rounds,
         sends,
         syncs,
@@ -48,7 +51,7 @@ fn start(seeds: &[&str], broadcast: bool) -> Fixture {
 #[actix::test]
 async fn joins_through_every_seed_but_itself_and_retries_with_backoff() {
     tokio::time::pause();
-    let f = start(
+    let mut f = start(
         &["127.0.0.1:9001", "127.0.0.1:9002", "127.0.0.1:1000"],
         false,
     );
@@ -67,11 +70,7 @@ async fn joins_through_every_seed_but_itself_and_retries_with_backoff() {
         "one or two retries in 5 s, got {retries} syncs"
     );
     // Once a member is known, no more join attempts.
-    f.g.do_send(MemberEvent {
-        kind: EventKind::Joined,
-        member: member("a", 9001, 0, MemberState::Alive),
-        by: None,
-    });
+    f.t.set(&member("a", 9001, 0, MemberState::Alive));
     settle(60_000).await;
     assert!(f.syncs.all().iter().all(|s| !s.join));
 }
@@ -111,21 +110,13 @@ async fn broadcasts_when_no_seed_answers() {
 #[actix::test]
 async fn rounds_go_to_fanout_distinct_live_peers_and_none_when_alone() {
     tokio::time::pause();
-    let f = start(&[], false);
+    let mut f = start(&[], false);
     settle(1_000).await;
     assert!(f.rounds.is_empty(), "no peers, no rounds");
     for i in 0..6 {
-        f.g.do_send(MemberEvent {
-            kind: EventKind::Joined,
-            member: member(&format!("p{i}"), 9000 + i, 0, MemberState::Alive),
-            by: None,
-        });
+        f.t.set(&member(&format!("p{i}"), 9000 + i, 0, MemberState::Alive));
     }
-    f.g.do_send(MemberEvent {
-        kind: EventKind::Failed,
-        member: member("p0", 9000, 0, MemberState::Dead),
-        by: None,
-    });
+    f.t.set(&member("p0", 9000, 0, MemberState::Dead));
     settle(1_000).await;
     let rounds = f.rounds.take();
     assert!(
@@ -153,14 +144,10 @@ async fn rounds_go_to_fanout_distinct_live_peers_and_none_when_alone() {
 #[actix::test]
 async fn a_push_pull_follows_the_join_to_repair_a_lost_state_transfer() {
     tokio::time::pause();
-    let f = start(&["127.0.0.1:9001"], false);
+    let mut f = start(&["127.0.0.1:9001"], false);
     settle(10).await;
     f.syncs.take();
-    f.g.do_send(MemberEvent {
-        kind: EventKind::Joined,
-        member: member("a", 9001, 0, MemberState::Alive),
-        by: None,
-    });
+    f.t.set(&member("a", 9001, 0, MemberState::Alive));
     settle(2_100).await;
     let syncs = f.syncs.take();
     assert!(
@@ -175,14 +162,10 @@ async fn a_push_pull_follows_the_join_to_repair_a_lost_state_transfer() {
 #[actix::test]
 async fn three_follow_up_push_pulls_then_only_the_periodic_one() {
     tokio::time::pause();
-    let f = start(&["127.0.0.1:9001"], false);
+    let mut f = start(&["127.0.0.1:9001"], false);
     settle(10).await;
     f.syncs.take();
-    f.g.do_send(MemberEvent {
-        kind: EventKind::Joined,
-        member: member("a", 9001, 0, MemberState::Alive),
-        by: None,
-    });
+    f.t.set(&member("a", 9001, 0, MemberState::Alive));
     let mut per_window = Vec::new();
     for ms in [2_100, 4_000, 8_000, 10_000] {
         settle(ms).await;

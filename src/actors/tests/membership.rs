@@ -15,12 +15,15 @@ struct Fixture {
     spreads: Log<Spread>,
     sends: Log<Send>,
     events: Log<MemberEvent>,
+    confirms: Log<Confirmation>,
+    snapshots: crate::snapshot::SnapshotRx,
 }
 
 async fn start() -> Fixture {
     let (spread, spreads) = recorder::<Spread>();
     let (send, sends) = recorder::<Send>();
     let (ev, events) = recorder::<MemberEvent>();
+    let (confirm, confirms) = recorder::<Confirmation>();
     let s = MembershipSettings {
         me: member("me", 1000, 0, MemberState::Alive),
         room: 1200,
@@ -29,7 +32,9 @@ async fn start() -> Fixture {
         stats_interval: Duration::from_secs(3600),
         seed: 1,
     };
-    let ms = Membership::new(s, spread, send, Arc::new(Metrics::default())).start();
+    let actor = Membership::new(s, spread, send, confirm, Arc::new(Metrics::default()));
+    let snapshots = actor.snapshots();
+    let ms = actor.start();
     ms.do_send(Subscribe(ev));
     settle(1).await;
     spreads.take(); // our own record, spread at start
@@ -38,6 +43,8 @@ async fn start() -> Fixture {
         spreads,
         sends,
         events,
+        confirms,
+        snapshots,
     }
 }
 
@@ -87,6 +94,9 @@ async fn refutes_a_suspicion_about_itself() {
         kinds(&f.events),
         vec![(EventKind::SelfRefuted, "me".into())]
     );
+    let snap = f.snapshots.borrow().clone();
+    assert_eq!(snap.refutations, 1, "published for the failure detector");
+    assert_eq!(snap.own().unwrap().incarnation, 1);
     // A rumor of our death at an old incarnation is stale: nothing to do.
     f.ms.do_send(rumor(member("me", 1000, 0, MemberState::Dead), None));
     settle(1).await;
@@ -150,6 +160,18 @@ async fn a_second_accuser_is_a_confirmation() {
             (EventKind::Confirmed, Some(id("y")))
         ]
     );
+    // The snapshot names the first accuser; the failure detector gets the
+    // confirmation as evidence.
+    let snap = f.snapshots.borrow().clone();
+    assert_eq!(snap.accusers.get(&id("a")), Some(&id("x")));
+    let c = f.confirms.take();
+    assert_eq!((c.len(), c[0].by.clone()), (1, id("y")));
+    // Refuted: the accuser is forgotten with the suspicion.
+    f.ms.do_send(rumor(member("a", 2000, 1, MemberState::Alive), None));
+    settle(1).await;
+    let snap = f.snapshots.borrow().clone();
+    assert!(snap.accusers.is_empty());
+    assert!(snap.is_live(&id("a")) && snap.peer_count() == 1);
 }
 
 #[actix::test]
