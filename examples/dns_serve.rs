@@ -12,9 +12,9 @@
 use gossip::dns::{start, DnsSettings};
 use gossip::metrics::Metrics;
 use gossip::protocol::services::{Service, ServiceSet};
+use gossip::protocol::view::View;
 use gossip::protocol::{Member, NodeId};
 use gossip::snapshot::Publisher;
-use imbl::OrdMap;
 use std::fmt::Write;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
@@ -33,7 +33,8 @@ fn main() {
         .get(1)
         .and_then(|p| p.parse().ok())
         .expect("usage: dns_serve PORT [ZONE_FILE]");
-    let mut table = OrdMap::new();
+    let mut view = View::new(NODES as usize + 1);
+    let now = tokio::time::Instant::now();
     let mut zone = String::from(
         "$ORIGIN gossip.\n$TTL 0\n@ IN SOA ns.gossip. hostmaster.gossip. 1 3600 600 86400 0\n@ IN NS ns.gossip.\nns IN A 127.0.0.1\n",
     );
@@ -59,12 +60,14 @@ fn main() {
             services: ServiceSet::new(1, services),
             ..Member::new_alive(id.clone(), addr, 1)
         };
-        table.insert(id, member);
+        if view.apply(&member, now).is_err() {
+            panic!("member {i} refused");
+        }
     }
     if let Some(path) = args.get(2) {
         std::fs::write(path, zone).expect("write the zone file");
     }
-    let (_publisher, rx) = Publisher::new(NodeId::new("n0"), table);
+    let (_publisher, rx) = Publisher::new(NodeId::new("n0"), &view);
     let settings = DnsSettings {
         domain: "gossip.".into(),
         ttl: 0,

@@ -550,20 +550,34 @@ backend web
             .expect("start haproxy"),
     );
 
-    wait_spread(frontend, "traffic on all three backends", &["b1", "b2", "b3"]);
+    wait_spread(
+        frontend,
+        "traffic on all three backends",
+        &["b1", "b2", "b3"],
+    );
 
     // node3 killed: its backend still runs, but DNS drops it, so HAProxy
     // stops sending it traffic.
     c.nodes[2].sigkill();
     wait_spread(frontend, "b3 out after node3's death", &["b1", "b2"]);
     c.nodes[2].start();
-    wait_spread(frontend, "b3 back after node3 rejoined", &["b1", "b2", "b3"]);
+    wait_spread(
+        frontend,
+        "b3 back after node3 rejoined",
+        &["b1", "b2", "b3"],
+    );
 
     // node2's instance turns critical, then passing again.
     let api2 = c.nodes[1].api();
     let port2 = backends[1].port;
-    register(&api2, json!({"name": "web", "port": port2, "health": "critical"}));
+    register(
+        &api2,
+        json!({"name": "web", "port": port2, "health": "critical"}),
+    );
     wait_spread(frontend, "b2 out while critical", &["b1", "b3"]);
-    register(&api2, json!({"name": "web", "port": port2, "health": "passing"}));
+    register(
+        &api2,
+        json!({"name": "web", "port": port2, "health": "passing"}),
+    );
     wait_spread(frontend, "b2 back when passing", &["b1", "b2", "b3"]);
 }

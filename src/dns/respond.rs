@@ -264,8 +264,8 @@ mod tests {
         Zone::build(
             &Snapshot {
                 index: 2,
-                me,
                 table,
+                ..Snapshot::empty(me)
             },
             &DnsSettings {
                 domain: "gossip.".into(),

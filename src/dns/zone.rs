@@ -307,8 +307,8 @@ mod tests {
         }
         Snapshot {
             index: 7,
-            me,
             table,
+            ..Snapshot::empty(me)
         }
     }
 
