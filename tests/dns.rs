@@ -581,3 +581,70 @@ backend web
     );
     wait_spread(frontend, "b2 back when passing", &["b1", "b2", "b3"]);
 }
+
+/// DNS_ADDR given explicitly but taken: the agent stops with exit code 2
+/// and names the key; the default address taken only costs the DNS server.
+#[test]
+fn a_taken_dns_address_is_a_config_error_only_when_given() {
+    let _serial = serial();
+    let taken = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let base = free_base_port(1);
+    let run = |dns_addr: Option<String>, node_port: u16| {
+        let mut cmd = Command::new(GOSSIP);
+        for k in AGENT_ENV_KEYS {
+            cmd.env_remove(k);
+        }
+        cmd.arg("agent")
+            .current_dir(std::env::temp_dir())
+            .env("NODE_ID", "dnsbusy")
+            .env("NODE_PORT", node_port.to_string())
+            .env("BIND_ADDR", format!("127.0.0.1:{node_port}"))
+            .env("API_ADDR", format!("127.0.0.1:{}", node_port + API_OFFSET))
+            .env("CLUSTER_NAME", format!("it-dnsbusy-{node_port}"))
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped());
+        if let Some(a) = dns_addr {
+            cmd.env("DNS_ADDR", a);
+        }
+        Child(cmd.spawn().expect("spawn gossip agent"))
+    };
+    let mut given = run(Some(format!("127.0.0.1:{port}")), base);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(st) = given.0.try_wait().unwrap() {
+            break st;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "agent still running with a taken DNS_ADDR"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut err = String::new();
+    std::io::Read::read_to_string(given.0.stderr.as_mut().unwrap(), &mut err).unwrap();
+    assert_eq!(status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("DNS_ADDR") && err.contains(&port.to_string()),
+        "{err}"
+    );
+
+    // The default address (NODE_PORT + 654) taken: the agent runs, API up.
+    let base = free_base_port(1);
+    let _busy = UdpSocket::bind(("127.0.0.1", base + 654));
+    let mut default = run(None, base);
+    let api = format!("127.0.0.1:{}", base + API_OFFSET);
+    wait_for(
+        "the agent's API with its default DNS port taken",
+        Duration::from_secs(15),
+        Duration::from_millis(100),
+        || {
+            assert!(default.0.try_wait().unwrap().is_none(), "the agent exited");
+            http_get(&api, "/healthz")
+                .filter(|r| r.status == 200)
+                .map(|_| ())
+                .ok_or_else(|| "no answer".to_string())
+        },
+    );
+}
