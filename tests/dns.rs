@@ -122,9 +122,10 @@ fn dig_and_a_resolver_library_against_real_agents() {
                    "tags": if i == 0 { vec!["v2"] } else { vec![] }}),
         );
     }
+    // A TTL check never reported is critical (its initial status).
     register(
         &c.nodes[2].api(),
-        json!({"name": "db", "port": 5432, "health": "critical"}),
+        json!({"name": "db", "port": 5432, "checks": [{"ttl": "1h"}]}),
     );
     // 40 instances of `big`: more A records than 512 bytes hold (on two
     // nodes: one node's services must fit in one datagram).
@@ -482,7 +483,7 @@ fn wait_spread(frontend: u16, what: &str, want: &[&str]) {
 
 /// HAProxy resolves `_web._tcp.service.gossip` SRV at an agent and balances
 /// real HTTP traffic over the three backends; it follows a node kill, a
-/// failing instance (health critical) and both recoveries. HAProxy runs no
+/// failing health check (TTL, reported failed) and both recoveries. HAProxy runs no
 /// health checks of its own here: only DNS tells it.
 #[test]
 fn haproxy_balances_over_srv_records_and_follows_failures() {
@@ -567,19 +568,30 @@ backend web
         &["b1", "b2", "b3"],
     );
 
-    // node2's instance turns critical, then passing again.
+    // node2's instance gets a TTL check that fails, then passes again.
     let api2 = c.nodes[1].api();
     let port2 = backends[1].port;
     register(
         &api2,
-        json!({"name": "web", "port": port2, "health": "critical"}),
+        json!({"name": "web", "port": port2, "checks": [{"ttl": "1h"}]}),
     );
-    wait_spread(frontend, "b2 out while critical", &["b1", "b3"]);
-    register(
-        &api2,
-        json!({"name": "web", "port": port2, "health": "passing"}),
+    let report = |status: &str| {
+        let r = http_put_json(
+            &api2,
+            &format!("/v1/checks/service:web/{status}"),
+            &json!({}),
+        )
+        .expect("check report answered");
+        assert_eq!(r.status, 200, "{status}: {}", r.body);
+    };
+    report("fail");
+    wait_spread(frontend, "b2 out while its check fails", &["b1", "b3"]);
+    report("pass");
+    wait_spread(
+        frontend,
+        "b2 back when its check passes",
+        &["b1", "b2", "b3"],
     );
-    wait_spread(frontend, "b2 back when passing", &["b1", "b2", "b3"]);
 }
 
 /// DNS_ADDR given explicitly but taken: the agent stops with exit code 2
