@@ -207,10 +207,15 @@ fn checks_through_the_api_and_the_cli() {
     let r = http_put_json(
         &api,
         "/v1/services",
-        &json!({"name": "job", "port": 9000, "checks": [{"ttl": "1m", "id": "job-ttl"}]}),
+        &json!({"name": "job", "port": 9000, "health": "passing", "checks": [{"ttl": "1m", "id": "job-ttl"}]}),
     )
     .unwrap();
     assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(
+        r.json().unwrap()["health"],
+        "critical",
+        "the checks decide the health, not the caller"
+    );
     let (ok, out) = gossip_cli(
         &api,
         &["check", "warn", "job-ttl", "--note", "queue is long"],
