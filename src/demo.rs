@@ -70,6 +70,7 @@ async fn print_view(title: &str, node: &NodeHandle) {
 
 async fn demo(n: usize) -> Result<(), String> {
     println!("== Gossip demo: {n} nodes on 127.0.0.1, one process, one UDP socket each ==");
+    println!("(the nodes' own logs are off; RUST_LOG=info shows them, on stderr)");
     let mut nodes: Vec<NodeHandle> = Vec::new();
     let mut seed: Option<SocketAddr> = None;
     let t0 = Instant::now();

@@ -47,6 +47,7 @@ pub struct BroadcastOut {
 /// Fault injection: drop a fraction of datagrams, or all to/from some peers.
 #[derive(Message, Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 #[rtype(result = "()")]
+#[serde(deny_unknown_fields)]
 pub struct SetFaults {
     #[serde(default)]
     pub loss_in: f64,

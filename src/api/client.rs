@@ -51,9 +51,12 @@ pub fn request(method: &str, api: &str, path: &str, body: Option<Value>) -> Resu
                 .get("error")
                 .and_then(Value::as_str)
                 .unwrap_or("no details");
-            Err(format!("{code}: {msg}"))
+            Err(format!("{method} {path} answered {code}: {msg}"))
         }
-        Err(e) => Err(format!("cannot reach the agent's API at {api}: {e}")),
+        Err(e) => Err(format!(
+            "cannot reach the agent's API at {api} ({e}); is the agent running? \
+             The address comes from --api, else $API_ADDR, else 127.0.0.1:($NODE_PORT + 1000)"
+        )),
     }
 }
 
