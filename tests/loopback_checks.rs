@@ -207,7 +207,7 @@ fn checks_through_the_api_and_the_cli() {
     let r = http_put_json(
         &api,
         "/v1/services",
-        &json!({"name": "job", "port": 9000, "health": "passing", "checks": [{"ttl": "1m", "id": "job-ttl"}]}),
+        &json!({"name": "job", "port": 9000, "checks": [{"ttl": "1m", "id": "job-ttl"}]}),
     )
     .unwrap();
     assert_eq!(r.status, 200, "{}", r.body);
