@@ -11,7 +11,7 @@
 use serde::{Deserialize, Deserializer};
 use std::collections::HashMap;
 use std::fmt;
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
@@ -77,6 +77,7 @@ pub const RANGES: &[(&str, f64, f64)] = &[
     ("suspicion_confirmations", 0.0, 32.0),
     ("awareness_max_mult", 1.0, 64.0),
     ("dead_reclaim_ms", 1_000.0, 604_800_000.0),
+    ("max_seed_addrs", 1.0, 1_024.0),
     ("reconnect_interval_ms", 100.0, 3_600_000.0),
     ("seed_timeout_ms", 10.0, 600_000.0),
     ("join_retry_max_ms", 10.0, 3_600_000.0),
@@ -288,7 +289,7 @@ impl<'de> Deserialize<'de> for ServiceList {
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     pub node_id: String,
-    pub node_ip: String,
+    pub node_ip: Option<String>,
     pub node_port: u16,
     pub bind_addr: Option<String>,
     pub api_addr: Option<String>,
@@ -313,6 +314,7 @@ pub struct Config {
     pub dead_reclaim_ms: u64,
     pub reconnect_interval_ms: u64,
     pub seed_timeout_ms: u64,
+    pub max_seed_addrs: usize,
     pub join_retry_max_ms: u64,
     pub leave_timeout_ms: u64,
     pub stats_interval_ms: u64,
@@ -348,7 +350,7 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             node_id: String::new(),
-            node_ip: "127.0.0.1".into(),
+            node_ip: None,
             node_port: 7946,
             bind_addr: None,
             api_addr: None,
@@ -372,6 +374,7 @@ impl Default for Config {
             dead_reclaim_ms: 60_000,
             reconnect_interval_ms: 5000,
             seed_timeout_ms: 1000,
+            max_seed_addrs: 8,
             join_retry_max_ms: 30_000,
             leave_timeout_ms: 2000,
             stats_interval_ms: 10_000,
@@ -421,6 +424,7 @@ pub const KEYS: &[&str] = &[
     "dead_reclaim_ms",
     "reconnect_interval_ms",
     "seed_timeout_ms",
+    "max_seed_addrs",
     "join_retry_max_ms",
     "leave_timeout_ms",
     "stats_interval_ms",
@@ -571,9 +575,30 @@ pub fn load(
     })?;
     for (var, value) in env {
         if let Some(name) = var.strip_prefix(CHECK_ENV_PREFIX) {
-            let specs = parse_check_line(value).map_err(|e| err(var, e))?;
+            let specs = parse_check_line(value).map_err(|e| ConfigError {
+                key: var.clone(),
+                problem: e,
+                place: Some("environment".into()),
+                value: Some(value.clone()),
+            })?;
             let id = name.to_lowercase().replace('_', "-");
             cfg.env_checks.entry(id).or_default().extend(specs);
+        }
+    }
+    if cfg.node_id.is_empty() {
+        // Orchestrators give every task or pod a unique host name.
+        cfg.node_id = crate::identity::host_name().unwrap_or_default();
+        if !cfg.node_id.is_empty() {
+            cfg.validate().map_err(|e| match e.key.as_str() {
+                "NODE_ID" => err(
+                    "NODE_ID",
+                    format!(
+                        "is unset and the host name {:?} cannot stand in for it: {}",
+                        cfg.node_id, e.problem
+                    ),
+                ),
+                _ => e,
+            })?;
         }
     }
     cfg.validate().map_err(|mut e| {
@@ -608,7 +633,7 @@ impl Config {
         if self.node_id.is_empty() {
             return Err(err(
                 "NODE_ID",
-                "is required (set NODE_ID or node_id in the config file)",
+                "is required (set NODE_ID, or node_id in the config file; the host name is used when it can be read)",
             ));
         }
         if self.node_id.len() > 64
@@ -619,8 +644,18 @@ impl Config {
         {
             return Err(err("NODE_ID", "must be 1 to 64 characters without spaces"));
         }
-        if self.node_ip.trim().is_empty() {
-            return Err(err("NODE_IP", "must not be empty"));
+        if self.node_port == 0 {
+            return Err(err("NODE_PORT", "must be 1 to 65535"));
+        }
+        if self
+            .node_ip
+            .as_deref()
+            .is_some_and(|ip| ip.trim().is_empty())
+        {
+            return Err(err(
+                "NODE_IP",
+                "must not be empty (leave it unset to pick the address automatically)",
+            ));
         }
         for s in &self.seed_nodes.0 {
             parse_host_port(s).map_err(|e| err("SEED_NODES", e))?;
@@ -716,6 +751,7 @@ impl Config {
             ),
             ("awareness_max_mult", self.awareness_max_mult as f64),
             ("dead_reclaim_ms", self.dead_reclaim_ms as f64),
+            ("max_seed_addrs", self.max_seed_addrs as f64),
             ("reconnect_interval_ms", self.reconnect_interval_ms as f64),
             ("seed_timeout_ms", self.seed_timeout_ms as f64),
             ("join_retry_max_ms", self.join_retry_max_ms as f64),
@@ -748,31 +784,6 @@ impl Config {
 
     pub fn ms(v: u64) -> Duration {
         Duration::from_millis(v)
-    }
-
-    /// The address peers use to reach us: NODE_IP (resolved now) and NODE_PORT.
-    pub fn advertise_addr(&self) -> Result<SocketAddr, ConfigError> {
-        let target = format!("{}:{}", self.node_ip, self.node_port);
-        let addrs: Vec<SocketAddr> = target
-            .to_socket_addrs()
-            .map_err(|e| {
-                err(
-                    "NODE_IP",
-                    format!("{:?} does not resolve: {e}", self.node_ip),
-                )
-            })?
-            .collect();
-        addrs
-            .iter()
-            .find(|a| a.is_ipv4())
-            .or(addrs.first())
-            .copied()
-            .ok_or_else(|| {
-                err(
-                    "NODE_IP",
-                    format!("{:?} resolves to no address", self.node_ip),
-                )
-            })
     }
 
     pub fn bind_socket_addr(&self) -> SocketAddr {
@@ -933,7 +944,12 @@ mod tests {
     #[test]
     fn bad_values_name_their_key() {
         let cases: &[(&[(&str, &str)], &str)] = &[
-            (&[], "NODE_ID"),
+            (&[("NODE_ID", "a b")], "NODE_ID"),
+            (&[("NODE_ID", "n"), ("NODE_IP", " ")], "NODE_IP"),
+            (
+                &[("NODE_ID", "n"), ("MAX_SEED_ADDRS", "0")],
+                "MAX_SEED_ADDRS",
+            ),
             (&[("NODE_ID", "n"), ("NODE_PORT", "70000")], "NODE_PORT"),
             (&[("NODE_ID", "n"), ("NODE_PORT", "abc")], "NODE_PORT"),
             (
@@ -952,6 +968,18 @@ mod tests {
             let e = load(None, false, &env(vars)).unwrap_err();
             assert_eq!(&e.key, key, "{vars:?} gave {e}");
         }
+    }
+
+    #[test]
+    fn node_id_defaults_to_the_host_name_and_node_ip_to_none() {
+        let c = load(None, false, &HashMap::new()).unwrap();
+        assert_eq!(Some(c.node_id), crate::identity::host_name());
+        assert_eq!(c.node_ip, None);
+        let c = load(None, false, &env(&[("NODE_ID", "n"), ("NODE_IP", "eth0")])).unwrap();
+        assert_eq!(
+            (c.node_id.as_str(), c.node_ip.as_deref()),
+            ("n", Some("eth0"))
+        );
     }
 
     #[test]

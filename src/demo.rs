@@ -7,7 +7,6 @@ use actix::prelude::*;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use crate::actors::gossip::LiteralResolver;
 use crate::api::client::{members_table, services_table};
 use crate::api::MemberView;
 use crate::config::{Config, ServiceList, StringList};
@@ -15,6 +14,7 @@ use crate::messages::*;
 use crate::node::{start_on_udp, NodeHandle};
 use crate::protocol::services::{catalog, Service};
 use crate::protocol::{MemberState, NodeId};
+use crate::seeds::LiteralResolver;
 
 pub fn run(nodes: usize) -> i32 {
     System::new().block_on(async move {

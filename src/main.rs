@@ -264,6 +264,7 @@ fn main() {
             deregister_critical_after,
             api,
         } => run_client(|| {
+            // The agent, not the CLI, supplies the default port.
             let mut body = json!({ "name": name, "tags": tags });
             if let Some(p) = port {
                 body["port"] = json!(p);

@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use crate::actors::checks::Checks;
 use crate::actors::failure::{FailureDetector, FailureSettings};
-use crate::actors::gossip::{Gossip, GossipSettings, SeedResolver};
+use crate::actors::gossip::{Gossip, GossipSettings};
 use crate::actors::leave::LeaveCoordinator;
 use crate::actors::membership::{Membership, MembershipSettings};
 use crate::actors::registry::{CheckRunner, Registry};
@@ -29,6 +29,7 @@ use crate::protocol::formed::Formed;
 use crate::protocol::probe_order::ProbeOrder;
 use crate::protocol::wire::Framer;
 use crate::protocol::{Member, NodeId};
+use crate::seeds::SeedResolver;
 use crate::snapshot::SnapshotRx;
 use crate::transport::Link;
 

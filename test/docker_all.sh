@@ -9,12 +9,14 @@
 # - Runs test_join, test_leave, test_failure, test_partition, test_pause,
 #   test_checks; each brings its own cluster up (project "gossiptest";
 #   test_checks: "gossiptestchecks") and always tears it down.
+#   Then test_swarm: the Swarm stack on a single-node swarm (joined only if
+#   the engine is in none, and left afterwards only then).
 # - Prints PASS/FAIL per script, the FIGURE lines (timings measured), and a
 #   last line "N passed, M failed"; exits non-zero if any script failed.
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-TESTS=(test_join test_leave test_failure test_partition test_pause test_checks)
+TESTS=(test_join test_leave test_failure test_partition test_pause test_checks test_swarm)
 PER_TEST_TIMEOUT="${PER_TEST_TIMEOUT:-900}"
 
 if ! command -v docker >/dev/null 2>&1 || ! timeout 30 docker info >/dev/null 2>&1; then

@@ -97,8 +97,9 @@ fn unparsable_seed_is_rejected() {
 }
 
 #[test]
-fn missing_node_id_is_rejected() {
-    assert_rejected(&[], &["NODE_ID"], "NODE_ID");
+fn invalid_node_id_is_rejected() {
+    // Unset, NODE_ID is the host name (tests/loopback_identity.rs).
+    assert_rejected(&[("NODE_ID", "two words")], &[], "NODE_ID");
 }
 
 #[test]

@@ -5,7 +5,6 @@
 
 use std::time::{Duration, Instant};
 
-use gossip::actors::gossip::LiteralResolver;
 use gossip::actors::supervisor::Crash;
 use gossip::config::{Config, ServiceList, StringList};
 use gossip::messages::*;
@@ -13,6 +12,7 @@ use gossip::metrics::Metrics;
 use gossip::node::{start_on_udp, NodeHandle};
 use gossip::protocol::services::{catalog, Service};
 use gossip::protocol::MemberState;
+use gossip::seeds::LiteralResolver;
 
 async fn healthy(nodes: &[NodeHandle]) -> Result<(), String> {
     for n in nodes {

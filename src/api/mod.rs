@@ -104,8 +104,7 @@ async fn service(
 }
 
 /// The body of `PUT /v1/services`. `port` may be left out: the agent then
-/// uses its own NODE_PORT, as `SERVICES=web` does. Its health checks are
-/// `checks` (or one `check`); its health is theirs to decide.
+/// uses its own NODE_PORT, as `SERVICES=web` does.
 #[derive(Deserialize, Debug)]
 #[serde(deny_unknown_fields)]
 struct RegisterBody {
@@ -119,6 +118,7 @@ struct RegisterBody {
     id: String,
     #[serde(default)]
     address: Option<String>,
+    /// Its health checks (`checks`, or one `check`).
     #[serde(default)]
     checks: Vec<CheckSpec>,
     #[serde(default)]

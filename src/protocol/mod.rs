@@ -11,6 +11,7 @@ pub mod member;
 pub mod peers;
 pub mod probe_order;
 pub mod rumor_queue;
+pub mod seeds;
 pub mod services;
 pub mod suspicion;
 pub mod sync_plan;
