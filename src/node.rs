@@ -48,6 +48,8 @@ pub struct NodeHandle {
     pub metrics: Arc<Metrics>,
     /// The member table as Membership last published it (`snapshot.rs`).
     pub snapshot: SnapshotRx,
+    /// The cluster's name (the Consul face's datacenter).
+    pub cluster: Arc<str>,
 }
 
 pub struct NodeOptions {
@@ -287,6 +289,7 @@ pub fn start_node(
         rumor,
         metrics,
         snapshot,
+        cluster: cfg.cluster_name.as_str().into(),
     }
 }
 

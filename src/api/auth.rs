@@ -54,7 +54,11 @@ pub const CORE_OPEN_GETS: &[&str] = &[
 ];
 
 /// Every face's open GET patterns. A face adds its own slice here.
-pub const OPEN_ROUTES: &[&[&str]] = &[CORE_OPEN_GETS, super::checks::OPEN_GETS];
+pub const OPEN_ROUTES: &[&[&str]] = &[
+    CORE_OPEN_GETS,
+    super::checks::OPEN_GETS,
+    super::consul::OPEN_GETS,
+];
 
 fn open_defs() -> &'static [ResourceDef] {
     static DEFS: OnceLock<Vec<ResourceDef>> = OnceLock::new();
@@ -136,7 +140,10 @@ pub async fn require_token(
             .app_data::<web::Data<ApiToken>>()
             .map(|t| t.get_ref().clone())
             .unwrap_or_default();
-        if !authorized(&token, header("authorization").as_deref()) {
+        // Consul's clients send the token as `X-Consul-Token` instead.
+        let given = header("authorization")
+            .or_else(|| header("x-consul-token").map(|t| format!("Bearer {t}")));
+        if !authorized(&token, given.as_deref()) {
             let msg = format!(
                 "{} {routed} needs Authorization: Bearer <API_TOKEN>",
                 req.method()

@@ -6,6 +6,7 @@ pub mod auth;
 pub mod body;
 pub mod checks;
 pub mod client;
+pub mod consul;
 pub mod dashboard;
 pub mod events;
 pub mod prometheus;
@@ -385,6 +386,7 @@ pub fn serve(
             .app_data(web::QueryConfig::default().error_handler(query_error))
             .configure(routes)
             .configure(checks::routes)
+            .configure(consul::routes)
             .default_service(web::to(not_found))
     })
     .workers(1)
