@@ -149,7 +149,12 @@ async fn register(node: web::Data<NodeHandle>, body: StrictJson<RegisterBody>) -
         checks: defs,
     };
     match node.registry.send(msg).await {
-        Ok(Ok(())) => HttpResponse::Ok().json(svc),
+        // The instance as stored: its health is the checks' to decide.
+        Ok(Ok(())) => match node.registry.send(LocalServices).await {
+            Ok(list) => HttpResponse::Ok()
+                .json(list.into_iter().find(|s| s.id() == svc.id()).unwrap_or(svc)),
+            Err(_) => HttpResponse::Ok().json(svc),
+        },
         Ok(Err(e)) => error(actix_web::http::StatusCode::BAD_REQUEST, e),
         Err(_) => unavailable(),
     }
