@@ -211,7 +211,7 @@ def cmd_leave(a):
     if not terms:
         print("no SIGTERM events recorded")
         return 1
-    lat, problems = {}, []
+    lat, last, problems = {}, {}, []
     for host, t_term in terms.items():
         if host in survivors:
             continue
@@ -220,6 +220,7 @@ def cmd_leave(a):
             problems.append(f"{host} never left in {survivors[seen.index(None)]}'s view")
             continue
         lat[host] = max(seen) - t_term
+        last[host] = survivors[seen.index(max(seen))]
         for r in rows:
             for s in survivors:
                 st = (r["views"].get(s) or {}).get(host)
@@ -230,6 +231,9 @@ def cmd_leave(a):
     if lat:
         print(summary("SIGTERM -> left in every remaining view", lat.values()))
         print(f"LEAVE_MAX {max(lat.values()):.2f}")
+        slow = sorted((v, h) for h, v in lat.items() if v > 1.0)
+        for v, h in slow[-5:]:
+            print(f"  slow: {h} left everywhere {v:.2f} s after its SIGTERM, last in {last[h]}'s view")
     for p in problems[:10]:
         print("PROBLEM " + p)
     return 1 if problems or not lat else 0
