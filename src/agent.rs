@@ -122,10 +122,11 @@ async fn run_node(cfg: Config, addr: SocketAddr) -> i32 {
         _ => "PLAINTEXT: no GOSSIP_KEY, anyone who can send UDP here can join or lie".into(),
     };
     log::info!(
-        "node {} up: gossip on {} (advertised {addr}), API on http://{api_addr}{}, cluster {:?}, {security}",
+        "node {} up (gossip {}): gossip on {} (advertised {addr}), API on http://{api_addr}{}, cluster {:?}, {security}",
         cfg.node_id,
+        crate::VERSION,
         cfg.bind_socket_addr(),
-        if cfg.api_token.is_some() { " (token required for changes)" } else { "" },
+        if cfg.api_token.is_some() { " (token required, except for open reads)" } else { "" },
         cfg.cluster_name
     );
 

@@ -204,6 +204,8 @@ pub fn advertise_addr(cfg: &Config) -> Result<Advertised, ConfigError> {
     .map_err(|problem| ConfigError {
         key: "NODE_IP".into(),
         problem,
+        place: None,
+        value: cfg.node_ip.clone(),
     })
 }
 
