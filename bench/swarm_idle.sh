@@ -37,7 +37,12 @@ cleanup() {
     done
     if [ "$JOINED" = 1 ]; then
         docker swarm leave --force >/dev/null 2>&1
-        [ "$MADE_GWBRIDGE" = 1 ] && docker network rm docker_gwbridge >/dev/null 2>&1
+        if [ "$MADE_GWBRIDGE" = 1 ]; then
+            for _ in $(seq 1 10); do
+                docker network rm docker_gwbridge >/dev/null 2>&1 && break
+                sleep 1
+            done
+        fi
     fi
     exit "$rc"
 }

@@ -85,7 +85,11 @@ cleanup() {
         log "teardown: docker swarm leave --force (this test joined it)"
         docker swarm leave --force >/dev/null 2>&1
         if [ "$MADE_GWBRIDGE" = 1 ]; then
-            docker network rm docker_gwbridge >/dev/null 2>&1
+            # its ingress endpoint lingers for a while after the leave
+            for _ in $(seq 1 10); do
+                docker network rm docker_gwbridge >/dev/null 2>&1 && break
+                sleep 1
+            done
         fi
     fi
     rm -rf "$TMP"
