@@ -10,6 +10,7 @@ pub mod config;
 pub mod demo;
 pub mod fuzzing;
 pub mod identity;
+pub mod keyring_file;
 pub mod messages;
 pub mod metrics;
 pub mod node;
