@@ -63,6 +63,13 @@ pub fn run(config_path: Option<PathBuf>) -> i32 {
 }
 
 async fn run_node(cfg: Config, addr: SocketAddr) -> i32 {
+    let keyring = match crate::keyring_file::initial(&cfg) {
+        Ok(k) => k,
+        Err(e) => {
+            eprintln!("config error: data_dir: {e}");
+            return EXIT_CONFIG;
+        }
+    };
     let metrics = std::sync::Arc::new(crate::metrics::Metrics::default());
     let discovery = match (cfg.broadcast, addr.ip()) {
         (true, IpAddr::V4(ip)) => Some((cfg.discovery_port, broadcast_address_for(ip))),
@@ -127,8 +134,17 @@ async fn run_node(cfg: Config, addr: SocketAddr) -> i32 {
     let dns_note = dns.as_ref().map_or(String::from("DNS off"), |d| {
         format!("DNS on {} (UDP+TCP)", d.addr)
     });
-    let security = match cfg.keyring() {
-        Ok(keys) if !keys.is_empty() => format!("encrypted (AES-256-GCM, {} key(s))", keys.len()),
+    let security = match &keyring {
+        k if !k.keys.is_empty() => format!(
+            "encrypted (AES-256-GCM, {} key(s){})",
+            k.keys.len(),
+            match (&k.file, k.from_file) {
+                (Some(f), true) => format!(", keyring restored from {}", f.display()),
+                (Some(f), false) => format!(", key changes kept in {}", f.display()),
+                (None, _) =>
+                    ", no data_dir: run-time key changes will not survive a restart".to_string(),
+            }
+        ),
         _ => "PLAINTEXT: no GOSSIP_KEY, anyone who can send UDP here can join or lie".into(),
     };
     log::info!(

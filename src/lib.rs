@@ -11,6 +11,7 @@ pub mod demo;
 pub mod dns;
 pub mod fuzzing;
 pub mod identity;
+pub mod keyring_file;
 pub mod messages;
 pub mod metrics;
 pub mod node;

@@ -52,6 +52,16 @@ counters! {
     rumors_sent: "rumor transmissions",
     rumors_dropped: "rumors dropped because the queue was full",
     limits_hit: "inputs refused because a configured bound was reached",
+    wire_bounds: "datagrams dropped because a field broke a bound (node id, service set)",
+    replays_refused: "sealed datagrams and key operations refused as replays or outside the time window",
+    amplification_held: "messages to unverified addresses held until a ping/ack round trip",
+    amplification_dropped: "messages to unverified addresses dropped (hold full or expired)",
+    addresses_verified: "addresses that completed a ping/ack round trip",
+    discovery_ignored: "discovery datagrams ignored because broadcast is off",
+    ping_req_refused: "ping-reqs not relayed because the target is not a known member at that address",
+    want_duplicates: "duplicate ids in want-lists, answered once",
+    rumors_oversized: "rumors too large for one datagram, dropped",
+    receive_queue_drops: "decoded messages dropped because a receive mailbox was full",
     actor_restarts: "actors restarted by the supervisor",
     members_alive: "members alive (gauge)",
     members_suspect: "members suspect (gauge)",
@@ -80,6 +90,25 @@ impl Metrics {
 }
 
 impl Metrics {
+    /// What the wire defences refused, in one figure for the STATS line
+    /// (each is its own counter in `/v1/stats` and `/metrics`).
+    pub fn wire_refused(&self) -> u64 {
+        [
+            &self.wire_bounds,
+            &self.replays_refused,
+            &self.amplification_held,
+            &self.amplification_dropped,
+            &self.discovery_ignored,
+            &self.ping_req_refused,
+            &self.want_duplicates,
+            &self.rumors_oversized,
+            &self.receive_queue_drops,
+        ]
+        .iter()
+        .map(|c| Metrics::get(c))
+        .sum()
+    }
+
     /// Records how long a suspicion lasted before it declared a member dead.
     pub fn observe_detection(&self, d: Duration) {
         self.detection_latency.observe(d);

@@ -20,7 +20,7 @@ use crate::actors::membership::{Membership, MembershipSettings};
 use crate::actors::registry::{CheckRunner, Registry};
 use crate::actors::rumor::{Rumor, RumorSettings};
 use crate::actors::supervisor::supervise;
-use crate::actors::transport::{Routes, Transport};
+use crate::actors::transport::{Routes, Transport, WireSettings};
 use crate::config::Config;
 use crate::messages::*;
 use crate::metrics::Metrics;
@@ -32,6 +32,10 @@ use crate::protocol::{Member, NodeId};
 use crate::seeds::SeedResolver;
 use crate::snapshot::SnapshotRx;
 use crate::transport::Link;
+
+/// Messages waiting in each actor of the receive path (transport, and the
+/// actors it feeds); beyond this, datagrams are dropped and counted.
+pub const RECEIVE_MAILBOX: usize = 4096;
 
 /// The addresses of a running node's actors.
 #[derive(Clone)]
@@ -110,7 +114,18 @@ pub fn start_node(
         cfg.max_packet_bytes,
         SEAL_OVERHEAD,
     );
-    let keyring = Keyring::new(&cfg.keyring().unwrap_or_default());
+    // The agent checked the keyring file before starting; here a damaged one
+    // can only come from a race, and the configured keys are the fallback.
+    let initial = crate::keyring_file::initial(cfg).unwrap_or_else(|e| {
+        log::error!("keyring: {e}; starting with the configured keys");
+        crate::keyring_file::Initial {
+            keys: cfg.keyring().unwrap_or_default(),
+            key_ops: Default::default(),
+            file: None,
+            from_file: false,
+        }
+    });
+    let keyring = Keyring::new(&initial.keys);
     let room = framer.room();
     let link = make_link(transport.clone().recipient());
     let routes = Routes {
@@ -125,6 +140,16 @@ pub fn start_node(
         block: Vec::new(),
     };
     let fault_seed = cfg.fault_seed.unwrap_or_else(|| salt(opts.seed, "faults"));
+    // Bounded receive path: the link and the transport hand datagrams and
+    // messages on with try_send, which these capacities bound.
+    let mut transport_ctx = transport_ctx;
+    transport_ctx.set_mailbox_capacity(RECEIVE_MAILBOX);
+    let mut membership_ctx = membership_ctx;
+    membership_ctx.set_mailbox_capacity(RECEIVE_MAILBOX);
+    let mut failure_ctx = failure_ctx;
+    failure_ctx.set_mailbox_capacity(RECEIVE_MAILBOX);
+    let mut gossip_ctx = gossip_ctx;
+    gossip_ctx.set_mailbox_capacity(RECEIVE_MAILBOX);
     supervise(
         transport_ctx,
         Transport::new(
@@ -137,7 +162,13 @@ pub fn start_node(
             faults,
             fault_seed,
             metrics.clone(),
-        ),
+        )
+        .with_wire(WireSettings {
+            discovery: cfg.broadcast,
+            keyring_file: initial.file,
+            key_ops: initial.key_ops,
+            ..WireSettings::default()
+        }),
         metrics.clone(),
     );
 

@@ -169,3 +169,67 @@ fn mutating_endpoints_need_the_token() {
         r.body
     );
 }
+
+#[test]
+fn a_node_restarted_after_a_rotation_keeps_its_keyring_and_rejoins() {
+    let _g = serial();
+    let mut c = Cluster::new("keyring", 3).with_env("GOSSIP_KEY", K1);
+    let data_dir = c.dir.join("node3-data");
+    let members = vec![
+        c.spawn(&[]),
+        c.spawn(&[]),
+        c.spawn(&[("DATA_DIR", data_dir.to_str().unwrap())]),
+    ];
+    c.wait_all_alive(&members, &members, Duration::from_secs(30));
+    let log0 = std::fs::read_to_string(&c.nodes[0].log).unwrap();
+    assert!(
+        log0.contains("run-time key changes will not survive a restart"),
+        "{log0}"
+    );
+
+    for op in [("install", K2), ("use", K2), ("remove", K1)] {
+        let r = http_post_json(
+            &c.nodes[0].api(),
+            "/v1/keys",
+            &json!({"op": op.0, "key": op.1}),
+        )
+        .expect("keys API");
+        assert_eq!(r.status, 200, "{op:?}: {}", r.body);
+        std::thread::sleep(Duration::from_millis(700));
+    }
+    let file = data_dir.join("keyring.json");
+    let stored: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&file).expect("keyring file")).unwrap();
+    assert_eq!(stored["keys"], json!([K2]));
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&file).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "the keyring file is the owner's only");
+    }
+
+    // Killed and started again with its old configuration (GOSSIP_KEY=K1):
+    // the keyring file wins, and it gets back in.
+    c.nodes[2].sigkill();
+    c.nodes[2].start();
+    let mut restarted = serde_json::Value::Null;
+    wait_for(
+        "the restarted node's API",
+        Duration::from_secs(20),
+        Duration::from_millis(100),
+        || {
+            restarted = http_get(&c.nodes[2].api(), "/v1/keys")
+                .and_then(|r| r.json())
+                .ok_or("no answer")?;
+            Ok(())
+        },
+    );
+    assert_eq!(
+        restarted["keys"],
+        json!([K2]),
+        "keyring restored from the file"
+    );
+    c.wait_all_alive(&[2], &members, Duration::from_secs(30));
+    c.wait_all_alive(&members, &members, Duration::from_secs(30));
+    let log2 = std::fs::read_to_string(&c.nodes[2].log).unwrap();
+    assert!(log2.contains("keyring restored from"), "{log2}");
+}

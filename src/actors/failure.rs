@@ -385,6 +385,13 @@ impl FailureDetector {
                 }
             }
             Msg::PingReq { seq, target, addr } => {
+                // Relaying for a stranger's address would make us a free
+                // reflector: only a known member, at the address we know.
+                let known = self.snapshots.borrow().table.get(&target).map(|m| m.addr);
+                if known != Some(addr) {
+                    Metrics::inc(&self.metrics.ping_req_refused);
+                    return;
+                }
                 let my_seq = self.seq();
                 self.relays.insert(
                     my_seq,
@@ -494,11 +501,16 @@ impl FailureDetector {
     /// its "dead" reaches everyone), and guards against a refutation that got
     /// lost on its way to this one node.
     fn expire(&mut self, id: &NodeId, ctx: &mut Context<Self>) {
-        // A refutation we have not caught up with yet cancels it here.
+        let timed_out = self.suspicions.get(id).map(|(s, _)| s.incarnation);
+        // A refutation we have not caught up with yet cancels it here; a
+        // suspicion at a newer incarnation replaces it, with its own timer.
         self.catch_up(ctx);
         let Some((s, _)) = self.suspicions.get(id) else {
             return;
         };
+        if Some(s.incarnation) != timed_out {
+            return;
+        }
         let (incarnation, own_evidence) = (s.incarnation, s.own_evidence);
         let current = self
             .live(id)

@@ -410,7 +410,16 @@ impl Membership {
                 pages,
                 entries,
             } => self.on_digest_page(from, round, page, pages, entries),
-            Msg::SyncWant { ids } => self.send_records(from, ids.iter().take(self.view.len())),
+            Msg::SyncWant { ids } => {
+                // Each record once, however often the list names it.
+                let mut seen = std::collections::HashSet::with_capacity(ids.len());
+                let unique: Vec<&NodeId> = ids.iter().filter(|id| seen.insert(*id)).collect();
+                Metrics::add(
+                    &self.metrics.want_duplicates,
+                    (ids.len() - unique.len()) as u64,
+                );
+                self.send_records(from, unique.into_iter().take(self.view.len()))
+            }
             _ => {}
         }
     }
@@ -501,7 +510,7 @@ impl Membership {
     fn log_stats(&self) {
         let m = &self.metrics;
         log::info!(
-            "STATS node={} alive={} suspect={} dead={} left={} datagrams_in={} datagrams_out={} bytes_in={} bytes_out={} decode_errors={} rumors_sent={} checks_passing={} checks_warning={} checks_critical={}",
+            "STATS node={} alive={} suspect={} dead={} left={} datagrams_in={} datagrams_out={} bytes_in={} bytes_out={} decode_errors={} rumors_sent={} checks_passing={} checks_warning={} checks_critical={} wire_refused={}",
             self.me,
             self.view.count(MemberState::Alive),
             self.view.count(MemberState::Suspect),
@@ -516,6 +525,7 @@ impl Membership {
             Metrics::get(&m.checks_passing),
             Metrics::get(&m.checks_warning),
             Metrics::get(&m.checks_critical),
+            m.wire_refused(),
         );
     }
 }

@@ -164,13 +164,23 @@ impl Handler<Spread> for Rumor {
     fn handle(&mut self, m: Spread, ctx: &mut Context<Self>) {
         guard(ctx, |ctx| {
             let key = m.member.id.clone();
-            self.queue.push(
-                key,
-                encode_msg(&Msg::Update {
-                    member: m.member,
-                    by: m.by,
-                }),
-            );
+            let msg = encode_msg(&Msg::Update {
+                member: m.member,
+                by: m.by,
+            });
+            if msg.len() > self.s.room {
+                // It could never be sent: queued, it would never retire and
+                // would take a place in the queue for good.
+                self.queue.remove(&key);
+                Metrics::inc(&self.metrics.rumors_oversized);
+                log::warn!(
+                    "rumor about {key} is {} bytes, more than a datagram holds ({}): dropped",
+                    msg.len(),
+                    self.s.room
+                );
+                return;
+            }
+            self.queue.push(key, msg);
             Metrics::inc(&self.metrics.rumors_queued);
             self.note_drops();
             if !self.eager_scheduled {

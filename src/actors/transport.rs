@@ -4,26 +4,37 @@
 //! Takes: `Inbound` (a datagram arrived), `Outbound` (send to one peer),
 //! `BroadcastOut`, `SetFaults`, `KeyringOp`, `Silence`.
 //! Sends: `ProbeMsg` to the failure detector, `Rumors` and `SyncMsg` to
-//! membership, `DiscoveryMsg` to gossip.
+//! membership, `DiscoveryMsg` to gossip (each through a bounded mailbox:
+//! what does not fit is dropped and counted).
 //!
 //! Decoding never panics; a datagram that fails to decode or to
-//! authenticate, or belongs to another cluster, is dropped and counted. With
-//! a keyring, every datagram out is sealed and every datagram in must be.
+//! authenticate, breaks a wire bound, or belongs to another cluster, is
+//! dropped and counted. With a keyring, every datagram out is sealed and
+//! stamped, every datagram in must be, and a replayed one is refused
+//! (`protocol::replay`). What goes to an address that has not completed a
+//! ping/ack round trip is held to twice what it sent
+//! (`protocol::amplification`). With a keyring file, key changes are
+//! written to it (`crate::keyring_file`).
 
 use actix::prelude::*;
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use std::collections::HashSet;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use super::supervisor::{guard, Crash};
+use crate::keyring_file::{self, KeyringFile};
 use crate::messages::*;
 use crate::metrics::Metrics;
-use crate::protocol::crypto::{encode_key, parse_key, Keyring};
+use crate::protocol::amplification::{Admit, AmplificationGuard, VERIFY_SEQ_BIT};
+use crate::protocol::crypto::{encode_key, parse_key, Keyring, SEAL_OVERHEAD};
+use crate::protocol::replay::{KeyOpLog, Refused, ReplayGuard, Stamper};
 use crate::protocol::wire::{
-    decode_envelope, frame_plain, unframe, DecodeError, Framer, KeyOpKind, Msg, KIND_PLAIN,
-    KIND_SEALED,
+    decode_envelope, encode_msg, frame_plain, unframe, unix_micros, unix_ms, DecodeError,
+    EncodedMsg, Framer, KeyOpKind, Msg, KIND_PLAIN, KIND_SEALED,
 };
 use crate::protocol::NodeId;
 use crate::transport::Link;
@@ -36,6 +47,39 @@ pub struct Routes {
     pub sync: Recipient<SyncMsg>,
     pub discovery: Recipient<DiscoveryMsg>,
 }
+
+/// The transport's defences; [`WireSettings::default`] is what a node
+/// without configuration gets.
+#[derive(Clone, Debug)]
+pub struct WireSettings {
+    /// Whether Discover/DiscoverReply are heeded (broadcast bootstrap on).
+    pub discovery: bool,
+    /// Sealed datagrams and key operations older or newer than this, by our
+    /// clock, are refused.
+    pub replay_window_ms: u64,
+    /// Addresses (and senders) tracked by the amplification and replay
+    /// guards, each.
+    pub max_tracked: usize,
+    /// Where the keyring is kept across restarts (`data_dir`).
+    pub keyring_file: Option<PathBuf>,
+    /// Key operations already applied (restored from the keyring file).
+    pub key_ops: KeyOpLog,
+}
+
+impl Default for WireSettings {
+    fn default() -> Self {
+        WireSettings {
+            discovery: false,
+            replay_window_ms: 60_000,
+            max_tracked: 4096,
+            keyring_file: None,
+            key_ops: KeyOpLog::default(),
+        }
+    }
+}
+
+/// How often held messages are checked for expiry.
+const EXPIRY_TICK: Duration = Duration::from_secs(1);
 
 pub struct Transport {
     me: NodeId,
@@ -51,6 +95,10 @@ pub struct Transport {
     blocked: HashSet<SocketAddr>,
     /// Rate limit for decode-error warnings: the next time one may be logged.
     next_warning: Option<tokio::time::Instant>,
+    wire: WireSettings,
+    amplification: AmplificationGuard,
+    replay: ReplayGuard,
+    stamper: Stamper,
 }
 
 impl Transport {
@@ -80,7 +128,21 @@ impl Transport {
             silenced: false,
             blocked,
             next_warning: None,
+            amplification: AmplificationGuard::new(WireSettings::default().max_tracked),
+            replay: ReplayGuard::new(
+                WireSettings::default().replay_window_ms,
+                WireSettings::default().max_tracked,
+            ),
+            wire: WireSettings::default(),
+            stamper: Stamper::default(),
         }
+    }
+
+    pub fn with_wire(mut self, wire: WireSettings) -> Self {
+        self.amplification = AmplificationGuard::new(wire.max_tracked);
+        self.replay = ReplayGuard::new(wire.replay_window_ms, wire.max_tracked);
+        self.wire = wire;
+        self
     }
 
     fn dropped_by_fault(&mut self, peer: SocketAddr, loss: f64) -> bool {
@@ -106,12 +168,15 @@ impl Transport {
             return;
         }
         let keyed = !self.keyring.is_empty();
+        let mut stamp = None;
         let env = match unframe(data).and_then(|(kind, body)| match (kind, keyed) {
             (KIND_PLAIN, false) => decode_envelope(body, &self.cluster),
             (KIND_PLAIN, true) => Err(DecodeError::Unsealed),
             (KIND_SEALED, false) => Err(DecodeError::Sealed),
             (KIND_SEALED, true) => {
-                decode_envelope(&self.keyring.open(body, &self.cluster)?, &self.cluster)
+                let (at, envelope) = self.keyring.open(body, &self.cluster)?;
+                stamp = Some(at);
+                decode_envelope(&envelope, &self.cluster)
             }
             _ => Err(DecodeError::Body(format!("unknown frame kind {kind}"))),
         }) {
@@ -122,6 +187,7 @@ impl Transport {
                     DecodeError::Auth | DecodeError::Unsealed | DecodeError::Sealed => {
                         Metrics::inc(&self.metrics.auth_failures)
                     }
+                    DecodeError::Bounds(_) => Metrics::inc(&self.metrics.wire_bounds),
                     _ => Metrics::inc(&self.metrics.decode_errors),
                 }
                 self.warn_rate_limited(from, &e);
@@ -131,58 +197,129 @@ impl Transport {
         if env.from == self.me {
             return; // our own broadcast, or a confused peer
         }
+        if let Some(at) = stamp {
+            if let Err(e) = self.replay.check(&env.from, at, unix_micros()) {
+                Metrics::inc(&self.metrics.replays_refused);
+                log::debug!("dropping datagram from {from} ({}): {e}", env.from);
+                return;
+            }
+        }
+        // An ack may complete the round trip that verifies this address.
+        for msg in &env.msgs {
+            if let Msg::Ack { seq } = msg {
+                if let Some(held) = self.amplification.on_ack(from, *seq) {
+                    Metrics::inc(&self.metrics.addresses_verified);
+                    self.send(from, &held);
+                }
+            }
+        }
+        self.amplification
+            .on_receive(from, Some(&env.from), data.len());
+        // Start verifying a new address at once, so that a real peer is
+        // verified before any large answer is due (that answer, and our own
+        // probes of it, would otherwise wait in the hold).
+        self.verify(from);
         let mut updates = Vec::new();
         let mut states = Vec::new();
         for msg in env.msgs {
             match msg {
+                // Our own verification pings' acks stop here.
+                Msg::Ack { seq } if seq & VERIFY_SEQ_BIT != 0 => {}
                 Msg::Ping { .. } | Msg::Ack { .. } | Msg::PingReq { .. } | Msg::Nack { .. } => {
-                    self.routes.probe.do_send(ProbeMsg {
+                    let m = ProbeMsg {
                         from,
                         sender: env.from.clone(),
                         msg,
-                    })
+                    };
+                    self.deliver(&self.routes.probe, m)
                 }
                 Msg::Update { member, by } => updates.push((member, by)),
                 Msg::State { member } => states.push((member, None)),
                 Msg::SyncStart { .. } | Msg::SyncDigest { .. } | Msg::SyncWant { .. } => {
-                    self.routes.sync.do_send(SyncMsg {
+                    let m = SyncMsg {
                         from,
                         sender: env.from.clone(),
                         msg,
-                    })
+                    };
+                    self.deliver(&self.routes.sync, m)
                 }
-                Msg::Discover | Msg::DiscoverReply => self.routes.discovery.do_send(DiscoveryMsg {
-                    from,
-                    sender: env.from.clone(),
-                    msg,
-                }),
-                Msg::KeyOp { op, key } => self.apply_remote_key_op(&env.from, op, &key, keyed),
+                Msg::Discover | Msg::DiscoverReply if !self.wire.discovery => {
+                    Metrics::inc(&self.metrics.discovery_ignored)
+                }
+                Msg::Discover | Msg::DiscoverReply => {
+                    let m = DiscoveryMsg {
+                        from,
+                        sender: env.from.clone(),
+                        msg,
+                    };
+                    self.deliver(&self.routes.discovery, m)
+                }
+                Msg::KeyOp { op, key, id, at } => {
+                    self.apply_remote_key_op(&env.from, op, &key, (id, at), keyed)
+                }
             }
         }
         if !updates.is_empty() {
-            self.routes.rumors.do_send(Rumors {
+            let m = Rumors {
                 from,
                 updates,
                 via_sync: false,
                 sender: env.from.clone(),
-            });
+            };
+            self.deliver(&self.routes.rumors, m);
         }
         if !states.is_empty() {
-            self.routes.rumors.do_send(Rumors {
+            let m = Rumors {
                 from,
                 updates: states,
                 via_sync: true,
                 sender: env.from.clone(),
-            });
+            };
+            self.deliver(&self.routes.rumors, m);
+        }
+    }
+
+    /// Hands a decoded message on through a bounded mailbox; when it is
+    /// full the message is dropped and counted, so a flood cannot grow the
+    /// receive path without bound.
+    fn deliver<M>(&self, to: &Recipient<M>, m: M)
+    where
+        M: Message + std::marker::Send + 'static,
+        M::Result: std::marker::Send,
+    {
+        if to.try_send(m).is_err() {
+            Metrics::inc(&self.metrics.receive_queue_drops);
         }
     }
 
     /// A keyring change sent by another member. Accepted only when we have
     /// keys (so the datagram was sealed with one of them); a plaintext cluster
     /// has no authority to trust with its keys.
-    fn apply_remote_key_op(&mut self, from: &NodeId, op: KeyOpKind, key: &str, keyed: bool) {
+    fn apply_remote_key_op(
+        &mut self,
+        from: &NodeId,
+        op: KeyOpKind,
+        key: &str,
+        (id, at): (u64, u64),
+        keyed: bool,
+    ) {
         if !keyed {
             Metrics::inc(&self.metrics.auth_failures);
+            return;
+        }
+        if let Err(e) = self
+            .wire
+            .key_ops
+            .admit(id, at, unix_ms(), self.wire.replay_window_ms)
+        {
+            // The sender repeats each operation (UDP may lose one): a known
+            // id is normal and quiet; an operation outside the window is not.
+            if e == Refused::OutsideWindow {
+                Metrics::inc(&self.metrics.replays_refused);
+                log::warn!("keyring: {op:?} from {from} refused: {e}");
+            } else {
+                log::debug!("keyring: {op:?} from {from} already applied");
+            }
             return;
         }
         let result = parse_key(key).and_then(|k| match op {
@@ -207,9 +344,29 @@ impl Transport {
             ),
             Err(e) => log::warn!("keyring: {op:?} from {from} refused: {e}"),
         }
+        self.persist_keyring();
     }
 
-    fn frames(&mut self, msgs: &[crate::protocol::wire::EncodedMsg]) -> Vec<Vec<u8>> {
+    /// Writes the keyring (and the key operations applied) to the keyring
+    /// file, if there is one. A failure is logged: the keyring in memory is
+    /// what counts until the next restart.
+    fn persist_keyring(&self) {
+        let Some(path) = &self.wire.keyring_file else {
+            return;
+        };
+        let file = KeyringFile {
+            keys: self.keyring.keys().iter().map(encode_key).collect(),
+            key_ops: self.wire.key_ops.entries(),
+        };
+        if let Err(e) = keyring_file::save(path, &file) {
+            log::error!(
+                "keyring: cannot write {}: {e}; this change will not survive a restart",
+                path.display()
+            );
+        }
+    }
+
+    fn frames(&mut self, msgs: &[EncodedMsg]) -> Vec<Vec<u8>> {
         let (envelopes, oversized) = self.framer.pack(msgs);
         Metrics::add(&self.metrics.oversized_msgs, oversized as u64);
         if self.keyring.is_empty() {
@@ -217,19 +374,91 @@ impl Transport {
         } else {
             envelopes
                 .iter()
-                .filter_map(|e| self.keyring.seal(e, &self.cluster))
+                .filter_map(|e| {
+                    let stamp = self.stamper.next(unix_micros());
+                    self.keyring.seal(e, &self.cluster, stamp)
+                })
                 .collect()
         }
     }
 
-    fn send(&mut self, to: SocketAddr, msgs: &[crate::protocol::wire::EncodedMsg]) {
-        if self.silenced {
+    /// Sends to `to` what its amplification budget allows; the rest waits
+    /// for the ping/ack round trip that verifies it (see
+    /// `protocol::amplification`).
+    fn send(&mut self, to: SocketAddr, msgs: &[EncodedMsg]) {
+        if self.silenced || msgs.is_empty() {
             return;
         }
+        if !self.amplification.is_verified(&to) {
+            for m in msgs {
+                if let Ok(Msg::Ping { seq, .. }) = rmp_serde::from_slice::<Msg>(m) {
+                    self.amplification.on_ping_sent(&to, seq);
+                }
+            }
+        }
+        let credit = match self.amplification.admit(&to) {
+            Admit::Open => return self.transmit(to, msgs),
+            Admit::Credit(c) => c as usize,
+        };
+        let fixed = self.framer.fixed_overhead() + self.seal_overhead();
+        let total: usize = fixed + msgs.iter().map(|m| m.len()).sum::<usize>();
+        if total <= credit && total <= self.framer.room() + fixed {
+            return self.transmit(to, msgs);
+        }
+        // Too much for a stranger: ask it to prove it owns its address, send
+        // what fits, hold the rest until it does.
+        let now = tokio::time::Instant::now();
+        let mut queue: Vec<EncodedMsg> = Vec::with_capacity(msgs.len() + 1);
+        if let Some((seq, target)) = self.amplification.verification_due(&to, now) {
+            queue.push(encode_msg(&Msg::Ping { seq, target }));
+        }
+        queue.extend(msgs.iter().cloned());
+        let mut used = fixed;
+        let mut fit = 0;
+        for m in &queue {
+            if used + m.len() > credit || used + m.len() > self.framer.room() + fixed {
+                break;
+            }
+            used += m.len();
+            fit += 1;
+        }
+        let rest = queue.split_off(fit);
+        if !queue.is_empty() {
+            self.transmit(to, &queue);
+        }
+        let held = self.amplification.hold(&to, rest, now);
+        Metrics::add(&self.metrics.amplification_held, held.held as u64);
+        Metrics::add(&self.metrics.amplification_dropped, held.dropped as u64);
+    }
+
+    /// Sends `to` a verification ping if one is due and its budget allows.
+    fn verify(&mut self, to: SocketAddr) {
+        let Admit::Credit(credit) = self.amplification.admit(&to) else {
+            return;
+        };
+        let now = tokio::time::Instant::now();
+        if let Some((seq, target)) = self.amplification.verification_due(&to, now) {
+            let ping = encode_msg(&Msg::Ping { seq, target });
+            if self.seal_overhead() + self.framer.fixed_overhead() + ping.len() <= credit as usize {
+                self.transmit(to, &[ping]);
+            }
+        }
+    }
+
+    fn seal_overhead(&self) -> usize {
+        if self.keyring.is_empty() {
+            0
+        } else {
+            SEAL_OVERHEAD
+        }
+    }
+
+    fn transmit(&mut self, to: SocketAddr, msgs: &[EncodedMsg]) {
         for d in self.frames(msgs) {
             if self.dropped_by_fault(to, self.faults.loss_out) {
                 continue;
             }
+            self.amplification.on_send(&to, d.len());
             Metrics::inc(&self.metrics.datagrams_out);
             Metrics::add(&self.metrics.bytes_out, d.len() as u64);
             self.link.send(to, d);
@@ -239,6 +468,15 @@ impl Transport {
 
 impl Actor for Transport {
     type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        ctx.run_interval(EXPIRY_TICK, |act, ctx| {
+            guard(ctx, |_| {
+                let dropped = act.amplification.expire(tokio::time::Instant::now());
+                Metrics::add(&act.metrics.amplification_dropped, dropped as u64);
+            });
+        });
+    }
 }
 
 impl Supervised for Transport {}
@@ -302,6 +540,7 @@ impl Handler<KeyringOp> for Transport {
         }
         if op != KeyringOp::List {
             log::info!("keyring changed: {} keys", self.keyring.keys().len());
+            self.persist_keyring();
         }
         Ok(self.keyring.keys().iter().map(encode_key).collect())
     }

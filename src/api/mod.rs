@@ -242,13 +242,14 @@ async fn keys_change(node: web::Data<NodeHandle>, body: StrictJson<KeyRequest>) 
     if cluster && keyed {
         // Tell every live member directly, sealed with our (new) primary
         // key; three times, 100 ms apart, since UDP may lose one.
-        if let Ok(members) = node.membership.send(GetMembers).await {
-            let peers: Vec<SocketAddr> = members
-                .iter()
+        {
+            let snap = node.snapshot.borrow().clone();
+            let peers: Vec<SocketAddr> = snap
+                .members()
                 .filter(|m| m.id != node.id && m.state.is_live())
                 .map(|m| m.addr)
                 .collect();
-            let msg = encode_msg(&Msg::KeyOp { op: kind, key });
+            let msg = encode_msg(&Msg::key_op(kind, key));
             let transport = node.transport.clone();
             actix_rt::spawn(async move {
                 for _ in 0..3 {

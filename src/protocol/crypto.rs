@@ -1,7 +1,7 @@
 //! Authenticated encryption of datagrams (AES-256-GCM) and the keyring.
 //!
 //! ```text
-//! sealed datagram = version:u8  kind=1:u8  nonce:12  AES-GCM(envelope) (+16-byte tag)
+//! sealed datagram = version:u8  kind=1:u8  nonce:12  AES-GCM(stamp:u64be envelope) (+16-byte tag)
 //! associated data = the cluster name
 //! ```
 //!
@@ -10,7 +10,8 @@
 //! so a new key can be installed everywhere, made primary, and the old one
 //! removed, with no datagram refused on the way (as `serf keys` does). Using
 //! the cluster name as associated data means a datagram sealed for another
-//! cluster fails authentication even under the same key.
+//! cluster fails authentication even under the same key. The stamp inside
+//! lets the receiver refuse a replayed datagram (see `replay.rs`).
 
 use aes_gcm::aead::{Aead, KeyInit, Payload};
 use aes_gcm::{Aes256Gcm, Nonce};
@@ -22,8 +23,9 @@ use super::wire::{DecodeError, KIND_SEALED, PROTOCOL_VERSION};
 pub const KEY_LEN: usize = 32;
 pub const NONCE_LEN: usize = 12;
 pub const TAG_LEN: usize = 16;
+pub const STAMP_LEN: usize = 8;
 /// Bytes a sealed datagram carries beyond its plaintext envelope.
-pub const SEAL_OVERHEAD: usize = NONCE_LEN + TAG_LEN;
+pub const SEAL_OVERHEAD: usize = NONCE_LEN + STAMP_LEN + TAG_LEN;
 
 pub type Key = [u8; KEY_LEN];
 
@@ -109,16 +111,19 @@ impl Keyring {
         }
     }
 
-    /// Seals an envelope into a complete datagram with the primary key.
-    pub fn seal(&self, envelope: &[u8], cluster: &str) -> Option<Vec<u8>> {
+    /// Seals a stamped envelope into a complete datagram with the primary key.
+    pub fn seal(&self, envelope: &[u8], cluster: &str, stamp: u64) -> Option<Vec<u8>> {
         let (_, cipher) = self.keys.first()?;
         let mut nonce = [0u8; NONCE_LEN];
         rand::thread_rng().fill_bytes(&mut nonce);
+        let mut plain = Vec::with_capacity(STAMP_LEN + envelope.len());
+        plain.extend_from_slice(&stamp.to_be_bytes());
+        plain.extend_from_slice(envelope);
         let ct = cipher
             .encrypt(
                 Nonce::from_slice(&nonce),
                 Payload {
-                    msg: envelope,
+                    msg: &plain,
                     aad: cluster.as_bytes(),
                 },
             )
@@ -131,9 +136,10 @@ impl Keyring {
         Some(d)
     }
 
-    /// Opens a sealed body (after the 2-byte frame prefix) with any key.
-    pub fn open(&self, body: &[u8], cluster: &str) -> Result<Vec<u8>, DecodeError> {
-        if body.len() < NONCE_LEN + TAG_LEN {
+    /// Opens a sealed body (after the 2-byte frame prefix) with any key:
+    /// its stamp and its envelope.
+    pub fn open(&self, body: &[u8], cluster: &str) -> Result<(u64, Vec<u8>), DecodeError> {
+        if body.len() < NONCE_LEN + STAMP_LEN + TAG_LEN {
             return Err(DecodeError::Auth);
         }
         let (nonce, ct) = body.split_at(NONCE_LEN);
@@ -145,7 +151,9 @@ impl Keyring {
                     aad: cluster.as_bytes(),
                 },
             ) {
-                return Ok(pt);
+                let mut stamp = [0u8; STAMP_LEN];
+                stamp.copy_from_slice(&pt[..STAMP_LEN]);
+                return Ok((u64::from_be_bytes(stamp), pt[STAMP_LEN..].to_vec()));
             }
         }
         Err(DecodeError::Auth)
@@ -162,18 +170,21 @@ mod tests {
         let (k1, k2) = (generate_key(), generate_key());
         let sender = Keyring::new(&[k2]);
         let receiver = Keyring::new(&[k1, k2]);
-        let d = sender.seal(b"hello", "default").unwrap();
+        let d = sender.seal(b"hello", "default", 42).unwrap();
         let (kind, body) = unframe(&d).unwrap();
         assert_eq!(kind, KIND_SEALED);
         assert_eq!(d.len(), 2 + 5 + SEAL_OVERHEAD);
-        assert_eq!(receiver.open(body, "default").unwrap(), b"hello");
+        assert_eq!(
+            receiver.open(body, "default").unwrap(),
+            (42, b"hello".to_vec())
+        );
     }
 
     #[test]
     fn wrong_key_wrong_cluster_or_tampering_fail_authentication() {
         let k = generate_key();
         let ring = Keyring::new(&[k]);
-        let d = ring.seal(b"hello", "default").unwrap();
+        let d = ring.seal(b"hello", "default", 1).unwrap();
         let body = &d[2..];
         assert_eq!(
             Keyring::new(&[generate_key()]).open(body, "default"),
@@ -190,8 +201,8 @@ mod tests {
     #[test]
     fn nonces_are_fresh() {
         let ring = Keyring::new(&[generate_key()]);
-        let a = ring.seal(b"same", "c").unwrap();
-        let b = ring.seal(b"same", "c").unwrap();
+        let a = ring.seal(b"same", "c", 1).unwrap();
+        let b = ring.seal(b"same", "c", 1).unwrap();
         assert_ne!(a, b);
     }
 

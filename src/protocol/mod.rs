@@ -2,6 +2,7 @@
 //! no clocks of their own (time is passed in). Everything here is tested
 //! without a runtime; the actors in `crate::actors` call it.
 
+pub mod amplification;
 pub mod awareness;
 pub mod backoff;
 pub mod checks;
@@ -10,6 +11,7 @@ pub mod formed;
 pub mod member;
 pub mod peers;
 pub mod probe_order;
+pub mod replay;
 pub mod rumor_queue;
 pub mod seeds;
 pub mod services;

@@ -161,8 +161,15 @@ pub enum Msg {
     DiscoverReply,
     /// A keyring change for the whole cluster (`gossip keys ... `). Only
     /// accepted inside a sealed datagram: holding a key is the authority.
+    /// `id` is unique per operation and `at` is when it was made (ms since
+    /// the Unix epoch): applied once, and refused outside the replay window.
     #[serde(rename = "k")]
-    KeyOp { op: KeyOpKind, key: String },
+    KeyOp {
+        op: KeyOpKind,
+        key: String,
+        id: u64,
+        at: u64,
+    },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -192,6 +199,31 @@ impl Msg {
             Msg::KeyOp { .. } => "key-op",
         }
     }
+}
+
+impl Msg {
+    /// A new key operation, with a fresh id and the current time.
+    pub fn key_op(op: KeyOpKind, key: String) -> Msg {
+        Msg::KeyOp {
+            op,
+            key,
+            id: rand::random(),
+            at: unix_ms(),
+        }
+    }
+}
+
+/// Milliseconds since the Unix epoch (0 if the clock is before it).
+pub fn unix_ms() -> u64 {
+    unix_micros() / 1000
+}
+
+/// Microseconds since the Unix epoch (0 if the clock is before it).
+pub fn unix_micros() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_micros().min(u64::MAX as u128) as u64)
+        .unwrap_or(0)
 }
 
 pub fn encode_msg(msg: &Msg) -> EncodedMsg {
@@ -241,6 +273,8 @@ pub enum DecodeError {
     Auth,
     Body(String),
     Cluster(String),
+    /// Decoded, but a field is outside the bounds the API also enforces.
+    Bounds(String),
 }
 
 impl std::fmt::Display for DecodeError {
@@ -255,6 +289,7 @@ impl std::fmt::Display for DecodeError {
             }
             DecodeError::Body(e) => write!(f, "malformed envelope: {e}"),
             DecodeError::Cluster(c) => write!(f, "datagram for cluster {c:?}"),
+            DecodeError::Bounds(e) => write!(f, "out of bounds: {e}"),
         }
     }
 }
@@ -280,7 +315,86 @@ pub fn decode_envelope(body: &[u8], cluster: &str) -> Result<Envelope, DecodeErr
     if env.cluster != cluster {
         return Err(DecodeError::Cluster(env.cluster));
     }
+    check_bounds(&env).map_err(DecodeError::Bounds)?;
     Ok(env)
+}
+
+/// Longest node id accepted from the wire: what `NODE_ID` accepts at start.
+pub const MAX_NODE_ID_LEN: usize = 64;
+/// Most services one member record may carry: the largest `max_services`.
+pub const MAX_WIRE_SERVICES: usize = 1024;
+/// Longest key text in a key operation (base64 of 32 bytes is 44).
+const MAX_KEY_TEXT: usize = 64;
+
+/// A node id as `NODE_ID` accepts it: 1 to 64 characters, no spaces or
+/// control characters.
+pub fn validate_node_id(id: &NodeId) -> Result<(), String> {
+    let s = id.as_str();
+    if s.is_empty()
+        || s.len() > MAX_NODE_ID_LEN
+        || s.chars().any(|c| c.is_control() || c.is_whitespace())
+    {
+        return Err(format!(
+            "node id of {} bytes must be 1 to {MAX_NODE_ID_LEN} characters without spaces",
+            s.len()
+        ));
+    }
+    Ok(())
+}
+
+/// A member record as the API would let its owner publish it: a valid id,
+/// at most [`MAX_WIRE_SERVICES`] services, each valid, no two with one id.
+pub fn validate_member(m: &Member) -> Result<(), String> {
+    validate_node_id(&m.id)?;
+    let list = &m.services.list;
+    if list.len() > MAX_WIRE_SERVICES {
+        return Err(format!(
+            "{} services for {}, at most {MAX_WIRE_SERVICES}",
+            list.len(),
+            m.id
+        ));
+    }
+    let mut ids = std::collections::HashSet::with_capacity(list.len());
+    for svc in list.iter() {
+        svc.validate()
+            .map_err(|e| format!("service of {}: {e}", m.id))?;
+        if !ids.insert(svc.id()) {
+            return Err(format!("{} lists service id {:?} twice", m.id, svc.id()));
+        }
+    }
+    Ok(())
+}
+
+/// Every bound a decoded envelope must keep; the first one broken, named.
+pub fn check_bounds(env: &Envelope) -> Result<(), String> {
+    validate_node_id(&env.from)?;
+    for msg in &env.msgs {
+        match msg {
+            Msg::Ping { target, .. } | Msg::PingReq { target, .. } => validate_node_id(target)?,
+            Msg::Update { member, by } => {
+                validate_member(member)?;
+                if let Some(b) = by {
+                    validate_node_id(b)?;
+                }
+            }
+            Msg::State { member } => validate_member(member)?,
+            Msg::SyncDigest { entries, .. } => {
+                for e in entries {
+                    validate_node_id(&e.id)?;
+                }
+            }
+            Msg::SyncWant { ids } => {
+                for id in ids {
+                    validate_node_id(id)?;
+                }
+            }
+            Msg::KeyOp { key, .. } if key.len() > MAX_KEY_TEXT => {
+                return Err(format!("key text of {} bytes", key.len()))
+            }
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 /// Builds envelopes for one sender: a fixed header plus as many messages as
@@ -316,6 +430,11 @@ impl Framer {
             max_packet,
             seal_overhead,
         }
+    }
+
+    /// Bytes a plaintext datagram spends beyond its messages (at most).
+    pub fn fixed_overhead(&self) -> usize {
+        FRAME_PREFIX + self.header.len() + LIST_HEADER_MAX
     }
 
     /// Bytes available for messages in one datagram.
@@ -522,5 +641,83 @@ mod tests {
             decode_envelope(&env, "other"),
             Err(DecodeError::Cluster(_))
         ));
+    }
+
+    fn decode_one(msg: Msg, from: &str) -> Result<Envelope, DecodeError> {
+        let f = Framer::new(
+            "default",
+            &NodeId::new(from),
+            "127.0.0.1:8001".parse().unwrap(),
+            65_000,
+            0,
+        );
+        let (d, _) = f.pack(&[encode_msg(&msg)]);
+        decode_envelope(&d[0], "default")
+    }
+
+    fn bounds_error(r: Result<Envelope, DecodeError>) -> String {
+        match r {
+            Err(DecodeError::Bounds(e)) => e,
+            other => panic!("expected a bounds error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn node_ids_and_service_sets_are_bounded_on_decode() {
+        let long = "x".repeat(MAX_NODE_ID_LEN + 1);
+        let ok = Member::new_alive(NodeId::new("ok"), "10.0.0.2:1".parse().unwrap(), 1);
+        // The sender's own id, and ids inside every message kind.
+        assert!(bounds_error(decode_one(Msg::Ack { seq: 1 }, &long)).contains("node id"));
+        assert!(bounds_error(decode_one(Msg::Ack { seq: 1 }, "with space")).contains("node id"));
+        for msg in [
+            Msg::Ping {
+                seq: 1,
+                target: NodeId::new(&long),
+            },
+            Msg::Update {
+                member: Member {
+                    id: NodeId::new(&long),
+                    ..ok.clone()
+                },
+                by: None,
+            },
+            Msg::Update {
+                member: ok.clone(),
+                by: Some(NodeId::new("")),
+            },
+            Msg::SyncWant {
+                ids: vec![NodeId::new("a"), NodeId::new(&long)],
+            },
+        ] {
+            assert!(bounds_error(decode_one(msg, "n")).contains("node id"));
+        }
+        // Too many services, an invalid one, and one id twice.
+        let many = ServiceSet::new(
+            1,
+            (0..MAX_WIRE_SERVICES + 1)
+                .map(|i| Service::new(&format!("s{i}"), 80))
+                .collect(),
+        );
+        let bad = ServiceSet::new(1, vec![Service::new("Not A Name", 80)]);
+        let twice = ServiceSet::new(1, vec![Service::new("web", 80), Service::new("web", 81)]);
+        for (set, says) in [(many, "services"), (bad, "service name"), (twice, "twice")] {
+            let m = Msg::State {
+                member: Member {
+                    services: set,
+                    ..ok.clone()
+                },
+            };
+            let e = bounds_error(decode_one(m, "n"));
+            assert!(e.contains(says), "{e}");
+        }
+        // Within bounds: fine.
+        let fine = Msg::Update {
+            member: Member {
+                services: ServiceSet::new(1, vec![Service::new("web", 80)]),
+                ..ok
+            },
+            by: Some(NodeId::new("n")),
+        };
+        assert!(decode_one(fine, &"y".repeat(MAX_NODE_ID_LEN)).is_ok());
     }
 }

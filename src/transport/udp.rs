@@ -4,7 +4,8 @@
 //!
 //! Sends go through one task fed by a channel, so datagrams leave in the order
 //! they were handed over and `send` never blocks an actor. Receives run in
-//! their own task that turns each datagram into an `Inbound` message.
+//! their own task that turns each datagram into an `Inbound` message, into
+//! the transport's bounded mailbox (a full one drops and counts).
 
 use actix::prelude::*;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -25,6 +26,7 @@ pub struct UdpLink {
     broadcast_to: Option<SocketAddr>,
     closed: Arc<AtomicBool>,
     sockets: Vec<Arc<UdpSocket>>,
+    metrics: Arc<Metrics>,
 }
 
 impl UdpLink {
@@ -48,6 +50,7 @@ impl UdpLink {
         let (tx, mut rx) = mpsc::unbounded_channel::<(SocketAddr, Vec<u8>)>();
         let senders = sockets.clone();
         let m = metrics.clone();
+        let metrics = metrics.clone();
         actix_rt::spawn(async move {
             while let Some((to, data)) = rx.recv().await {
                 // Broadcasts leave from the discovery socket (which has
@@ -68,6 +71,7 @@ impl UdpLink {
             broadcast_to,
             closed: Arc::new(AtomicBool::new(false)),
             sockets,
+            metrics,
         })
     }
 
@@ -81,6 +85,7 @@ impl UdpLink {
             let sock = sock.clone();
             let to = to.clone();
             let closed = self.closed.clone();
+            let metrics = self.metrics.clone();
             actix_rt::spawn(async move {
                 let mut buf = vec![0u8; RECV_BUFFER];
                 loop {
@@ -89,10 +94,16 @@ impl UdpLink {
                             if closed.load(Ordering::Relaxed) {
                                 break;
                             }
-                            to.do_send(Inbound {
+                            // The transport's mailbox is bounded: a flood
+                            // faster than it decodes is dropped and counted
+                            // here, not queued without end.
+                            let m = Inbound {
                                 from,
                                 data: buf[..n].to_vec(),
-                            });
+                            };
+                            if to.try_send(m).is_err() {
+                                Metrics::inc(&metrics.receive_queue_drops);
+                            }
                         }
                         Err(e) => {
                             // ICMP errors (port unreachable) surface here on

@@ -17,6 +17,7 @@ struct Fixture {
     sends: Log<Send>,
     accuses: Log<Accuse>,
     spreads: Log<Spread>,
+    metrics: Arc<Metrics>,
 }
 
 fn settings(probe_interval_ms: u64) -> FailureSettings {
@@ -41,6 +42,7 @@ fn start(probe_interval_ms: u64) -> Fixture {
     let (send, sends) = recorder::<Send>();
     let (accuse, accuses) = recorder::<Accuse>();
     let (spread, spreads) = recorder::<Spread>();
+    let metrics = Arc::new(Metrics::default());
     let t = TestTable::new("me");
     let fd = FailureDetector::new(
         settings(probe_interval_ms),
@@ -48,7 +50,7 @@ fn start(probe_interval_ms: u64) -> Fixture {
         send,
         accuse,
         spread,
-        Arc::new(Metrics::default()),
+        metrics.clone(),
     )
     .start();
     Fixture {
@@ -57,6 +59,7 @@ fn start(probe_interval_ms: u64) -> Fixture {
         sends,
         accuses,
         spreads,
+        metrics,
     }
 }
 
@@ -149,6 +152,8 @@ async fn indirect_probe_rescued_by_a_relay() {
 async fn relays_ping_for_others_and_answer_ack_or_nack() {
     tokio::time::pause();
     let f = start(100_000);
+    let mut f = f;
+    f.t.set(&member("t", 7001, 0, MemberState::Alive));
     let origin = addr(7000);
     let req = Msg::PingReq {
         seq: 77,
@@ -194,6 +199,32 @@ async fn relays_ping_for_others_and_answer_ack_or_nack() {
         decoded(&f.sends.take()),
         vec![(origin, Msg::Nack { seq: 78 })]
     );
+}
+
+#[actix::test]
+async fn relays_only_to_a_known_member_at_its_known_address() {
+    tokio::time::pause();
+    let f = start(100_000);
+    let mut f = f;
+    f.t.set(&member("t", 7001, 0, MemberState::Alive));
+    for (target, at) in [("stranger", 7002), ("t", 7003)] {
+        f.fd.do_send(ProbeMsg {
+            from: addr(7000),
+            sender: id("o"),
+            msg: Msg::PingReq {
+                seq: 5,
+                target: id(target),
+                addr: addr(at),
+            },
+        });
+    }
+    settle(50_000).await;
+    let relayed: Vec<_> = decoded(&f.sends.take())
+        .into_iter()
+        .filter(|(to, m)| *to != addr(7001) || matches!(m, Msg::Nack { .. }))
+        .collect();
+    assert_eq!(relayed, vec![], "no ping, and no nack either");
+    assert_eq!(Metrics::get(&f.metrics.ping_req_refused), 2);
 }
 
 #[actix::test]
@@ -448,12 +479,13 @@ async fn probing_a_dead_member_through_answering_relays_does_not_hurt_local_heal
     let (rsend, rsends) = recorder::<Send>();
     let (raccuse, _) = recorder::<Accuse>();
     let (rspread, _) = recorder::<Spread>();
+    let mut relay_table = TestTable::new("relay");
     let relay = FailureDetector::new(
         FailureSettings {
             me: id("relay"),
             ..settings(1000)
         },
-        TestTable::new("relay").rx(),
+        relay_table.rx(),
         rsend,
         raccuse,
         rspread,
@@ -461,6 +493,7 @@ async fn probing_a_dead_member_through_answering_relays_does_not_hurt_local_heal
     )
     .start();
     let target = member("t", 9001, 0, MemberState::Alive);
+    relay_table.set(&target);
     t.set_all(&[target, member("relay", 9002, 0, MemberState::Alive)]);
     // Pump: whatever "me" sends to the relay reaches it, and back.
     let mut worst = 0;

@@ -473,3 +473,24 @@ async fn a_refutation_also_goes_straight_to_every_member() {
     to.sort();
     assert_eq!(to, vec![addr(2000), addr(2001)], "live members only");
 }
+
+#[actix::test]
+async fn a_want_list_naming_one_member_many_times_gets_one_record() {
+    let f = start().await;
+    f.ms.do_send(rumor(member("a", 2000, 1, MemberState::Alive), None));
+    settle(1).await;
+    f.sends.take();
+    f.ms.do_send(SyncMsg {
+        from: addr(5000),
+        sender: id("p"),
+        msg: Msg::SyncWant {
+            ids: vec![id("a"); 20],
+        },
+    });
+    settle(1).await;
+    let states = decoded(f.sends.take())
+        .into_iter()
+        .filter(|m| matches!(m, Msg::State { .. }))
+        .count();
+    assert_eq!(states, 1);
+}

@@ -148,3 +148,65 @@ async fn wait_sent_resolves_after_enough_transmissions() {
     let res = tokio::time::timeout(std::time::Duration::from_millis(50), waited).await;
     assert!(res.is_ok(), "resolved by the eager push");
 }
+
+#[actix::test]
+async fn a_rumor_too_large_for_a_datagram_is_dropped_and_counted() {
+    use crate::protocol::services::{Service, ServiceSet};
+    tokio::time::pause();
+    let (out, log) = recorder::<Outbound>();
+    let metrics = Arc::new(Metrics::default());
+    let s = RumorSettings {
+        me: id("me"),
+        room: 1200,
+        fanout: 3,
+        retransmit_mult: 4,
+        max_rumors: 100,
+        seed: 3,
+    };
+    let t = TestTable::new("me");
+    let r = Rumor::new(s, t.rx(), out, metrics.clone()).start();
+    let huge = crate::protocol::Member {
+        services: ServiceSet::new(
+            1,
+            (0..200)
+                .map(|i| Service::new(&format!("service-{i}"), 80))
+                .collect(),
+        ),
+        ..member("big", 1, 0, MemberState::Alive)
+    };
+    r.do_send(Spread {
+        member: member("big", 1, 0, MemberState::Alive),
+        by: None,
+    });
+    r.do_send(Spread {
+        member: huge,
+        by: None,
+    });
+    r.do_send(Spread {
+        member: member("small", 2, 0, MemberState::Alive),
+        by: None,
+    });
+    settle(1).await;
+    assert_eq!(Metrics::get(&metrics.rumors_oversized), 1);
+    for _ in 0..20 {
+        r.do_send(Send {
+            to: addr(7000),
+            msgs: vec![encode_msg(&Msg::Ack { seq: 1 })],
+        });
+    }
+    settle(1).await;
+    let sent = log.take();
+    let ids: BTreeSet<String> = sent
+        .iter()
+        .flat_map(|o| o.msgs.iter())
+        .filter_map(|m| match rmp_serde::from_slice::<Msg>(m).unwrap() {
+            Msg::Update { member, .. } => Some(member.id.to_string()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        ids,
+        BTreeSet::from(["small".to_string()]),
+        "the stale rumor about big is gone too"
+    );
+}

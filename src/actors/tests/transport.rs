@@ -3,7 +3,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
 use super::{addr, id, member};
-use crate::actors::transport::{Routes, Transport};
+use crate::actors::transport::{Routes, Transport, WireSettings};
 use crate::messages::*;
 use crate::metrics::Metrics;
 use crate::protocol::crypto::{generate_key, Keyring};
@@ -28,6 +28,7 @@ struct Fixture {
     link: FakeLink,
     probes: Log<ProbeMsg>,
     rumors: Log<Rumors>,
+    discoveries: Log<DiscoveryMsg>,
     metrics: Arc<Metrics>,
 }
 
@@ -36,10 +37,14 @@ fn start(faults: SetFaults) -> Fixture {
 }
 
 fn start_keyed(faults: SetFaults, keyring: Keyring) -> Fixture {
+    start_wire(faults, keyring, WireSettings::default())
+}
+
+fn start_wire(faults: SetFaults, keyring: Keyring, wire: WireSettings) -> Fixture {
     let (probe, probes) = recorder::<ProbeMsg>();
     let (rum, rumors) = recorder::<Rumors>();
     let (sync, _) = recorder::<SyncMsg>();
-    let (disc, _) = recorder::<DiscoveryMsg>();
+    let (disc, discoveries) = recorder::<DiscoveryMsg>();
     let link = FakeLink::default();
     let metrics = Arc::new(Metrics::default());
     let framer = Framer::new("default", &id("me"), addr(1000), 1400, 0);
@@ -60,12 +65,14 @@ fn start_keyed(faults: SetFaults, keyring: Keyring) -> Fixture {
         1,
         metrics.clone(),
     )
+    .with_wire(wire)
     .start();
     Fixture {
         t,
         link,
         probes,
         rumors,
+        discoveries,
         metrics,
     }
 }
@@ -212,9 +219,11 @@ async fn with_a_key_only_sealed_datagrams_from_key_holders_get_in() {
     let f = start_keyed(SetFaults::default(), Keyring::new(&[key]));
     let plain = datagram_from("n2", "default", &[Msg::Ack { seq: 1 }]);
     let envelope = plain[2..].to_vec();
-    let good = Keyring::new(&[key]).seal(&envelope, "default").unwrap();
+    let good = Keyring::new(&[key])
+        .seal(&envelope, "default", crate::protocol::wire::unix_micros())
+        .unwrap();
     let wrong = Keyring::new(&[generate_key()])
-        .seal(&envelope, "default")
+        .seal(&envelope, "default", crate::protocol::wire::unix_micros())
         .unwrap();
     f.t.do_send(Inbound {
         from: addr(2000),
@@ -259,4 +268,194 @@ async fn with_a_key_only_sealed_datagrams_from_key_holders_get_in() {
         .await
         .unwrap()
         .is_err());
+}
+
+fn sealed_from(sender: &str, key: &crate::protocol::crypto::Key, msgs: &[Msg]) -> Vec<u8> {
+    let plain = datagram_from(sender, "default", msgs);
+    Keyring::new(&[*key])
+        .seal(&plain[2..], "default", crate::protocol::wire::unix_micros())
+        .unwrap()
+}
+
+async fn keys_of(f: &Fixture) -> Vec<String> {
+    f.t.send(KeyringOp::List).await.unwrap().unwrap()
+}
+
+#[actix::test]
+async fn a_captured_key_operation_replayed_after_removal_changes_nothing() {
+    use crate::protocol::crypto::encode_key;
+    use crate::protocol::wire::KeyOpKind;
+    let (k1, k2) = (generate_key(), generate_key());
+    let dir = std::env::temp_dir().join(format!("gossip-replay-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = crate::keyring_file::path_in(&dir);
+    let wire = WireSettings {
+        keyring_file: Some(file.clone()),
+        ..WireSettings::default()
+    };
+    let f = start_wire(SetFaults::default(), Keyring::new(&[k1]), wire.clone());
+    let op = Msg::key_op(KeyOpKind::Install, encode_key(&k2));
+    let captured = sealed_from("n2", &k1, std::slice::from_ref(&op));
+    f.t.do_send(Inbound {
+        from: addr(2000),
+        data: captured.clone(),
+    });
+    settle(5).await;
+    assert_eq!(keys_of(&f).await, vec![encode_key(&k1), encode_key(&k2)]);
+    f.t.send(KeyringOp::Remove(encode_key(&k2)))
+        .await
+        .unwrap()
+        .unwrap();
+    // The same datagram again, and the same operation in a fresh datagram.
+    f.t.do_send(Inbound {
+        from: addr(2000),
+        data: captured.clone(),
+    });
+    f.t.do_send(Inbound {
+        from: addr(2001),
+        data: sealed_from("n2", &k1, std::slice::from_ref(&op)),
+    });
+    settle(5).await;
+    assert_eq!(keys_of(&f).await, vec![encode_key(&k1)], "K2 stays removed");
+    assert_eq!(Metrics::get(&f.metrics.replays_refused), 1, "the datagram");
+
+    // An operation made long ago, in a datagram sealed now: refused.
+    let old = Msg::KeyOp {
+        op: KeyOpKind::Install,
+        key: encode_key(&k2),
+        id: 99,
+        at: crate::protocol::wire::unix_ms() - 10 * 60_000,
+    };
+    f.t.do_send(Inbound {
+        from: addr(2000),
+        data: sealed_from("n2", &k1, &[old]),
+    });
+    settle(5).await;
+    assert_eq!(keys_of(&f).await, vec![encode_key(&k1)]);
+    assert_eq!(Metrics::get(&f.metrics.replays_refused), 2);
+
+    // A restarted node (keyring and applied operations from the file)
+    // refuses the operation too, in a datagram it has never seen.
+    let stored = crate::keyring_file::load(&file).unwrap().unwrap();
+    assert_eq!(stored.keys, vec![encode_key(&k1)]);
+    let restarted = start_wire(
+        SetFaults::default(),
+        Keyring::new(&[k1]),
+        WireSettings {
+            key_ops: crate::protocol::replay::KeyOpLog::from_entries(stored.key_ops),
+            ..wire
+        },
+    );
+    restarted.t.do_send(Inbound {
+        from: addr(2000),
+        data: sealed_from("n2", &k1, &[op]),
+    });
+    settle(5).await;
+    assert_eq!(keys_of(&restarted).await, vec![encode_key(&k1)]);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[actix::test]
+async fn discovery_is_heard_only_with_broadcast_on() {
+    for on in [false, true] {
+        let f = start_wire(
+            SetFaults::default(),
+            Keyring::default(),
+            WireSettings {
+                discovery: on,
+                ..WireSettings::default()
+            },
+        );
+        f.t.do_send(Inbound {
+            from: addr(2000),
+            data: datagram_from("n2", "default", &[Msg::Discover, Msg::DiscoverReply]),
+        });
+        settle(5).await;
+        assert_eq!(f.discoveries.len(), if on { 2 } else { 0 });
+        assert_eq!(
+            Metrics::get(&f.metrics.discovery_ignored),
+            if on { 0 } else { 2 }
+        );
+    }
+}
+
+fn bytes_to(f: &Fixture, to: SocketAddr) -> usize {
+    f.link
+        .0
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|(a, _)| *a == to)
+        .map(|(_, d)| d.len())
+        .sum()
+}
+
+#[actix::test]
+async fn a_stranger_gets_twice_its_bytes_until_it_acks_our_ping_then_the_rest() {
+    let f = start(SetFaults::default());
+    let joiner = addr(2000);
+    let request = datagram_from(
+        "n2",
+        "default",
+        &[Msg::SyncStart {
+            hash: 0,
+            join: true,
+        }],
+    );
+    let asked = request.len();
+    f.t.do_send(Inbound {
+        from: joiner,
+        data: request,
+    });
+    settle(5).await;
+    // The whole table in answer: 40 records.
+    let records: Vec<_> = (0..40)
+        .map(|i| {
+            encode_msg(&Msg::State {
+                member: member(&format!("member-{i}"), 3000 + i, 0, MemberState::Alive),
+            })
+        })
+        .collect();
+    let table: usize = records.iter().map(|m| m.len()).sum();
+    f.t.do_send(Outbound {
+        to: joiner,
+        msgs: records,
+    });
+    settle(5).await;
+    let first = bytes_to(&f, joiner);
+    assert!(first > 0 && first <= 2 * asked, "{first} bytes for {asked}");
+    assert!(Metrics::get(&f.metrics.amplification_held) > 0);
+    // The answer carried a ping naming the joiner; only its ack releases
+    // the rest, and only from the joiner's address.
+    let sent = f.link.0.lock().unwrap().clone();
+    let env = crate::protocol::wire::decode_envelope(&sent[0].1[2..], "default").unwrap();
+    let seq = env
+        .msgs
+        .iter()
+        .find_map(|m| match m {
+            Msg::Ping { seq, target } if target == &id("n2") => Some(*seq),
+            _ => None,
+        })
+        .expect("a verification ping");
+    let ack = datagram_from("n2", "default", &[Msg::Ack { seq }]);
+    f.t.do_send(Inbound {
+        from: addr(2001),
+        data: ack.clone(),
+    });
+    settle(5).await;
+    assert_eq!(bytes_to(&f, joiner), first, "an ack from elsewhere");
+    f.t.do_send(Inbound {
+        from: joiner,
+        data: ack,
+    });
+    settle(5).await;
+    assert!(
+        bytes_to(&f, joiner) > table,
+        "the whole table once verified"
+    );
+    assert_eq!(Metrics::get(&f.metrics.addresses_verified), 1);
+    assert!(
+        f.probes.is_empty(),
+        "our own ack does not reach the detector"
+    );
 }
