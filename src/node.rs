@@ -150,6 +150,7 @@ pub fn start_node(
             room,
             max_members: cfg.max_members,
             dead_reclaim: ms(cfg.dead_reclaim_ms),
+            reconnect_timeout: ms(cfg.reconnect_timeout_ms),
             stats_interval: ms(cfg.stats_interval_ms),
             seed: salt(opts.seed, "membership"),
         },
@@ -219,12 +220,14 @@ pub fn start_node(
             join_retry_max: ms(cfg.join_retry_max_ms),
             seed: salt(opts.seed, "gossip"),
         },
+        snapshot.clone(),
         opts.resolver,
         rumor.clone().recipient(),
         rumor.clone().recipient(),
         membership.clone().recipient(),
         transport.clone().recipient(),
-    );
+    )
+    .with_metrics(metrics.clone());
     let gossip_actor = match &formed {
         Some((_, peers, _)) => gossip_actor.with_peers(peers.clone()),
         None => gossip_actor,

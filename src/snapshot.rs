@@ -20,6 +20,7 @@ use std::sync::Arc;
 use tokio::sync::watch;
 
 use crate::protocol::services::{catalog, Instance};
+use crate::protocol::view::Failed;
 use crate::protocol::{Member, NodeId};
 
 #[derive(Clone, Debug)]
@@ -31,6 +32,11 @@ pub struct Snapshot {
     pub me: NodeId,
     /// Every member this node knows of, itself included, with their services.
     pub table: OrdMap<NodeId, Member>,
+    /// The reconnect book (`View::reconnect_book`): members declared dead
+    /// within `reconnect_timeout_ms`, with their last address, including
+    /// those whose tombstones have left `table`. The gossip scheduler tries
+    /// a sample of them every `reconnect_interval_ms`.
+    pub reconnect: OrdMap<NodeId, Failed>,
 }
 
 impl Snapshot {
@@ -63,18 +69,21 @@ impl Publisher {
             index: 1,
             me,
             table,
+            reconnect: OrdMap::new(),
         }));
         (Publisher { tx, index: 1 }, rx)
     }
 
-    /// Publishes a new snapshot of `table` (an O(1) clone of it).
-    pub fn publish(&mut self, table: OrdMap<NodeId, Member>) {
+    /// Publishes a new snapshot of `table` and the reconnect book (O(1)
+    /// clones of them).
+    pub fn publish(&mut self, table: OrdMap<NodeId, Member>, reconnect: OrdMap<NodeId, Failed>) {
         self.index += 1;
         let me = self.tx.borrow().me.clone();
         self.tx.send_replace(Arc::new(Snapshot {
             index: self.index,
             me,
             table,
+            reconnect,
         }));
     }
 
@@ -107,7 +116,7 @@ mod tests {
             b.clone(),
             Member::new_alive(b.clone(), "127.0.0.1:2".parse().unwrap(), 0),
         );
-        publisher.publish(table);
+        publisher.publish(table, OrdMap::new());
         assert!(rx.has_changed().unwrap());
         let snap = rx.borrow_and_update().clone();
         assert_eq!(snap.index, 2);

@@ -7,29 +7,36 @@
 //! * every `push_pull_interval` (scaled up with the cluster size): a full
 //!   anti-entropy exchange with one random peer (digest hash first, so
 //!   agreeing views cost two small datagrams);
-//! * every `reconnect_interval`: a push-pull with one random dead member, so
-//!   that a healed partition merges back;
-//! * bootstrap: a join request to every seed (names resolved again on every
-//!   attempt), then, if `broadcast` is on and nobody answered within
-//!   `seed_timeout`, a discovery broadcast; retries with exponential backoff
-//!   and jitter until some member is known.
+//! * every `reconnect_interval` (jittered): maybe a push-pull with one
+//!   member of the reconnect book, at serf's rate (`protocol::reconnect`),
+//!   so that a healed partition merges back however long it lasted;
+//! * the seeds, for as long as the node runs: a join request to every seed
+//!   (names resolved again on every attempt) while no live member is known,
+//!   then, if `broadcast` is on and nobody answered within `seed_timeout`, a
+//!   discovery broadcast; a push-pull to any seed missing from the live view
+//!   otherwise; retries with exponential backoff and jitter up to
+//!   `join_retry_max`, then every `join_retry_max`.
 //!
+//! Reads: the snapshot (the table and the reconnect book).
 //! Takes: `MemberEvent`, `DiscoveryMsg`, `StopActivity`.
 //! Sends: `GossipRound` and `Send` to the rumor actor, `StartSync` to
 //! membership, `BroadcastOut` to the transport.
 
 use actix::prelude::*;
 use rand::rngs::SmallRng;
-use rand::SeedableRng;
+use rand::{Rng, SeedableRng};
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use super::supervisor::{guard, Crash};
 use crate::messages::*;
-use crate::protocol::backoff;
+use crate::metrics::Metrics;
 use crate::protocol::peers::PeerSet;
 use crate::protocol::wire::{encode_msg, Msg};
+use crate::protocol::{backoff, reconnect};
 use crate::protocol::{MemberState, NodeId};
+use crate::snapshot::SnapshotRx;
 
 /// When, after joining, the follow-up push-pulls run. Each repairs most of
 /// what is still missing (at 10% loss a 1,000-member state transfer misses
@@ -109,7 +116,8 @@ impl SeedResolver for LiteralResolver {
 pub struct Gossip {
     s: GossipSettings,
     peers: PeerSet,
-    dead: PeerSet,
+    snapshots: SnapshotRx,
+    metrics: Arc<Metrics>,
     rng: SmallRng,
     joined: bool,
     attempt: u32,
@@ -124,6 +132,7 @@ pub struct Gossip {
 impl Gossip {
     pub fn new(
         s: GossipSettings,
+        snapshots: SnapshotRx,
         resolver: Box<dyn SeedResolver>,
         round: Recipient<GossipRound>,
         send: Recipient<Send>,
@@ -134,7 +143,8 @@ impl Gossip {
             rng: SmallRng::seed_from_u64(s.seed),
             s,
             peers: PeerSet::default(),
-            dead: PeerSet::default(),
+            snapshots,
+            metrics: Arc::new(Metrics::default()),
             joined: false,
             attempt: 0,
             stopped: false,
@@ -144,6 +154,12 @@ impl Gossip {
             sync,
             broadcast,
         }
+    }
+
+    /// Counts reconnection attempts and seed retries in the node's metrics.
+    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
+        self.metrics = metrics;
+        self
     }
 
     /// Starts as a member of a formed cluster (the simulator's warm start,
@@ -191,46 +207,97 @@ impl Gossip {
         });
     }
 
+    /// One reconnection tick: maybe a push-pull with one member from the
+    /// reconnect book (`protocol::reconnect::pick`, serf's rate).
     fn reconnect(&mut self) {
         if self.stopped {
             return;
         }
-        if let Some((id, peer)) = self.dead.sample(1, &[], &mut self.rng).pop() {
-            log::debug!("trying to reach dead member {id} at {peer}");
+        let snap = self.snapshots.borrow().clone();
+        if let Some((id, peer)) = reconnect::pick(&snap.reconnect, &snap.table, &mut self.rng) {
+            log::debug!("trying to reach failed member {id} at {peer}");
+            Metrics::inc(&self.metrics.reconnect_attempts);
             self.sync.do_send(StartSync { peer, join: false });
         }
     }
 
-    fn try_join(&mut self, ctx: &mut Context<Self>) {
-        if self.joined || self.stopped {
-            return;
-        }
-        let seeds = self.s.seeds.clone();
-        let my_addr = self.s.my_addr;
-        if !seeds.is_empty() {
-            let fut = self.resolver.resolve(seeds);
-            ctx.spawn(fut.into_actor(self).map(move |addrs, act, _| {
-                for peer in addrs.into_iter().filter(|a| *a != my_addr) {
-                    act.sync.do_send(StartSync { peer, join: true });
-                }
-            }));
-        }
-        ctx.run_later(self.s.seed_timeout, |act, ctx| {
-            guard(ctx, |ctx| act.after_join_attempt(ctx));
+    /// Reconnection ticks every `reconnect_interval`, +-10%, the first one at
+    /// a random point of the first interval: nodes started together do not
+    /// tick together.
+    fn schedule_reconnect(&mut self, ctx: &mut Context<Self>, first: bool) {
+        let f = if first {
+            self.rng.gen_range(0.1..1.0)
+        } else {
+            self.rng.gen_range(0.9..1.1)
+        };
+        ctx.run_later(self.s.reconnect_interval.mul_f64(f), |act, ctx| {
+            guard(ctx, |_| act.reconnect());
+            act.schedule_reconnect(ctx, false);
         });
     }
 
-    fn after_join_attempt(&mut self, ctx: &mut Context<Self>) {
-        if self.joined || self.stopped {
+    /// The seeds, for as long as the node runs: resolved again each time,
+    /// then a join to every seed while we know no live member, or a
+    /// push-pull to each seed missing from our live view.
+    fn seek(&mut self, ctx: &mut Context<Self>) {
+        if self.stopped {
             return;
         }
-        if self.s.broadcast {
-            log::info!("no seed answered; broadcasting for members of our cluster");
-            self.broadcast.do_send(BroadcastOut {
-                msgs: vec![encode_msg(&Msg::Discover)],
+        let fut = self.resolver.resolve(self.s.seeds.clone());
+        ctx.spawn(fut.into_actor(self).map(|addrs, act, ctx| {
+            guard(ctx, |ctx| act.contact_seeds(addrs, ctx));
+        }));
+    }
+
+    fn contact_seeds(&mut self, seeds: Vec<SocketAddr>, ctx: &mut Context<Self>) {
+        if self.stopped {
+            return;
+        }
+        let snap = self.snapshots.borrow().clone();
+        let alone = !reconnect::knows_someone(&snap.table, &self.s.me);
+        let missing = reconnect::missing_seeds(&seeds, &snap.table, &self.s.me, self.s.my_addr);
+        if self.attempt > 0 {
+            Metrics::add(&self.metrics.seed_retries, missing.len() as u64);
+        }
+        if !alone && !missing.is_empty() {
+            log::debug!("seeds missing from our live view: {missing:?}");
+        }
+        for peer in &missing {
+            self.sync.do_send(StartSync {
+                peer: *peer,
+                join: alone,
             });
-        } else if !self.s.seeds.is_empty() && self.attempt == 0 {
-            log::info!("no seed answered yet; running as a one-node cluster and retrying");
+        }
+        if alone || !missing.is_empty() {
+            ctx.run_later(self.s.seed_timeout, |act, ctx| {
+                guard(ctx, |ctx| act.after_seed_attempt(ctx));
+            });
+        } else {
+            // Everything is where it should be: look again later.
+            self.attempt = 0;
+            ctx.run_later(self.s.join_retry_max, |act, ctx| {
+                guard(ctx, |ctx| act.seek(ctx));
+            });
+        }
+    }
+
+    fn after_seed_attempt(&mut self, ctx: &mut Context<Self>) {
+        if self.stopped {
+            return;
+        }
+        let alone = !reconnect::knows_someone(&self.snapshots.borrow().table, &self.s.me);
+        if alone {
+            // Joined before and lost everyone since: the next member seen
+            // is a new join (with its follow-up push-pulls).
+            self.joined = false;
+            if self.s.broadcast {
+                log::info!("no seed answered; broadcasting for members of our cluster");
+                self.broadcast.do_send(BroadcastOut {
+                    msgs: vec![encode_msg(&Msg::Discover)],
+                });
+            } else if !self.s.seeds.is_empty() && self.attempt == 0 {
+                log::info!("no seed answered yet; running as a one-node cluster and retrying");
+            }
         }
         let wait = backoff::delay(
             self.attempt,
@@ -238,9 +305,9 @@ impl Gossip {
             self.s.join_retry_max,
             &mut self.rng,
         );
-        self.attempt += 1;
+        self.attempt = self.attempt.saturating_add(1);
         ctx.run_later(wait, |act, ctx| {
-            guard(ctx, |ctx| act.try_join(ctx));
+            guard(ctx, |ctx| act.seek(ctx));
         });
     }
 }
@@ -253,10 +320,8 @@ impl Actor for Gossip {
             guard(ctx, |_| act.gossip_round());
         });
         self.schedule_push_pull(ctx);
-        ctx.run_interval(self.s.reconnect_interval, |act, ctx| {
-            guard(ctx, |_| act.reconnect());
-        });
-        self.try_join(ctx);
+        self.schedule_reconnect(ctx, true);
+        self.seek(ctx);
     }
 }
 
@@ -272,7 +337,6 @@ impl Handler<MemberEvent> for Gossip {
             }
             match m.state {
                 MemberState::Alive | MemberState::Suspect => {
-                    self.dead.remove(&m.id);
                     self.peers.insert(m.id, m.addr);
                     if !self.joined {
                         self.joined = true;
@@ -293,17 +357,8 @@ impl Handler<MemberEvent> for Gossip {
                         }
                     }
                 }
-                MemberState::Dead => {
+                MemberState::Dead | MemberState::Left => {
                     self.peers.remove(&m.id);
-                    if e.kind == EventKind::Reclaimed {
-                        self.dead.remove(&m.id);
-                    } else {
-                        self.dead.insert(m.id, m.addr);
-                    }
-                }
-                MemberState::Left => {
-                    self.peers.remove(&m.id);
-                    self.dead.remove(&m.id);
                 }
             }
         });

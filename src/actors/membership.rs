@@ -48,6 +48,8 @@ pub struct MembershipSettings {
     pub room: usize,
     pub max_members: usize,
     pub dead_reclaim: Duration,
+    /// How long a failed member stays in the reconnect book.
+    pub reconnect_timeout: Duration,
     pub stats_interval: Duration,
     pub seed: u64,
 }
@@ -67,6 +69,7 @@ pub struct Membership {
     view: View,
     leaving: bool,
     dead_reclaim: Duration,
+    reconnect_timeout: Duration,
     stats_interval: Duration,
     rng: SmallRng,
     partial: BTreeMap<(SocketAddr, u32), PartialSync>,
@@ -114,6 +117,7 @@ impl Membership {
             view,
             leaving: false,
             dead_reclaim: s.dead_reclaim,
+            reconnect_timeout: s.reconnect_timeout,
             stats_interval: s.stats_interval,
             rng: SmallRng::seed_from_u64(s.seed),
             partial: BTreeMap::new(),
@@ -137,7 +141,8 @@ impl Membership {
     fn publish(&mut self) {
         if self.view.generation() != self.published {
             self.published = self.view.generation();
-            self.publisher.publish(self.view.table());
+            self.publisher
+                .publish(self.view.table(), self.view.reconnect_book());
         }
     }
 
@@ -266,6 +271,20 @@ impl Membership {
         if member.id == self.me {
             return self.on_self_rumor(&member);
         }
+        if known.is_none() && member.state != MemberState::Alive {
+            // Bad news about a member we do not know (never did, or whose
+            // tombstone we reclaimed) is ignored, as memberlist ignores it:
+            // storing it would bring a reclaimed tombstone back, restart its
+            // clock and count the same death again.
+            Metrics::inc(&self.metrics.stale_ignored);
+            log::debug!(
+                "ignoring {} about unknown member {}",
+                member.state,
+                member.id
+            );
+            return;
+        }
+        let returning = self.view.is_booked(&member.id);
         let before = self.view.get(&member.id).map(|m| (m.state, m.incarnation));
         let change = match self.view.apply(&member, Instant::now()) {
             Ok(c) => c,
@@ -323,8 +342,11 @@ impl Membership {
         self.emit(kind, &after, accuser.clone());
         // Records learned by push-pull about members new to us are not
         // re-gossiped (a joiner would otherwise re-broadcast the whole
-        // table), except the sender's own record: a joiner announcing itself.
-        if !via_sync || change.old_state.is_some() || &after.id == sender {
+        // table), except the sender's own record (a joiner announcing
+        // itself) and members back from the reconnect book (a healed
+        // partition: the side that learned of the other by one push-pull
+        // spreads it to the rest of its side).
+        if !via_sync || change.old_state.is_some() || &after.id == sender || returning {
             self.rumor.do_send(Spread {
                 member: after,
                 by: accuser,
@@ -351,7 +373,14 @@ impl Membership {
         match msg {
             Msg::SyncStart { hash, join } => {
                 if join {
-                    let ids: Vec<NodeId> = self.view.iter().map(|m| m.id.clone()).collect();
+                    // Tombstones are not sent: a joiner ignores bad news
+                    // about members it does not know.
+                    let ids: Vec<NodeId> = self
+                        .view
+                        .iter()
+                        .filter(|m| m.state.is_live())
+                        .map(|m| m.id.clone())
+                        .collect();
                     self.send_records(from, ids.iter());
                 } else if hash != self.view.hash() {
                     let round: u32 = self.rng.gen();
@@ -448,6 +477,7 @@ impl Membership {
 
     fn reclaim(&mut self) {
         let now = Instant::now();
+        self.view.expire_book(now, self.reconnect_timeout);
         for id in self.view.reclaim(now, self.dead_reclaim) {
             log::debug!("forgetting {id}: tombstone expired");
             let gone = Member::new_alive(id, SocketAddr::from(([0, 0, 0, 0], 0)), 0);

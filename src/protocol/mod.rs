@@ -10,6 +10,7 @@ pub mod formed;
 pub mod member;
 pub mod peers;
 pub mod probe_order;
+pub mod reconnect;
 pub mod rumor_queue;
 pub mod services;
 pub mod suspicion;

@@ -5,12 +5,43 @@ use std::time::Duration;
 use super::{addr, id, member};
 use crate::actors::gossip::{Gossip, GossipSettings, LiteralResolver};
 use crate::messages::*;
+use crate::protocol::view::Failed;
 use crate::protocol::wire::Msg;
+use crate::protocol::Member;
 use crate::protocol::MemberState;
+use crate::snapshot::Publisher;
 use crate::testkit::{recorder, settle, Log};
+use imbl::OrdMap;
+use tokio::time::Instant;
+
+impl Fixture {
+    /// Publishes a table of us plus `members`, and a reconnect book.
+    fn publish(&mut self, members: &[Member], book: &[Member]) {
+        let mut t = OrdMap::new();
+        for m in std::iter::once(member("me", 1000, 0, MemberState::Alive))
+            .chain(members.iter().cloned())
+        {
+            t.insert(m.id.clone(), m);
+        }
+        let b = book
+            .iter()
+            .map(|m| {
+                (
+                    m.id.clone(),
+                    Failed {
+                        addr: m.addr,
+                        since: Instant::now(),
+                    },
+                )
+            })
+            .collect();
+        self.publisher.publish(t, b);
+    }
+}
 
 struct Fixture {
     g: Addr<Gossip>,
+    publisher: Publisher,
     rounds: Log<GossipRound>,
     sends: Log<Send>,
     syncs: Log<StartSync>,
@@ -35,9 +66,21 @@ fn start(seeds: &[&str], broadcast: bool) -> Fixture {
         join_retry_max: Duration::from_secs(30),
         seed: 9,
     };
-    let g = Gossip::new(s, Box::new(LiteralResolver), round, send, sync, bc).start();
+    let me = member("me", 1000, 0, MemberState::Alive);
+    let (publisher, snapshots) = Publisher::new(me.id.clone(), OrdMap::unit(me.id.clone(), me));
+    let g = Gossip::new(
+        s,
+        snapshots,
+        Box::new(LiteralResolver),
+        round,
+        send,
+        sync,
+        bc,
+    )
+    .start();
     Fixture {
         g,
+        publisher,
         rounds,
         sends,
         syncs,
@@ -48,7 +91,7 @@ fn start(seeds: &[&str], broadcast: bool) -> Fixture {
 #[actix::test]
 async fn joins_through_every_seed_but_itself_and_retries_with_backoff() {
     tokio::time::pause();
-    let f = start(
+    let mut f = start(
         &["127.0.0.1:9001", "127.0.0.1:9002", "127.0.0.1:1000"],
         false,
     );
@@ -72,6 +115,7 @@ async fn joins_through_every_seed_but_itself_and_retries_with_backoff() {
         member: member("a", 9001, 0, MemberState::Alive),
         by: None,
     });
+    f.publish(&[member("a", 9001, 0, MemberState::Alive)], &[]);
     settle(60_000).await;
     assert!(f.syncs.all().iter().all(|s| !s.join));
 }
@@ -111,7 +155,7 @@ async fn broadcasts_when_no_seed_answers() {
 #[actix::test]
 async fn rounds_go_to_fanout_distinct_live_peers_and_none_when_alone() {
     tokio::time::pause();
-    let f = start(&[], false);
+    let mut f = start(&[], false);
     settle(1_000).await;
     assert!(f.rounds.is_empty(), "no peers, no rounds");
     for i in 0..6 {
@@ -141,13 +185,93 @@ async fn rounds_go_to_fanout_distinct_live_peers_and_none_when_alone() {
             "dead members get no gossip rounds"
         );
     }
-    // ...but they get reconnection attempts.
-    settle(5_000).await;
-    assert!(f
+    // ...but they get reconnection attempts from the reconnect book, at
+    // serf's rate: 1 booked for 6 alive, one chance in 6 per 5 s tick.
+    let alive: Vec<Member> = (1..6)
+        .map(|i| member(&format!("p{i}"), 9000 + i, 0, MemberState::Alive))
+        .collect();
+    f.publish(&alive, &[member("p0", 9000, 0, MemberState::Dead)]);
+    f.syncs.take();
+    settle(240_000).await;
+    let tries = f
         .syncs
-        .all()
+        .take()
         .iter()
-        .any(|s| s.peer == addr(9000) && !s.join));
+        .filter(|s| s.peer == addr(9000) && !s.join)
+        .count();
+    assert!((1..=20).contains(&tries), "{tries} attempts in 48 ticks");
+}
+
+/// A member whose tombstone is reclaimed stays in the reconnect book, and
+/// a node alone with it tries it at every tick, for as long as it runs.
+#[actix::test]
+async fn reconnects_to_the_book_for_as_long_as_it_runs() {
+    tokio::time::pause();
+    let mut f = start(&[], false);
+    f.publish(&[], &[member("gone", 9100, 0, MemberState::Dead)]);
+    settle(3_600_000).await;
+    f.syncs.take();
+    settle(600_000).await;
+    let tries: Vec<_> = f.syncs.take().iter().map(|s| (s.peer, s.join)).collect();
+    // 5 s +-10%: 109 to 134 ticks in 10 minutes, each one a try.
+    assert!((100..=135).contains(&tries.len()), "{}", tries.len());
+    assert!(tries.iter().all(|t| *t == (addr(9100), false)));
+}
+
+/// A seed missing from the live view (the other side of a partition, or a
+/// seed that restarted) is tried with backoff for as long as the node runs;
+/// a seed that is live is left alone.
+#[actix::test]
+async fn keeps_trying_a_seed_missing_from_the_live_view() {
+    tokio::time::pause();
+    let mut f = start(&["127.0.0.1:9001", "127.0.0.1:9002"], false);
+    settle(10).await;
+    f.publish(&[member("a", 9001, 0, MemberState::Alive)], &[]);
+    settle(3_600_000).await;
+    f.syncs.take();
+    settle(600_000).await;
+    let syncs = f.syncs.take();
+    assert!(syncs.iter().all(|s| s.peer == addr(9002) && !s.join));
+    // Backoff capped at 30 s (15 to 30 s drawn) plus the 1 s seed timeout.
+    assert!(
+        (18..=40).contains(&syncs.len()),
+        "{} tries in 10 min",
+        syncs.len()
+    );
+    // Once it is live, no more.
+    f.publish(
+        &[
+            member("a", 9001, 0, MemberState::Alive),
+            member("b", 9002, 0, MemberState::Alive),
+        ],
+        &[],
+    );
+    settle(60_000).await;
+    f.syncs.take();
+    settle(600_000).await;
+    assert!(f.syncs.is_empty());
+}
+
+/// A node that loses every member goes back to joining through its seeds
+/// (and broadcasting), however long it had been joined.
+#[actix::test]
+async fn rejoins_through_the_seeds_after_losing_everyone() {
+    tokio::time::pause();
+    let mut f = start(&["127.0.0.1:9001"], true);
+    settle(10).await;
+    f.publish(&[member("a", 9001, 0, MemberState::Alive)], &[]);
+    f.g.do_send(MemberEvent {
+        kind: EventKind::Joined,
+        member: member("a", 9001, 0, MemberState::Alive),
+        by: None,
+    });
+    settle(3_600_000).await;
+    f.syncs.take();
+    f.broadcasts.take();
+    f.publish(&[member("a", 9001, 0, MemberState::Dead)], &[]);
+    settle(35_000).await;
+    assert!(f.syncs.all().iter().any(|s| s.peer == addr(9001) && s.join));
+    assert!(!f.broadcasts.is_empty());
 }
 
 #[actix::test]

@@ -6,8 +6,10 @@ use super::{addr, id, member};
 use crate::actors::membership::{Membership, MembershipSettings};
 use crate::messages::*;
 use crate::metrics::Metrics;
+use crate::protocol::wire::DigestEntry;
 use crate::protocol::wire::Msg;
 use crate::protocol::{Member, MemberState, NodeId};
+use crate::snapshot::SnapshotRx;
 use crate::testkit::{recorder, settle, Log};
 
 struct Fixture {
@@ -15,6 +17,8 @@ struct Fixture {
     spreads: Log<Spread>,
     sends: Log<Send>,
     events: Log<MemberEvent>,
+    metrics: Arc<Metrics>,
+    snap: SnapshotRx,
 }
 
 async fn start() -> Fixture {
@@ -26,10 +30,14 @@ async fn start() -> Fixture {
         room: 1200,
         max_members: 100,
         dead_reclaim: Duration::from_secs(60),
+        reconnect_timeout: Duration::from_secs(3600),
         stats_interval: Duration::from_secs(3600),
         seed: 1,
     };
-    let ms = Membership::new(s, spread, send, Arc::new(Metrics::default())).start();
+    let metrics = Arc::new(Metrics::default());
+    let ms = Membership::new(s, spread, send, metrics.clone());
+    let snap = ms.snapshots();
+    let ms = ms.start();
     ms.do_send(Subscribe(ev));
     settle(1).await;
     spreads.take(); // our own record, spread at start
@@ -38,6 +46,8 @@ async fn start() -> Fixture {
         spreads,
         sends,
         events,
+        metrics,
+        snap,
     }
 }
 
@@ -367,6 +377,7 @@ async fn leaving_marks_us_left_and_stops_refuting() {
 async fn tombstones_are_forgotten_after_dead_reclaim() {
     tokio::time::pause();
     let f = start().await;
+    f.ms.do_send(rumor(member("a", 2000, 0, MemberState::Alive), None));
     f.ms.do_send(rumor(member("a", 2000, 0, MemberState::Dead), None));
     settle(59_000).await;
     assert_eq!(f.ms.send(GetMembers).await.unwrap().len(), 2);
@@ -450,4 +461,137 @@ async fn a_refutation_also_goes_straight_to_every_member() {
     let mut to: Vec<_> = f.sends.take().into_iter().map(|s| s.to).collect();
     to.sort();
     assert_eq!(to, vec![addr(2000), addr(2001)], "live members only");
+}
+
+fn sync_rumor(m: Member) -> Rumors {
+    Rumors {
+        from: addr(3000),
+        updates: vec![(m, None)],
+        via_sync: true,
+        sender: id("p"),
+    }
+}
+
+/// A crashed member, declared dead and then forgotten (its tombstone
+/// reclaimed), is not brought back by stale bad news, by rumor or by
+/// push-pull: one crash, one `failed` event, one count.
+#[actix::test]
+async fn a_reclaimed_tombstone_stays_gone() {
+    tokio::time::pause();
+    let f = start().await;
+    f.ms.do_send(rumor(member("a", 2000, 3, MemberState::Alive), None));
+    f.ms.do_send(rumor(member("a", 2000, 3, MemberState::Dead), Some("x")));
+    settle(61_000).await;
+    assert_eq!(f.ms.send(GetMembers).await.unwrap().len(), 1, "reclaimed");
+    for state in [MemberState::Suspect, MemberState::Dead, MemberState::Left] {
+        f.ms.do_send(rumor(member("a", 2000, 3, state), Some("x")));
+        f.ms.do_send(sync_rumor(member("a", 2000, 3, state)));
+        // Never known at all: the same rule.
+        f.ms.do_send(rumor(member("b", 2001, 0, state), Some("x")));
+    }
+    settle(1).await;
+    assert_eq!(f.ms.send(GetMembers).await.unwrap().len(), 1);
+    let failed = f
+        .events
+        .all()
+        .iter()
+        .filter(|e| e.kind == EventKind::Failed)
+        .count();
+    assert_eq!(failed, 1);
+    assert_eq!(Metrics::get(&f.metrics.members_failed), 1);
+    assert_eq!(Metrics::get(&f.metrics.stale_ignored), 9);
+}
+
+#[actix::test]
+async fn push_pull_does_not_ask_for_or_send_tombstones_the_other_lacks() {
+    tokio::time::pause();
+    let f = start().await;
+    f.ms.do_send(rumor(member("c", 2002, 0, MemberState::Alive), None));
+    f.ms.do_send(rumor(member("c", 2002, 0, MemberState::Dead), None));
+    settle(1).await;
+    f.sends.take();
+    let entry = |id: &str, state| DigestEntry {
+        id: NodeId::new(id),
+        incarnation: 0,
+        state,
+        services_version: 0,
+    };
+    f.ms.do_send(SyncMsg {
+        from: addr(3000),
+        sender: id("p"),
+        msg: Msg::SyncDigest {
+            round: 1,
+            page: 0,
+            pages: 1,
+            entries: vec![
+                entry("me", MemberState::Alive),
+                entry("x", MemberState::Dead),
+                entry("y", MemberState::Alive),
+                entry("z", MemberState::Left),
+            ],
+        },
+    });
+    settle(1).await;
+    let msgs = decoded(f.sends.take());
+    let wanted: Vec<NodeId> = msgs
+        .iter()
+        .filter_map(|m| match m {
+            Msg::SyncWant { ids } => Some(ids.clone()),
+            _ => None,
+        })
+        .flatten()
+        .collect();
+    assert_eq!(wanted, vec![NodeId::new("y")]);
+    assert!(
+        !msgs.iter().any(|m| matches!(m, Msg::State { .. })),
+        "our tombstone of c is not pushed to a peer that lacks it: {msgs:?}"
+    );
+}
+
+/// The reconnect book keeps a failed member's address after its tombstone
+/// is reclaimed, in the published snapshot; a record of it alive learned by
+/// push-pull (the healed side of a partition) is spread to the rest of ours.
+#[actix::test]
+async fn the_reconnect_book_outlives_the_tombstone_and_a_return_is_spread() {
+    tokio::time::pause();
+    let f = start().await;
+    f.ms.do_send(rumor(member("a", 2000, 0, MemberState::Alive), None));
+    f.ms.do_send(rumor(member("a", 2000, 0, MemberState::Dead), Some("x")));
+    // Left members are not reconnected to.
+    f.ms.do_send(rumor(member("l", 2005, 0, MemberState::Alive), None));
+    f.ms.do_send(rumor(member("l", 2005, 0, MemberState::Left), None));
+    settle(61_000).await;
+    let snap = f.snap.borrow().clone();
+    assert!(snap.table.get(&id("a")).is_none(), "tombstone reclaimed");
+    let booked: Vec<_> = snap
+        .reconnect
+        .iter()
+        .map(|(i, b)| (i.clone(), b.addr))
+        .collect();
+    assert_eq!(booked, vec![(id("a"), addr(2000))]);
+    f.spreads.take();
+    f.ms.do_send(sync_rumor(member("a", 2000, 0, MemberState::Alive)));
+    settle(1).await;
+    let spread: Vec<NodeId> = f.spreads.take().into_iter().map(|s| s.member.id).collect();
+    assert_eq!(spread, vec![id("a")]);
+    assert!(
+        f.snap.borrow().reconnect.is_empty(),
+        "back, so off the book"
+    );
+    // A stranger learned by push-pull is still not re-gossiped.
+    f.ms.do_send(sync_rumor(member("s", 2009, 0, MemberState::Alive)));
+    settle(1).await;
+    assert!(f.spreads.is_empty());
+}
+
+#[actix::test]
+async fn the_reconnect_book_forgets_after_reconnect_timeout() {
+    tokio::time::pause();
+    let f = start().await;
+    f.ms.do_send(rumor(member("a", 2000, 0, MemberState::Alive), None));
+    f.ms.do_send(rumor(member("a", 2000, 0, MemberState::Dead), Some("x")));
+    settle(3_000_000).await;
+    assert_eq!(f.snap.borrow().reconnect.len(), 1);
+    settle(700_000).await;
+    assert!(f.snap.borrow().reconnect.is_empty());
 }
