@@ -28,6 +28,7 @@ use rand::{Rng, SeedableRng};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::time::Instant;
 
 use super::supervisor::{guard, Crash};
 use crate::messages::*;
@@ -47,6 +48,14 @@ pub const FOLLOW_UP_SYNCS: [Duration; 3] = [
     Duration::from_secs(6),
     Duration::from_secs(14),
 ];
+
+/// How long a member declared dead still gets gossip rounds (memberlist's
+/// `GossipToTheDeadTime`, 30 s): the side of a healed partition that the
+/// other declared dead learns it from the first rumors and refutes, rather
+/// than after a push-pull or a reconnection picks it (tens of seconds at
+/// 100 nodes). Costs a share of the rounds proportional to the recently
+/// dead, for 30 s after each death.
+pub const GOSSIP_TO_THE_DEAD: Duration = Duration::from_secs(30);
 
 #[derive(Clone, Debug)]
 pub struct GossipSettings {
@@ -118,6 +127,10 @@ pub struct Gossip {
     peers: PeerSet,
     snapshots: SnapshotRx,
     metrics: Arc<Metrics>,
+    /// `recent_dead`'s cache: snapshot index, when computed, the addresses.
+    recent: Option<(u64, Instant, Vec<SocketAddr>)>,
+    /// The seed addresses as last resolved.
+    seed_addrs: Vec<SocketAddr>,
     rng: SmallRng,
     joined: bool,
     attempt: u32,
@@ -145,6 +158,8 @@ impl Gossip {
             peers: PeerSet::default(),
             snapshots,
             metrics: Arc::new(Metrics::default()),
+            recent: None,
+            seed_addrs: Vec::new(),
             joined: false,
             attempt: 0,
             stopped: false,
@@ -181,17 +196,53 @@ impl Gossip {
         self.s.push_pull_interval.mul_f64(mult)
     }
 
+    /// Members declared dead within `GOSSIP_TO_THE_DEAD`, recomputed when
+    /// a new snapshot is out or a second has passed.
+    fn recent_dead(&mut self) -> &[SocketAddr] {
+        let now = Instant::now();
+        let index = self.snapshots.borrow().index;
+        let fresh = self.recent.as_ref().is_some_and(|(i, at, _)| {
+            *i == index && now.duration_since(*at) < Duration::from_secs(1)
+        });
+        if !fresh {
+            let snap = self.snapshots.borrow().clone();
+            let list =
+                reconnect::recently_failed(&snap.reconnect, &snap.table, now, GOSSIP_TO_THE_DEAD);
+            self.recent = Some((index, now, list));
+        }
+        self.recent
+            .as_ref()
+            .map(|(_, _, l)| l.as_slice())
+            .unwrap_or(&[])
+    }
+
+    /// `fanout` targets from the live members and, in proportion, the
+    /// recently dead ones (see `GOSSIP_TO_THE_DEAD`).
     fn gossip_round(&mut self) {
-        if self.stopped || self.peers.is_empty() {
+        if self.stopped {
             return;
         }
-        let peers = self
+        let dead = self.recent_dead().to_vec();
+        let live = self.peers.len();
+        if live + dead.len() == 0 {
+            return;
+        }
+        let share = dead.len() as f64 / (live + dead.len()) as f64;
+        let to_dead = (0..self.s.fanout)
+            .filter(|_| self.rng.gen::<f64>() < share)
+            .count();
+        let mut peers: Vec<SocketAddr> = self
             .peers
-            .sample(self.s.fanout, &[], &mut self.rng)
+            .sample(self.s.fanout - to_dead, &[], &mut self.rng)
             .into_iter()
             .map(|(_, a)| a)
             .collect();
-        self.round.do_send(GossipRound { peers });
+        for i in rand::seq::index::sample(&mut self.rng, dead.len(), to_dead.min(dead.len())) {
+            peers.push(dead[i]);
+        }
+        if !peers.is_empty() {
+            self.round.do_send(GossipRound { peers });
+        }
     }
 
     fn schedule_push_pull(&mut self, ctx: &mut Context<Self>) {
@@ -256,6 +307,7 @@ impl Gossip {
         let snap = self.snapshots.borrow().clone();
         let alone = !reconnect::knows_someone(&snap.table, &self.s.me);
         let missing = reconnect::missing_seeds(&seeds, &snap.table, &self.s.me, self.s.my_addr);
+        self.seed_addrs = seeds;
         if self.attempt > 0 {
             Metrics::add(&self.metrics.seed_retries, missing.len() as u64);
         }
@@ -273,12 +325,38 @@ impl Gossip {
                 guard(ctx, |ctx| act.after_seed_attempt(ctx));
             });
         } else {
-            // Everything is where it should be: look again later.
+            // Everything is where it should be: watch for a change.
             self.attempt = 0;
-            ctx.run_later(self.s.join_retry_max, |act, ctx| {
-                guard(ctx, |ctx| act.seek(ctx));
-            });
+            self.watch_seeds(ctx, self.s.join_retry_max);
         }
+    }
+
+    /// While every seed is live: every `seed_timeout`, compare the table
+    /// with the seeds as last resolved (no resolution, so a DNS seed costs
+    /// nothing here); resolve again after `resolve_in` anyway. A seed that
+    /// goes missing (declared dead: a partition) is tried at once.
+    fn watch_seeds(&mut self, ctx: &mut Context<Self>, resolve_in: Duration) {
+        ctx.run_later(self.s.seed_timeout, move |act, ctx| {
+            guard(ctx, |ctx| {
+                if act.stopped {
+                    return;
+                }
+                let snap = act.snapshots.borrow().clone();
+                let alone = !reconnect::knows_someone(&snap.table, &act.s.me);
+                let missing = reconnect::missing_seeds(
+                    &act.seed_addrs,
+                    &snap.table,
+                    &act.s.me,
+                    act.s.my_addr,
+                );
+                let left = resolve_in.saturating_sub(act.s.seed_timeout);
+                if alone || !missing.is_empty() || left.is_zero() {
+                    act.seek(ctx);
+                } else {
+                    act.watch_seeds(ctx, left);
+                }
+            });
+        });
     }
 
     fn after_seed_attempt(&mut self, ctx: &mut Context<Self>) {

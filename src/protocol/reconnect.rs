@@ -38,6 +38,26 @@ pub fn pick(
     Some((id.clone(), f.addr))
 }
 
+/// The addresses of members declared dead within `window` before `now` and
+/// not live again: gossip rounds still include them for a while (memberlist's
+/// `GossipToTheDeadTime`), so that a member wrongly declared dead (the other
+/// side of a healed partition) hears it and refutes at once, instead of
+/// waiting to be picked by a reconnection or a push-pull.
+pub fn recently_failed(
+    book: &OrdMap<NodeId, Failed>,
+    table: &OrdMap<NodeId, Member>,
+    now: tokio::time::Instant,
+    window: std::time::Duration,
+) -> Vec<SocketAddr> {
+    book.iter()
+        .filter(|(id, f)| {
+            now.saturating_duration_since(f.since) < window
+                && !table.get(*id).is_some_and(|m| m.state.is_live())
+        })
+        .map(|(_, f)| f.addr)
+        .collect()
+}
+
 /// The seed addresses that no live member of the table (other than us) is
 /// at: the seeds a node must keep trying. Our own address is never missing.
 pub fn missing_seeds(
@@ -148,6 +168,23 @@ mod tests {
         for _ in 0..100 {
             assert!(pick(&b, &t, &mut rng).is_none());
         }
+    }
+
+    #[test]
+    fn only_recent_failures_still_get_gossip() {
+        use MemberState::*;
+        let t0 = Instant::now();
+        let mut b = book(&[("x", 9), ("y", 10), ("z", 11)]);
+        b.insert(
+            NodeId::new("old"),
+            Failed {
+                addr: addr(12),
+                since: t0 - std::time::Duration::from_secs(60),
+            },
+        );
+        let t = table(&[("me", 1, Alive), ("x", 9, Dead), ("z", 11, Alive)]);
+        let got = recently_failed(&b, &t, t0, std::time::Duration::from_secs(30));
+        assert_eq!(got, vec![addr(9), addr(10)]);
     }
 
     #[test]

@@ -648,6 +648,7 @@ mod tests {
         o.on_event(0, &ev(EventKind::Updated, 1, 2, MemberState::Alive));
         assert!(o.violations[1].contains("regression"), "{:?}", o.violations);
         // Forgotten, then learned again: not a resurrection.
+        o.on_event(2, &ev(EventKind::Joined, 1, 0, MemberState::Alive));
         o.on_event(2, &ev(EventKind::Failed, 1, 0, MemberState::Dead));
         o.on_event(2, &ev(EventKind::Reclaimed, 1, 0, MemberState::Dead));
         o.on_event(2, &ev(EventKind::Joined, 1, 0, MemberState::Alive));
