@@ -25,7 +25,9 @@ use tokio::time::Instant;
 use super::supervisor::{guard, Crash};
 use crate::messages::*;
 use crate::metrics::Metrics;
-use crate::protocol::member::{plausible_incarnation, refutation, Change};
+use crate::protocol::member::{
+    name_verdict, plausible_incarnation, refutation, Change, NameVerdict,
+};
 use crate::protocol::services::ServiceSet;
 use crate::protocol::sync_plan::{page_bounds, plan_gap, plan_page};
 use crate::protocol::view::View;
@@ -50,6 +52,8 @@ pub struct MembershipSettings {
     pub dead_reclaim: Duration,
     /// How long a failed member stays in the reconnect book.
     pub reconnect_timeout: Duration,
+    /// Exit the process (code 2) on losing a name conflict (the agent).
+    pub exit_on_name_taken: bool,
     pub stats_interval: Duration,
     pub seed: u64,
 }
@@ -80,6 +84,27 @@ pub struct Membership {
     publisher: Publisher,
     /// The view generation last published.
     published: u64,
+    /// Asks the failure detector whether another address answers to our
+    /// name (None: no probe, a previous life is outbid at once).
+    name_probe: Option<Recipient<ProbeOwnName>>,
+    exit_on_name_taken: bool,
+    /// What we know about each other address seen holding our name.
+    name_checks: BTreeMap<SocketAddr, NameCheck>,
+    /// Addresses to probe once the current message is handled.
+    to_probe: Vec<SocketAddr>,
+    /// When we first knew another live member.
+    joined_at: Option<Instant>,
+}
+
+/// Another address holding our NODE_ID, as far as we know.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum NameCheck {
+    /// Being probed; the highest incarnation it was seen with.
+    Probing(u64),
+    /// It answered: another live process with our name (no war with it).
+    Held,
+    /// It did not answer: a previous life of ours, outbid like any other.
+    PreviousLife,
 }
 
 /// Names a change to another member's record.
@@ -127,6 +152,83 @@ impl Membership {
             metrics,
             publisher,
             published,
+            name_probe: None,
+            exit_on_name_taken: s.exit_on_name_taken,
+            name_checks: BTreeMap::new(),
+            to_probe: Vec::new(),
+            joined_at: None,
+        }
+    }
+
+    /// Probes another address holding our name before outbidding it
+    /// (through the failure detector).
+    pub fn with_name_probe(mut self, probe: Recipient<ProbeOwnName>) -> Self {
+        self.name_probe = Some(probe);
+        self
+    }
+
+    /// Probes the addresses found holding our name since the last call.
+    fn start_name_probes(&mut self, ctx: &mut Context<Self>) {
+        let Some(probe) = self.name_probe.clone() else {
+            self.to_probe.clear();
+            return;
+        };
+        for addr in std::mem::take(&mut self.to_probe) {
+            log::info!(
+                "another address, {addr}, claims our NODE_ID {}: probing it",
+                self.me
+            );
+            ctx.spawn(probe.send(ProbeOwnName { addr }).into_actor(self).map(
+                move |answer, act, _| match answer {
+                    Ok(answered) => {
+                        act.on_name_probe(addr, answered);
+                        act.publish();
+                    }
+                    // The detector was restarting: ask again next time.
+                    Err(_) => {
+                        act.name_checks.remove(&addr);
+                    }
+                },
+            ));
+        }
+    }
+
+    fn on_name_probe(&mut self, addr: SocketAddr, answered: bool) {
+        let Some(NameCheck::Probing(seen)) = self.name_checks.get(&addr).copied() else {
+            return;
+        };
+        let member_for = self.joined_at.map(|t| t.elapsed());
+        match name_verdict(answered, member_for) {
+            NameVerdict::TakeOver => {
+                self.name_checks.insert(addr, NameCheck::PreviousLife);
+                let mut own = self.own();
+                own.incarnation = own.incarnation.max(seen).saturating_add(1);
+                log::info!(
+                    "nothing answers at {addr}: a previous life of ours; taking our name back at incarnation {}",
+                    own.incarnation
+                );
+                self.announce_self(own);
+            }
+            verdict => {
+                self.name_checks.insert(addr, NameCheck::Held);
+                Metrics::inc(&self.metrics.name_conflicts);
+                let holder = Member::new_alive(self.me.clone(), addr, seen);
+                self.emit(EventKind::NameConflict, &holder, None);
+                if verdict == NameVerdict::GiveUp {
+                    log::error!(
+                        "NODE_ID {} is already held by the live node at {addr}: give this node another NODE_ID",
+                        self.me
+                    );
+                    if self.exit_on_name_taken {
+                        std::process::exit(2);
+                    }
+                } else {
+                    log::warn!(
+                        "NODE_ID {} is also claimed by the live node at {addr}, which joined after us: keeping it, without raising our incarnation",
+                        self.me
+                    );
+                }
+            }
         }
     }
 
@@ -199,6 +301,29 @@ impl Membership {
             return;
         }
         let mut own = self.own();
+        let another_holder = rumor.state == MemberState::Alive
+            && rumor.addr != own.addr
+            && rumor.incarnation >= own.incarnation;
+        if another_holder && self.name_probe.is_some() {
+            // A previous life (outbid it) or another process (do not):
+            // probe first, unless we already know which.
+            match self.name_checks.get(&rumor.addr).copied() {
+                None => {
+                    self.name_checks
+                        .insert(rumor.addr, NameCheck::Probing(rumor.incarnation));
+                    self.to_probe.push(rumor.addr);
+                    return;
+                }
+                Some(NameCheck::Probing(seen)) => {
+                    let seen = seen.max(rumor.incarnation);
+                    self.name_checks
+                        .insert(rumor.addr, NameCheck::Probing(seen));
+                    return;
+                }
+                Some(NameCheck::Held) => return,
+                Some(NameCheck::PreviousLife) => {}
+            }
+        }
         let mut changed = false;
         let mut refute_directly = false;
         if let Some(inc) = refutation(own.incarnation, own.addr, rumor) {
@@ -299,6 +424,9 @@ impl Membership {
             }
         };
         let after = self.view.get(&member.id).cloned().expect("just applied");
+        if self.joined_at.is_none() && after.state.is_live() {
+            self.joined_at = Some(Instant::now());
+        }
         if !change.is_news() {
             let confirms = member.state == MemberState::Suspect
                 && before == Some((MemberState::Suspect, member.incarnation))
@@ -548,11 +676,12 @@ impl Supervised for Membership {
 impl Handler<Rumors> for Membership {
     type Result = ();
     fn handle(&mut self, m: Rumors, ctx: &mut Context<Self>) {
-        guard(ctx, |_| {
+        guard(ctx, |ctx| {
             for (member, by) in m.updates {
                 self.on_rumor(member, by, m.via_sync, &m.sender);
             }
             self.publish();
+            self.start_name_probes(ctx);
         });
     }
 }

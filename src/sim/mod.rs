@@ -580,6 +580,7 @@ impl Sim {
                 owner: None,
                 metrics: metrics.clone(),
                 formed,
+                exit_on_name_taken: false,
             },
         );
         // A fresh row for the new life; events from a previous life's actors

@@ -21,7 +21,26 @@ struct Fixture {
     snap: SnapshotRx,
 }
 
+/// Answers every `ProbeOwnName` the same way, and counts them.
+struct NameProbe(bool, Arc<std::sync::atomic::AtomicU32>);
+
+impl Actor for NameProbe {
+    type Context = Context<Self>;
+}
+
+impl Handler<ProbeOwnName> for NameProbe {
+    type Result = bool;
+    fn handle(&mut self, _: ProbeOwnName, _: &mut Context<Self>) -> bool {
+        self.1.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.0
+    }
+}
+
 async fn start() -> Fixture {
+    start_with(None).await
+}
+
+async fn start_with(probe: Option<Recipient<ProbeOwnName>>) -> Fixture {
     let (spread, spreads) = recorder::<Spread>();
     let (send, sends) = recorder::<Send>();
     let (ev, events) = recorder::<MemberEvent>();
@@ -31,11 +50,15 @@ async fn start() -> Fixture {
         max_members: 100,
         dead_reclaim: Duration::from_secs(60),
         reconnect_timeout: Duration::from_secs(3600),
+        exit_on_name_taken: false,
         stats_interval: Duration::from_secs(3600),
         seed: 1,
     };
     let metrics = Arc::new(Metrics::default());
-    let ms = Membership::new(s, spread, send, metrics.clone());
+    let mut ms = Membership::new(s, spread, send, metrics.clone());
+    if let Some(p) = probe {
+        ms = ms.with_name_probe(p);
+    }
     let snap = ms.snapshots();
     let ms = ms.start();
     ms.do_send(Subscribe(ev));
@@ -594,4 +617,111 @@ async fn the_reconnect_book_forgets_after_reconnect_timeout() {
     assert_eq!(f.snap.borrow().reconnect.len(), 1);
     settle(700_000).await;
     assert!(f.snap.borrow().reconnect.is_empty());
+}
+
+async fn with_name_probe(answers: bool) -> (Fixture, Arc<std::sync::atomic::AtomicU32>) {
+    let n = Arc::new(std::sync::atomic::AtomicU32::new(0));
+    let probe = NameProbe(answers, n.clone()).start();
+    (start_with(Some(probe.recipient())).await, n)
+}
+
+fn own_spreads(f: &Fixture) -> Vec<(u64, std::net::SocketAddr)> {
+    f.spreads
+        .take()
+        .into_iter()
+        .filter(|s| s.member.id == id("me"))
+        .map(|s| (s.member.incarnation, s.member.addr))
+        .collect()
+}
+
+/// Issue 12: two processes with one NODE_ID used to outbid each other
+/// forever. The holder (a member for longer than the newcomer window) keeps
+/// the name without raising its incarnation once the other answers.
+#[actix::test]
+async fn a_live_holder_of_our_name_is_not_outbid() {
+    tokio::time::pause();
+    let (f, probes) = with_name_probe(true).await;
+    f.ms.do_send(rumor(member("a", 2000, 0, MemberState::Alive), None));
+    settle(120_000).await;
+    f.spreads.take();
+    for inc in [0, 0, 1, 1] {
+        f.ms.do_send(rumor(member("me", 3000, inc, MemberState::Alive), None));
+        settle(2_000).await;
+    }
+    assert_eq!(own_spreads(&f), vec![], "no incarnation war");
+    assert_eq!(
+        probes.load(std::sync::atomic::Ordering::SeqCst),
+        1,
+        "probed once"
+    );
+    let conflicts: Vec<_> = f
+        .events
+        .all()
+        .into_iter()
+        .filter(|e| e.kind == EventKind::NameConflict)
+        .map(|e| e.member.addr)
+        .collect();
+    assert_eq!(conflicts, vec![addr(3000)]);
+    assert_eq!(Metrics::get(&f.metrics.name_conflicts), 1);
+    let own = f.snap.borrow().own().cloned().unwrap();
+    assert_eq!((own.incarnation, own.addr), (0, addr(1000)));
+    // Once the newcomer is gone, being suspected at its address is refuted
+    // as usual, and our address comes back.
+    f.ms.do_send(rumor(
+        member("me", 3000, 1, MemberState::Suspect),
+        Some("a"),
+    ));
+    settle(1).await;
+    assert_eq!(own_spreads(&f), vec![(2, addr(1000))]);
+}
+
+/// The newcomer (not a member yet, or for less than the window) gives the
+/// name up: the `name_conflict` event, and the agent exits 2.
+#[actix::test]
+async fn a_newcomer_finding_a_live_holder_gives_the_name_up() {
+    tokio::time::pause();
+    let (f, _) = with_name_probe(true).await;
+    f.ms.do_send(Rumors {
+        from: addr(2000),
+        updates: vec![
+            (member("a", 2000, 0, MemberState::Alive), None),
+            (member("me", 3000, 4, MemberState::Alive), None),
+        ],
+        via_sync: true,
+        sender: id("a"),
+    });
+    settle(2_000).await;
+    assert_eq!(own_spreads(&f), vec![]);
+    assert!(f
+        .events
+        .all()
+        .iter()
+        .any(|e| e.kind == EventKind::NameConflict));
+}
+
+/// Nothing answers at the other address: a previous life of ours (a
+/// container restarted with a new IP). We take the name over.
+#[actix::test]
+async fn a_silent_address_with_our_name_is_a_previous_life_taken_over() {
+    tokio::time::pause();
+    let (f, _) = with_name_probe(false).await;
+    f.ms.do_send(rumor(member("me", 3000, 4, MemberState::Alive), None));
+    settle(2_000).await;
+    assert_eq!(own_spreads(&f), vec![(5, addr(1000))]);
+    assert!(!f
+        .events
+        .all()
+        .iter()
+        .any(|e| e.kind == EventKind::NameConflict));
+}
+
+/// A restart on the same address rejoins at once: no probe needed.
+#[actix::test]
+async fn a_previous_life_at_our_own_address_is_outbid_at_once() {
+    tokio::time::pause();
+    let (f, probes) = with_name_probe(true).await;
+    f.ms.do_send(rumor(member("me", 1000, 7, MemberState::Alive), None));
+    settle(1).await;
+    assert_eq!(own_spreads(&f), vec![(8, addr(1000))]);
+    assert_eq!(probes.load(std::sync::atomic::Ordering::SeqCst), 0);
 }
