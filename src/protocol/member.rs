@@ -282,8 +282,12 @@ pub fn refutation(own_incarnation: u64, own_addr: SocketAddr, rumor: &Member) ->
 
 /// How long after its join a node counts as the newcomer in a name
 /// conflict: a node started with a NODE_ID already in use finds the other
-/// holder in its join's state transfer, seconds after joining.
-pub const NEWCOMER_WINDOW: std::time::Duration = std::time::Duration::from_secs(60);
+/// holder in its join's state transfer (or the follow-up push-pulls, 2, 6
+/// and 14 s later, under loss) and probes it for three probe timeouts, well
+/// within 20 s of joining; the holder hears of the newcomer later than that
+/// only if it joined less than 20 s before it (then both give up: two
+/// processes started together with one NODE_ID is a deployment error).
+pub const NEWCOMER_WINDOW: std::time::Duration = std::time::Duration::from_secs(20);
 
 /// What a node does about an alive record of its own NODE_ID at another
 /// address, once it has probed that address.
