@@ -4,9 +4,9 @@
 //!
 //! ```text
 //! socket -> Inbound -> Transport --ProbeMsg--> FailureDetector
-//!                               --Rumors----> Membership --MemberEvent--> subscribers
-//!                               --SyncMsg---> Membership
-//!                               --Discovery-> Gossip
+//!                               --Rumors----> Membership --publishes--> Snapshot
+//!                               --SyncMsg---> Membership       (read by FD, Gossip,
+//!                               --Discovery-> Gossip            Rumor, API, events)
 //! any actor --Send--> Rumor (adds piggybacked rumors) --Outbound--> Transport -> socket
 //! ```
 
@@ -189,7 +189,8 @@ pub struct PublishServices(pub Vec<Service>);
 #[rtype(result = "Member")]
 pub struct LeaveCluster;
 
-/// Receive every membership event from now on.
+/// Receive every membership event from now on (the event stream's typed
+/// feed; actors read the snapshot instead).
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct Subscribe(pub Recipient<MemberEvent>);
@@ -235,6 +236,17 @@ pub struct MemberEvent {
     pub member: Member,
     /// The accuser, for Suspected and Confirmed.
     pub by: Option<NodeId>,
+}
+
+/// Another node confirmed a suspicion of `member` (at its incarnation) that
+/// this node already holds: evidence for the failure detector, not a change
+/// to the table (which the snapshot carries). Losing one only delays the
+/// verdict, as a lost datagram would.
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "()")]
+pub struct Confirmation {
+    pub member: Member,
+    pub by: NodeId,
 }
 
 // ----- failure detector, gossip: lifecycle -----

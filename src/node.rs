@@ -139,12 +139,12 @@ pub fn start_node(
         metrics.clone(),
     );
 
-    // A warm start: one copy of the peers without us, shared by the three
-    // actors that pick peers until one of them changes it.
+    // A warm start: the formed view (shared with every other node until
+    // this one changes it) and a rotation of the shared probe order.
     let mut rng = rand::rngs::SmallRng::seed_from_u64(salt(opts.seed, "formed"));
     let formed = opts.formed.as_ref().map(|f| {
         let order = ProbeOrder::rotated(&f.order, &f.order_index, &me, &mut rng);
-        (f, f.peers_but(&me), order)
+        (f, order)
     });
 
     let own = Member::new_alive(me.clone(), addr, 0);
@@ -161,11 +161,12 @@ pub fn start_node(
         },
         rumor.clone().recipient(),
         rumor.clone().recipient(),
+        failure.clone().recipient(),
         metrics.clone(),
     );
     let membership_actor = membership_actor.with_name_probe(failure.clone().recipient());
     let membership_actor = match &formed {
-        Some((f, _, _)) => membership_actor.with_view(f.view.clone()),
+        Some((f, _)) => membership_actor.with_view(f.view.clone()),
         None => membership_actor,
     };
     let snapshot = membership_actor.snapshots();
@@ -180,13 +181,10 @@ pub fn start_node(
             max_rumors: cfg.max_rumors,
             seed: salt(opts.seed, "rumor"),
         },
+        snapshot.clone(),
         transport.clone().recipient(),
         metrics.clone(),
     );
-    let rumor_actor = match &formed {
-        Some((_, peers, _)) => rumor_actor.with_peers(peers.clone()),
-        None => rumor_actor,
-    };
     supervise(rumor_ctx, rumor_actor, metrics.clone());
 
     let failure_actor = FailureDetector::new(
@@ -199,15 +197,14 @@ pub fn start_node(
             suspicion: cfg.suspicion_params(),
             seed: salt(opts.seed, "failure"),
         },
+        snapshot.clone(),
         rumor.clone().recipient(),
         membership.clone().recipient(),
         rumor.clone().recipient(),
         metrics.clone(),
     );
     let failure_actor = match &formed {
-        Some((f, peers, order)) => {
-            failure_actor.with_members(order.clone(), peers.clone(), f.known_but(&me))
-        }
+        Some((_, order)) => failure_actor.with_order(order.clone()),
         None => failure_actor,
     };
     supervise(failure_ctx, failure_actor, metrics.clone());
@@ -235,7 +232,7 @@ pub fn start_node(
     )
     .with_metrics(metrics.clone());
     let gossip_actor = match &formed {
-        Some((_, peers, _)) => gossip_actor.with_peers(peers.clone()),
+        Some(_) => gossip_actor.formed(),
         None => gossip_actor,
     };
     supervise(gossip_ctx, gossip_actor, metrics.clone());
@@ -266,14 +263,6 @@ pub fn start_node(
         ),
         metrics.clone(),
     );
-
-    for subscriber in [
-        failure.clone().recipient(),
-        gossip.clone().recipient(),
-        rumor.clone().recipient(),
-    ] {
-        membership.do_send(Subscribe(subscriber));
-    }
 
     NodeHandle {
         id: me,

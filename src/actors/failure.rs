@@ -9,13 +9,21 @@
 //! the period: it accuses the target (Suspect). A suspicion becomes Dead when
 //! its timer expires; independent confirmations shorten the timer.
 //!
-//! Takes: `ProbeMsg` (Ping, Ack, PingReq, Nack), `MemberEvent`, `StopActivity`,
-//! `ProbeOwnName` (Membership: does another address answer to our name?).
+//! The members it probes, their states and who accused each suspect come
+//! from the published snapshot: on each new one it diffs the snapshot it
+//! last saw against it, and adds to or removes from the probe order, starts
+//! or cancels suspicions accordingly. So a restart (or any number of
+//! snapshots published while it was busy) cannot leave it behind: the next
+//! diff covers everything since the last one it saw.
+//!
+//! Reads: the snapshot (`SnapshotRx`), awaited as a stream of ticks.
+//! Takes: `ProbeMsg` (Ping, Ack, PingReq, Nack), `Confirmation` (another
+//! node's evidence, from membership), `StopActivity`, `ProbeOwnName`
+//! (membership: does another address answer to our name?).
 //! Sends: `Send` (pings, acks, nacks, ping-reqs, confirmations ride as rumors)
 //! to the rumor actor, `Accuse` to membership, `Spread` (confirmations).
 
 use actix::prelude::*;
-use imbl::OrdMap;
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use std::collections::HashMap;
@@ -28,11 +36,11 @@ use super::supervisor::{guard, Crash};
 use crate::messages::*;
 use crate::metrics::Metrics;
 use crate::protocol::awareness::Awareness;
-use crate::protocol::peers::PeerSet;
 use crate::protocol::probe_order::ProbeOrder;
 use crate::protocol::suspicion::{bounds, Suspicion, SuspicionParams};
 use crate::protocol::wire::{encode_msg, Msg};
 use crate::protocol::{Member, MemberState, NodeId};
+use crate::snapshot::{changes, Snapshot, SnapshotRx};
 
 /// A relay sends its nack after this fraction of the probe timeout.
 const RELAY_NACK_FRACTION: f64 = 0.8;
@@ -63,9 +71,11 @@ struct Relay {
 
 pub struct FailureDetector {
     s: FailureSettings,
+    /// Derived from `seen`: its live members other than us, shuffled.
     order: ProbeOrder,
-    known: OrdMap<NodeId, Member>,
-    peers: PeerSet,
+    snapshots: SnapshotRx,
+    /// The snapshot the probe order and the suspicions agree with.
+    seen: Arc<Snapshot>,
     awareness: Awareness,
     suspicions: HashMap<NodeId, (Suspicion, SpawnHandle)>,
     probes: HashMap<u32, Probe>,
@@ -82,20 +92,24 @@ pub struct FailureDetector {
 }
 
 impl FailureDetector {
+    /// A detector that has seen nothing yet: its first look at `snapshots`
+    /// (when it starts) brings in every member.
     pub fn new(
         s: FailureSettings,
+        snapshots: SnapshotRx,
         send: Recipient<Send>,
         accuse: Recipient<Accuse>,
         spread: Recipient<Spread>,
         metrics: Arc<Metrics>,
     ) -> Self {
+        let seen = Arc::new(Snapshot::empty(s.me.clone()));
         FailureDetector {
             awareness: Awareness::new(s.awareness_max_mult),
             rng: SmallRng::seed_from_u64(s.seed),
             s,
             order: ProbeOrder::default(),
-            known: OrdMap::new(),
-            peers: PeerSet::default(),
+            snapshots,
+            seen,
             suspicions: HashMap::new(),
             probes: HashMap::new(),
             relays: HashMap::new(),
@@ -109,18 +123,65 @@ impl FailureDetector {
         }
     }
 
-    /// Starts with the members of a formed cluster (the simulator's warm
-    /// start, see `protocol::formed`), none of them `me`.
-    pub fn with_members(
-        mut self,
-        order: ProbeOrder,
-        peers: PeerSet,
-        known: OrdMap<NodeId, Member>,
-    ) -> Self {
+    /// Starts with the probe order of a formed cluster (the simulator's
+    /// warm start, see `protocol::formed`), which must hold exactly the live
+    /// members of the current snapshot but `me`: it counts as seen.
+    pub fn with_order(mut self, order: ProbeOrder) -> Self {
         self.order = order;
-        self.peers = peers;
-        self.known = known;
+        self.seen = self.snapshots.borrow().clone();
         self
+    }
+
+    /// Brings the probe order and the suspicions up to the newest snapshot,
+    /// by diffing the one last seen against it.
+    fn catch_up(&mut self, ctx: &mut Context<Self>) {
+        let now = self.snapshots.borrow().clone();
+        if Arc::ptr_eq(&now, &self.seen) {
+            return;
+        }
+        let seen = std::mem::replace(&mut self.seen, now.clone());
+        // Lifeguard: each refutation of a suspicion about us means we were
+        // slow to answer, so our health score rises by one.
+        let refuted = now.refutations.saturating_sub(seen.refutations);
+        if refuted > 0 {
+            self.health(refuted.min(i32::MAX as u64) as i32);
+        }
+        for (old, new) in seen.diff(&now) {
+            let Some(m) = new.filter(|m| m.state.is_live()) else {
+                if let Some(id) = old.or(new).map(|m| &m.id) {
+                    self.order.remove(id);
+                    self.cancel_suspicion(id, ctx);
+                }
+                continue;
+            };
+            if m.id == self.s.me {
+                continue;
+            }
+            self.order.insert(m.id.clone(), &mut self.rng);
+            let already = old
+                .is_some_and(|o| o.state == MemberState::Suspect && o.incarnation == m.incarnation);
+            match m.state {
+                MemberState::Suspect if !already => {
+                    let by = now.accusers.get(&m.id).cloned();
+                    let by = by.unwrap_or_else(|| m.id.clone());
+                    if by != self.s.me {
+                        self.check_suspect_soon(m.id.clone(), m.incarnation, ctx);
+                    }
+                    self.start_suspicion(m, by, ctx);
+                }
+                MemberState::Alive => self.cancel_suspicion(&m.id, ctx),
+                _ => {}
+            }
+        }
+    }
+
+    /// A live member's record, as last seen.
+    fn live(&self, id: &NodeId) -> Option<Member> {
+        self.seen
+            .table
+            .get(id)
+            .filter(|m| m.state.is_live())
+            .cloned()
     }
 
     /// Local health score (Lifeguard), for tests and metrics.
@@ -156,8 +217,8 @@ impl FailureDetector {
     fn next_target(&mut self) -> Option<Member> {
         for _ in 0..self.order.len() {
             let id = self.order.next(&mut self.rng)?;
-            if let Some(m) = self.known.get(&id).filter(|m| m.state.is_live()) {
-                return Some(m.clone());
+            if let Some(m) = self.live(&id) {
+                return Some(m);
             }
         }
         None
@@ -167,6 +228,7 @@ impl FailureDetector {
         if self.stopped {
             return;
         }
+        self.catch_up(ctx);
         if let Some(target) = self.next_target() {
             self.probe_member(target, ctx);
         }
@@ -182,11 +244,11 @@ impl FailureDetector {
         let delay = self.s.probe_interval.mul_f64(self.rng.gen::<f64>());
         ctx.run_later(delay, move |act, ctx| {
             guard(ctx, |ctx| {
+                act.catch_up(ctx);
                 let still = act
-                    .known
-                    .get(&id)
+                    .live(&id)
                     .filter(|m| m.state == MemberState::Suspect && m.incarnation == incarnation);
-                if let Some(m) = still.cloned() {
+                if let Some(m) = still {
                     if !act.stopped {
                         act.probe_member(m, ctx);
                     }
@@ -238,9 +300,11 @@ impl FailureDetector {
             return;
         }
         let target = p.target.clone();
-        let relays = self
-            .peers
-            .sample(self.s.indirect_checks, &[&target], &mut self.rng);
+        let relays = self.seen.live.sample(
+            self.s.indirect_checks,
+            &[&target, &self.s.me],
+            &mut self.rng,
+        );
         for (_, relay) in &relays {
             self.send(
                 *relay,
@@ -273,7 +337,8 @@ impl FailureDetector {
             1
         };
         self.health(delta as i32);
-        let Some(m) = self.known.get(&p.target).cloned() else {
+        self.catch_up(ctx);
+        let Some(m) = self.live(&p.target) else {
             return;
         };
         if m.incarnation != p.incarnation {
@@ -380,7 +445,7 @@ impl FailureDetector {
             }
             ctx.cancel_future(*h);
         }
-        let (min, max) = bounds(&self.s.suspicion, self.known.len() + 1);
+        let (min, max) = bounds(&self.s.suspicion, self.seen.live.len().max(1));
         let own_evidence = by == self.s.me;
         let mut s = Suspicion::new(
             m.incarnation,
@@ -435,19 +500,20 @@ impl FailureDetector {
     /// its "dead" reaches everyone), and guards against a refutation that got
     /// lost on its way to this one node.
     fn expire(&mut self, id: &NodeId, ctx: &mut Context<Self>) {
+        // A refutation we have not caught up with yet cancels it here.
+        self.catch_up(ctx);
         let Some((s, _)) = self.suspicions.get(id) else {
             return;
         };
+        let (incarnation, own_evidence) = (s.incarnation, s.own_evidence);
         let current = self
-            .known
-            .get(id)
-            .filter(|m| m.state == MemberState::Suspect && m.incarnation == s.incarnation)
-            .cloned();
+            .live(id)
+            .filter(|m| m.state == MemberState::Suspect && m.incarnation == incarnation);
         let Some(m) = current.filter(|_| !self.stopped) else {
             self.suspicions.remove(id);
             return;
         };
-        if !s.own_evidence {
+        if !own_evidence {
             let retry = self.awareness.scale(self.s.probe_interval) + Duration::from_millis(10);
             self.probe_member(m, ctx);
             let again = id.clone();
@@ -468,65 +534,12 @@ impl FailureDetector {
             state: MemberState::Dead,
         });
     }
-
-    fn on_event(&mut self, e: MemberEvent, ctx: &mut Context<Self>) {
-        let m = e.member;
-        if e.kind == EventKind::SelfRefuted {
-            self.health(1);
-            return;
-        }
-        if m.id == self.s.me {
-            return;
-        }
-        if m.state.is_live() {
-            self.order.insert(m.id.clone(), &mut self.rng);
-            self.peers.insert(m.id.clone(), m.addr);
-            // Unchanged records are not written: a shared chunk stays shared.
-            if self.known.get(&m.id) != Some(&m) {
-                self.known.insert(m.id.clone(), m.clone());
-            }
-        } else {
-            self.order.remove(&m.id);
-            self.peers.remove(&m.id);
-            self.known.remove(&m.id);
-            self.cancel_suspicion(&m.id, ctx);
-            return;
-        }
-        match e.kind {
-            EventKind::Suspected => {
-                let by = e.by.unwrap_or_else(|| m.id.clone());
-                if by != self.s.me {
-                    self.check_suspect_soon(m.id.clone(), m.incarnation, ctx);
-                }
-                self.start_suspicion(&m, by, ctx);
-            }
-            EventKind::Confirmed => {
-                // `confirm` checks the suspicion and its incarnation.
-                if let Some(by) = e.by {
-                    if self.confirm(&m, by.clone(), ctx) {
-                        // Pass the new confirmation on (only the first k, as
-                        // memberlist does).
-                        self.spread.do_send(Spread {
-                            member: m,
-                            by: Some(by),
-                        });
-                    }
-                }
-            }
-            _ => {
-                if m.state == MemberState::Alive {
-                    self.cancel_suspicion(&m.id, ctx);
-                }
-            }
-        }
-    }
 }
 
 impl Actor for FailureDetector {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
-        self.schedule_probe(ctx);
         // After a restart the timers are gone: re-arm running suspicions.
         let pending: Vec<(NodeId, Instant)> = self
             .suspicions
@@ -539,6 +552,12 @@ impl Actor for FailureDetector {
                 *old = h;
             }
         }
+        // Then catch up with the snapshot (everything published while we
+        // were down is in the newest one) and follow every new one; the
+        // restart cleared the stream with the timers, so it is added anew.
+        self.catch_up(ctx);
+        ctx.add_stream(changes(&self.snapshots));
+        self.schedule_probe(ctx);
     }
 }
 
@@ -556,10 +575,29 @@ impl Handler<ProbeMsg> for FailureDetector {
     }
 }
 
-impl Handler<MemberEvent> for FailureDetector {
+impl StreamHandler<()> for FailureDetector {
+    fn handle(&mut self, _: (), ctx: &mut Context<Self>) {
+        guard(ctx, |ctx| self.catch_up(ctx));
+    }
+    /// The publisher is gone (the node is shutting down): nothing to follow.
+    fn finished(&mut self, _: &mut Context<Self>) {}
+}
+
+impl Handler<Confirmation> for FailureDetector {
     type Result = ();
-    fn handle(&mut self, e: MemberEvent, ctx: &mut Context<Self>) {
-        guard(ctx, |ctx| self.on_event(e, ctx));
+    fn handle(&mut self, c: Confirmation, ctx: &mut Context<Self>) {
+        guard(ctx, |ctx| {
+            // The suspicion it confirms may be in a snapshot not seen yet.
+            self.catch_up(ctx);
+            if self.confirm(&c.member, c.by.clone(), ctx) {
+                // Pass the new confirmation on (only the first k, as
+                // memberlist does).
+                self.spread.do_send(Spread {
+                    member: c.member,
+                    by: Some(c.by),
+                });
+            }
+        });
     }
 }
 
@@ -608,5 +646,29 @@ impl Handler<GetAwareness> for FailureDetector {
     type Result = u32;
     fn handle(&mut self, _: GetAwareness, _: &mut Context<Self>) -> u32 {
         self.awareness.score()
+    }
+}
+
+/// What the detector derived from the snapshots, for tests: the index of
+/// the snapshot it last saw, the members in its probe order, and the
+/// suspicions it runs (member, incarnation).
+#[derive(Message)]
+#[rtype(result = "(u64, Vec<NodeId>, Vec<(NodeId, u64)>)")]
+pub struct GetDerived;
+
+impl Handler<GetDerived> for FailureDetector {
+    type Result = MessageResult<GetDerived>;
+    fn handle(&mut self, _: GetDerived, _: &mut Context<Self>) -> Self::Result {
+        let mut suspicions: Vec<(NodeId, u64)> = self
+            .suspicions
+            .iter()
+            .map(|(id, (s, _))| (id.clone(), s.incarnation))
+            .collect();
+        suspicions.sort();
+        MessageResult((
+            self.seen.index,
+            self.order.members().cloned().collect(),
+            suspicions,
+        ))
     }
 }

@@ -17,8 +17,12 @@
 //!   otherwise; retries with exponential backoff and jitter up to
 //!   `join_retry_max`, then every `join_retry_max`.
 //!
-//! Reads: the snapshot (the table and the reconnect book).
-//! Takes: `MemberEvent`, `DiscoveryMsg`, `StopActivity`.
+//! Peers, the recently dead and the reconnect book are read from the published snapshot at the
+//! moment they are needed; the actor keeps no copy of them, and follows new
+//! snapshots only to notice its join.
+//!
+//! Reads: the snapshot (`SnapshotRx`), awaited as a stream of ticks.
+//! Takes: `DiscoveryMsg`, `StopActivity`.
 //! Sends: `GossipRound` and `Send` to the rumor actor, `StartSync` to
 //! membership, `BroadcastOut` to the transport.
 
@@ -33,11 +37,10 @@ use tokio::time::Instant;
 use super::supervisor::{guard, Crash};
 use crate::messages::*;
 use crate::metrics::Metrics;
-use crate::protocol::peers::PeerSet;
 use crate::protocol::wire::{encode_msg, Msg};
+use crate::protocol::NodeId;
 use crate::protocol::{backoff, reconnect};
-use crate::protocol::{MemberState, NodeId};
-use crate::snapshot::SnapshotRx;
+use crate::snapshot::{changes, SnapshotRx};
 
 /// When, after joining, the follow-up push-pulls run. Each repairs most of
 /// what is still missing (at 10% loss a 1,000-member state transfer misses
@@ -124,7 +127,6 @@ impl SeedResolver for LiteralResolver {
 
 pub struct Gossip {
     s: GossipSettings,
-    peers: PeerSet,
     snapshots: SnapshotRx,
     metrics: Arc<Metrics>,
     /// `recent_dead`'s cache: snapshot index, when computed, the addresses.
@@ -155,7 +157,6 @@ impl Gossip {
         Gossip {
             rng: SmallRng::seed_from_u64(s.seed),
             s,
-            peers: PeerSet::default(),
             snapshots,
             metrics: Arc::new(Metrics::default()),
             recent: None,
@@ -179,16 +180,47 @@ impl Gossip {
 
     /// Starts as a member of a formed cluster (the simulator's warm start,
     /// see `protocol::formed`): no bootstrap.
-    pub fn with_peers(mut self, peers: PeerSet) -> Self {
-        self.peers = peers;
+    pub fn formed(mut self) -> Self {
         self.joined = true;
         self
+    }
+
+    /// Up to `k` random live members other than us, as the snapshot has them.
+    fn sample_peers(&mut self, k: usize) -> Vec<SocketAddr> {
+        let snap = self.snapshots.borrow().clone();
+        snap.live
+            .sample(k, &[&self.s.me], &mut self.rng)
+            .into_iter()
+            .map(|(_, a)| a)
+            .collect()
+    }
+
+    /// The first snapshot with another live member in it means we joined.
+    /// The join's state transfer is a burst of datagrams with no retry:
+    /// digest-based push-pulls shortly after repair whatever part of it was
+    /// lost.
+    fn notice_join(&mut self, ctx: &mut Context<Self>) {
+        let known = self.snapshots.borrow().peer_count();
+        if self.joined || known == 0 {
+            return;
+        }
+        self.joined = true;
+        log::info!("joined the cluster ({} known)", known + 1);
+        for delay in FOLLOW_UP_SYNCS {
+            ctx.run_later(delay, |act, ctx| {
+                guard(ctx, |_| {
+                    if let Some(peer) = act.sample_peers(1).pop() {
+                        act.sync.do_send(StartSync { peer, join: false });
+                    }
+                });
+            });
+        }
     }
 
     /// memberlist scales push-pull with the cluster: beyond 32 members the
     /// interval grows with log2(N/32), keeping the total sync traffic flat.
     fn push_pull_period(&self) -> Duration {
-        let n = self.peers.len() + 1;
+        let n = self.snapshots.borrow().peer_count() + 1;
         if n <= 32 {
             return self.s.push_pull_interval;
         }
@@ -223,21 +255,17 @@ impl Gossip {
             return;
         }
         let dead = self.recent_dead().to_vec();
-        let live = self.peers.len();
+        let live = self.snapshots.borrow().peer_count();
         if live + dead.len() == 0 {
             return;
         }
         let share = dead.len() as f64 / (live + dead.len()) as f64;
         let to_dead = (0..self.s.fanout)
             .filter(|_| self.rng.gen::<f64>() < share)
-            .count();
-        let mut peers: Vec<SocketAddr> = self
-            .peers
-            .sample(self.s.fanout - to_dead, &[], &mut self.rng)
-            .into_iter()
-            .map(|(_, a)| a)
-            .collect();
-        for i in rand::seq::index::sample(&mut self.rng, dead.len(), to_dead.min(dead.len())) {
+            .count()
+            .min(dead.len());
+        let mut peers = self.sample_peers(self.s.fanout - to_dead);
+        for i in rand::seq::index::sample(&mut self.rng, dead.len(), to_dead) {
             peers.push(dead[i]);
         }
         if !peers.is_empty() {
@@ -249,7 +277,7 @@ impl Gossip {
         ctx.run_later(self.push_pull_period(), |act, ctx| {
             guard(ctx, |_| {
                 if !act.stopped {
-                    if let Some((_, peer)) = act.peers.sample(1, &[], &mut act.rng).pop() {
+                    if let Some(peer) = act.sample_peers(1).pop() {
                         act.sync.do_send(StartSync { peer, join: false });
                     }
                 }
@@ -400,47 +428,20 @@ impl Actor for Gossip {
         self.schedule_push_pull(ctx);
         self.schedule_reconnect(ctx, true);
         self.seek(ctx);
+        // After a restart too: the stream went with the timers.
+        self.notice_join(ctx);
+        ctx.add_stream(changes(&self.snapshots));
     }
 }
 
 impl Supervised for Gossip {}
 
-impl Handler<MemberEvent> for Gossip {
-    type Result = ();
-    fn handle(&mut self, e: MemberEvent, ctx: &mut Context<Self>) {
-        guard(ctx, |ctx| {
-            let m = e.member;
-            if m.id == self.s.me {
-                return;
-            }
-            match m.state {
-                MemberState::Alive | MemberState::Suspect => {
-                    self.peers.insert(m.id, m.addr);
-                    if !self.joined {
-                        self.joined = true;
-                        log::info!("joined the cluster ({} known)", self.peers.len() + 1);
-                        // The join's state transfer is a burst of datagrams
-                        // with no retry: digest-based push-pulls shortly
-                        // after repair whatever part of it was lost.
-                        for delay in FOLLOW_UP_SYNCS {
-                            ctx.run_later(delay, |act, ctx| {
-                                guard(ctx, |_| {
-                                    if let Some((_, peer)) =
-                                        act.peers.sample(1, &[], &mut act.rng).pop()
-                                    {
-                                        act.sync.do_send(StartSync { peer, join: false });
-                                    }
-                                });
-                            });
-                        }
-                    }
-                }
-                MemberState::Dead | MemberState::Left => {
-                    self.peers.remove(&m.id);
-                }
-            }
-        });
+impl StreamHandler<()> for Gossip {
+    fn handle(&mut self, _: (), ctx: &mut Context<Self>) {
+        guard(ctx, |ctx| self.notice_join(ctx));
     }
+    /// The publisher is gone (the node is shutting down): nothing to follow.
+    fn finished(&mut self, _: &mut Context<Self>) {}
 }
 
 impl Handler<DiscoveryMsg> for Gossip {
@@ -455,7 +456,7 @@ impl Handler<DiscoveryMsg> for Gossip {
                     to: m.from,
                     msgs: vec![encode_msg(&Msg::DiscoverReply)],
                 }),
-                Msg::DiscoverReply if !self.peers.contains(&m.sender) => {
+                Msg::DiscoverReply if !self.snapshots.borrow().is_live(&m.sender) => {
                     self.sync.do_send(StartSync {
                         peer: m.from,
                         join: true,

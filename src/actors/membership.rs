@@ -9,11 +9,15 @@
 //! `SyncMsg` and `StartSync` (push-pull), `Accuse` (the failure detector's
 //! verdicts), `PublishServices` (the registry), `LeaveCluster` (the leave
 //! coordinator), `GetMembers`, `GetTable`, `Subscribe`.
-//! Sends: `MemberEvent` to subscribers, `Spread` and `Send` to the rumor actor.
-//! Publishes: a [`Snapshot`](crate::snapshot::Snapshot) of the table after
-//! every change, which every other reader reads (`snapshot.rs`).
+//! Sends: `MemberEvent` to subscribers (the event stream's feed),
+//! `Confirmation` to the failure detector, `Spread` and `Send` to the rumor
+//! actor.
+//! Publishes: a [`Snapshot`](crate::snapshot::Snapshot) of the table (with
+//! its peer sets, the accuser of each suspect and the refutation count)
+//! after every change; every other actor and face reads that, not events.
 
 use actix::prelude::*;
+use imbl::OrdMap;
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use std::collections::BTreeMap;
@@ -80,8 +84,13 @@ pub struct Membership {
     rumor: Recipient<Spread>,
     send: Recipient<Send>,
     subscribers: Vec<Recipient<MemberEvent>>,
+    confirm: Recipient<Confirmation>,
     metrics: Arc<Metrics>,
     publisher: Publisher,
+    /// Who made each suspect member suspect (published with the table).
+    accusers: OrdMap<NodeId, NodeId>,
+    /// Suspicions about ourselves refuted so far (published).
+    refutations: u64,
     /// The view generation last published.
     published: u64,
     /// Asks the failure detector whether another address answers to our
@@ -128,13 +137,14 @@ impl Membership {
         s: MembershipSettings,
         rumor: Recipient<Spread>,
         send: Recipient<Send>,
+        confirm: Recipient<Confirmation>,
         metrics: Arc<Metrics>,
     ) -> Self {
         let mut view = View::new(s.max_members);
         let me = s.me.id.clone();
         // Our own record always fits: the table is empty.
         let _ = view.apply(&s.me, Instant::now());
-        let (publisher, _) = Publisher::new(me.clone(), view.table());
+        let (publisher, _) = Publisher::new(me.clone(), &view);
         let published = view.generation();
         Membership {
             me,
@@ -149,8 +159,11 @@ impl Membership {
             rumor,
             send,
             subscribers: Vec::new(),
+            confirm,
             metrics,
             publisher,
+            accusers: OrdMap::new(),
+            refutations: 0,
             published,
             name_probe: None,
             exit_on_name_taken: s.exit_on_name_taken,
@@ -244,7 +257,7 @@ impl Membership {
         if self.view.generation() != self.published {
             self.published = self.view.generation();
             self.publisher
-                .publish(self.view.table(), self.view.reconnect_book());
+                .publish(&self.view, self.accusers.clone(), self.refutations);
         }
     }
 
@@ -334,6 +347,7 @@ impl Membership {
                     rumor.state,
                     rumor.incarnation
                 );
+                self.refutations += 1;
                 self.emit(EventKind::SelfRefuted, rumor, None);
                 refute_directly = true;
             } else {
@@ -431,8 +445,12 @@ impl Membership {
             let confirms = member.state == MemberState::Suspect
                 && before == Some((MemberState::Suspect, member.incarnation))
                 && by.is_some();
-            if confirms {
-                self.emit(EventKind::Confirmed, &after, by);
+            if let Some(by) = by.filter(|_| confirms) {
+                self.confirm.do_send(Confirmation {
+                    member: after.clone(),
+                    by: by.clone(),
+                });
+                self.emit(EventKind::Confirmed, &after, Some(by));
             }
             return;
         }
@@ -442,6 +460,17 @@ impl Membership {
         } else {
             None
         };
+        match &accuser {
+            Some(a) => {
+                self.accusers.insert(after.id.clone(), a.clone());
+            }
+            // No write when there is nothing to remove: a chunk shared with
+            // older snapshots stays shared.
+            None if self.accusers.contains_key(&after.id) => {
+                self.accusers.remove(&after.id);
+            }
+            None => {}
+        }
         if change.liveness_changed {
             let from = change
                 .old_state
@@ -608,6 +637,9 @@ impl Membership {
         self.view.expire_book(now, self.reconnect_timeout);
         for id in self.view.reclaim(now, self.dead_reclaim) {
             log::debug!("forgetting {id}: tombstone expired");
+            if self.accusers.contains_key(&id) {
+                self.accusers.remove(&id);
+            }
             let gone = Member::new_alive(id, SocketAddr::from(([0, 0, 0, 0], 0)), 0);
             self.emit(
                 EventKind::Reclaimed,

@@ -3,8 +3,9 @@
 //!
 //! Takes: `Spread` (queue a rumor), `Send` (a datagram to fill with rumors and
 //! pass on), `GossipRound` (rumor-only datagrams to some peers), `WaitSent`
-//! (the leave coordinator waits for its LEAVE to go out), `MemberEvent` (to
-//! know the peers and the cluster size).
+//! (the leave coordinator waits for its LEAVE to go out).
+//! Reads: the snapshot, for the peers of an eager push and the cluster size
+//! (it keeps no copy of them).
 //! Sends: `Outbound` to the transport.
 //!
 //! A fresh rumor is not left waiting for the next gossip round: within
@@ -23,10 +24,10 @@ use tokio::sync::oneshot;
 use super::supervisor::{guard, Crash};
 use crate::messages::*;
 use crate::metrics::Metrics;
-use crate::protocol::peers::PeerSet;
 use crate::protocol::rumor_queue::{retransmit_limit, RumorQueue};
 use crate::protocol::wire::{encode_msg, Msg};
 use crate::protocol::NodeId;
+use crate::snapshot::SnapshotRx;
 
 /// How long fresh rumors are collected before the eager push, so that a burst
 /// of news shares datagrams.
@@ -50,7 +51,7 @@ struct Waiter {
 pub struct Rumor {
     s: RumorSettings,
     queue: RumorQueue,
-    peers: PeerSet,
+    snapshots: SnapshotRx,
     rng: SmallRng,
     transport: Recipient<Outbound>,
     metrics: Arc<Metrics>,
@@ -60,10 +61,15 @@ pub struct Rumor {
 }
 
 impl Rumor {
-    pub fn new(s: RumorSettings, transport: Recipient<Outbound>, metrics: Arc<Metrics>) -> Self {
+    pub fn new(
+        s: RumorSettings,
+        snapshots: SnapshotRx,
+        transport: Recipient<Outbound>,
+        metrics: Arc<Metrics>,
+    ) -> Self {
         Rumor {
             queue: RumorQueue::new(s.max_rumors),
-            peers: PeerSet::default(),
+            snapshots,
             rng: SmallRng::seed_from_u64(s.seed),
             s,
             transport,
@@ -74,15 +80,13 @@ impl Rumor {
         }
     }
 
-    /// Starts with the peers of a formed cluster (the simulator's warm
-    /// start, see `protocol::formed`).
-    pub fn with_peers(mut self, peers: PeerSet) -> Self {
-        self.peers = peers;
-        self
+    /// Live members other than us.
+    fn peer_count(&self) -> usize {
+        self.snapshots.borrow().peer_count()
     }
 
     fn limit(&self) -> u32 {
-        retransmit_limit(self.s.retransmit_mult, self.peers.len() + 1)
+        retransmit_limit(self.s.retransmit_mult, self.peer_count() + 1)
     }
 
     /// Takes rumors for `room` bytes and counts their transmission.
@@ -125,9 +129,9 @@ impl Rumor {
 
     fn eager_push(&mut self) {
         self.eager_scheduled = false;
-        let peers: Vec<_> = self
-            .peers
-            .sample(self.s.fanout, &[], &mut self.rng)
+        let live = self.snapshots.borrow().live.clone();
+        let peers: Vec<_> = live
+            .sample(self.s.fanout, &[&self.s.me], &mut self.rng)
             .into_iter()
             .map(|(_, a)| a)
             .collect();
@@ -204,7 +208,7 @@ impl Handler<WaitSent> for Rumor {
     type Result = ResponseFuture<()>;
     fn handle(&mut self, m: WaitSent, _: &mut Context<Self>) -> Self::Result {
         let (tx, rx) = oneshot::channel();
-        let times = m.times.min(self.peers.len() as u32);
+        let times = m.times.min(self.peer_count() as u32);
         if times == 0 {
             let _ = tx.send(());
         } else {
@@ -217,22 +221,6 @@ impl Handler<WaitSent> for Rumor {
         Box::pin(async move {
             let _ = rx.await;
         })
-    }
-}
-
-impl Handler<MemberEvent> for Rumor {
-    type Result = ();
-    fn handle(&mut self, e: MemberEvent, ctx: &mut Context<Self>) {
-        guard(ctx, |_| {
-            if e.member.id == self.s.me {
-                return;
-            }
-            if e.member.state.is_live() {
-                self.peers.insert(e.member.id, e.member.addr);
-            } else {
-                self.peers.remove(&e.member.id);
-            }
-        });
     }
 }
 

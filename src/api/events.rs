@@ -8,12 +8,14 @@
 //! [`CLIENT_BUFFER`] events behind is dropped (its stream ends; an
 //! `EventSource` reconnects and resumes with `Last-Event-ID`).
 //!
-//! Service events are derived by diffing: another node's service changes
-//! arrive as membership events carrying its service list; this node's own
-//! come from polling the registry once a second. A service that appears (or
-//! changes) gives `service_registered`; one that disappears, because it was
-//! deregistered or because its node failed or left, gives
-//! `service_deregistered`.
+//! Service events are derived from the published snapshot (`snapshot.rs`):
+//! on each new one the hub diffs the snapshot it last saw against it, this
+//! node's own record included, so a registration here is an event as soon
+//! as Membership publishes it (no polling). A service instance that appears
+//! (or changes) gives `service_registered`; one that disappears, because it
+//! was deregistered or because its node failed or left, gives
+//! `service_deregistered`. The hub keeps no list of services: what it
+//! compares is two snapshots.
 
 use actix::prelude::*;
 use actix_web::http::header;
@@ -21,18 +23,17 @@ use actix_web::web::{self, Bytes};
 use actix_web::{HttpRequest, HttpResponse};
 use futures_util::stream::{self, StreamExt};
 use serde::{Deserialize, Serialize};
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::io::{BufRead, BufReader, Write};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::mpsc;
 
-use crate::actors::membership::Membership;
-use crate::actors::registry::Registry;
-use crate::messages::{EventKind, GetMembers, LocalServices, MemberEvent, Subscribe};
+use crate::messages::{EventKind, MemberEvent, Subscribe};
 use crate::node::NodeHandle;
 use crate::protocol::services::Service;
 use crate::protocol::{Member, NodeId};
+use crate::snapshot::{changes, Snapshot, SnapshotRx};
 
 /// Recent events kept for clients that connect (or reconnect) later.
 pub const RING: usize = 256;
@@ -43,8 +44,6 @@ pub const CLIENT_BUFFER: usize = 128;
 /// A comment line sent to every client this often, so that closed
 /// connections are noticed and proxies keep the stream open.
 pub const KEEPALIVE: Duration = Duration::from_secs(15);
-/// How often the hub checks this node's own services.
-pub const LOCAL_POLL: Duration = Duration::from_secs(1);
 
 /// One event as clients see it (the `data:` of an SSE message, one JSON
 /// object per line in `gossip monitor --json`).
@@ -123,8 +122,8 @@ pub struct HubCore {
     next_id: u64,
     ring: VecDeque<(u64, Bytes)>,
     clients: Vec<mpsc::Sender<Bytes>>,
-    /// The live services of each member, as last seen (self included).
-    services: HashMap<NodeId, Arc<Vec<Service>>>,
+    /// The snapshot whose services the clients have been told about.
+    seen: Arc<Snapshot>,
     max_clients: usize,
     buffer: usize,
     /// Clients dropped for falling behind, since start.
@@ -138,11 +137,11 @@ pub struct TooManyClients(pub usize);
 impl HubCore {
     pub fn new(me: NodeId, max_clients: usize, buffer: usize) -> Self {
         HubCore {
+            seen: Arc::new(Snapshot::empty(me.clone())),
             me,
             next_id: 1,
             ring: VecDeque::with_capacity(16),
             clients: Vec::new(),
-            services: HashMap::new(),
             max_clients,
             buffer,
             dropped_slow: 0,
@@ -227,113 +226,79 @@ impl HubCore {
         }
     }
 
-    /// A membership event: publishes it, then the service changes it implies.
+    /// A membership event (about another member, or our own refutation).
     pub fn on_member_event(&mut self, e: &MemberEvent, ms: u64) {
         let mut rec = Self::record(kind_name(e.kind), &e.member, ms);
         rec.by = e.by.as_ref().map(|b| b.to_string());
         self.publish(rec);
-        if e.member.id != self.me {
-            self.diff_services(&e.member, ms);
-        }
     }
 
-    /// This member's live services now; publishes what changed since last
-    /// time.
-    pub fn diff_services(&mut self, m: &Member, ms: u64) {
-        let now: Arc<Vec<Service>> = if m.state.is_live() {
-            m.services.list.clone()
-        } else {
-            Arc::new(Vec::new())
-        };
-        let before = self.services.get(&m.id).cloned().unwrap_or_default();
-        if Arc::ptr_eq(&now, &before) || *now == *before {
+    /// A new snapshot: publishes the service instances that appeared or
+    /// changed and those that went, on every member whose record differs
+    /// from the snapshot seen last (ourselves included).
+    pub fn on_snapshot(&mut self, now: Arc<Snapshot>, ms: u64) {
+        if Arc::ptr_eq(&now, &self.seen) {
             return;
         }
-        for s in now.iter() {
-            if !before.iter().any(|b| b == s) {
+        let seen = std::mem::replace(&mut self.seen, now.clone());
+        let live = |m: Option<&Member>| -> Arc<Vec<Service>> {
+            m.filter(|m| m.state.is_live())
+                .map(|m| m.services.list.clone())
+                .unwrap_or_default()
+        };
+        for (old, new) in seen.diff(&now) {
+            let (before, after) = (live(old), live(new));
+            if Arc::ptr_eq(&before, &after) || *before == *after {
+                continue;
+            }
+            let Some(m) = new.or(old) else { continue };
+            for s in after.iter().filter(|s| !before.contains(s)) {
                 let mut rec = Self::record(SERVICE_REGISTERED.into(), m, ms);
                 rec.service = Some(s.clone());
                 self.publish(rec);
             }
-        }
-        for b in before.iter() {
-            if !now.iter().any(|s| s.name == b.name) {
-                let mut rec = Self::record(SERVICE_DEREGISTERED.into(), m, ms);
-                rec.service = Some(b.clone());
-                self.publish(rec);
+            for b in before.iter() {
+                if !after.iter().any(|s| s.id() == b.id()) {
+                    let mut rec = Self::record(SERVICE_DEREGISTERED.into(), m, ms);
+                    rec.service = Some(b.clone());
+                    self.publish(rec);
+                }
             }
-        }
-        if now.is_empty() {
-            self.services.remove(&m.id);
-        } else {
-            self.services.insert(m.id.clone(), now);
         }
     }
 
-    /// This node's own services as last published.
-    pub fn own_services(&self) -> Arc<Vec<Service>> {
-        self.services.get(&self.me).cloned().unwrap_or_default()
+    /// The id of this node (whose own services are diffed like any other).
+    pub fn me(&self) -> &NodeId {
+        &self.me
     }
 }
 
 /// The event hub of one node (see the module docs).
 pub struct EventHub {
     core: HubCore,
-    me: NodeId,
-    membership: Addr<Membership>,
-    registry: Addr<Registry>,
-    polling: bool,
+    snapshots: SnapshotRx,
 }
 
 impl EventHub {
     /// Starts the hub and subscribes it to `node`'s membership events (the
     /// subscription is queued before this returns, so no event is missed).
+    /// Its first look at the snapshot lists the services already there.
     pub fn start(node: &NodeHandle) -> Addr<EventHub> {
         let membership = node.membership.clone();
-        let registry = node.registry.clone();
+        let snapshots = node.snapshot.clone();
         let me = node.id.clone();
         EventHub::create(move |ctx| {
             membership.do_send(Subscribe(ctx.address().recipient()));
             EventHub {
-                core: HubCore::new(me.clone(), MAX_CLIENTS, CLIENT_BUFFER),
-                me,
-                membership,
-                registry,
-                polling: false,
+                core: HubCore::new(me, MAX_CLIENTS, CLIENT_BUFFER),
+                snapshots,
             }
         })
     }
 
-    /// Compares the registry's list with the last one seen; on a change,
-    /// reads our own record (for its incarnation) and publishes the diff.
-    fn poll_local(&mut self, ctx: &mut Context<Self>) {
-        if self.polling {
-            return;
-        }
-        self.polling = true;
-        let registry = self.registry.clone();
-        let membership = self.membership.clone();
-        let known = self.core.own_services();
-        let me = self.me.clone();
-        let work = async move {
-            let mut list = registry.send(LocalServices).await.ok()?;
-            list.sort_by(|a, b| a.name.cmp(&b.name));
-            if list == *known {
-                return None;
-            }
-            membership
-                .send(GetMembers)
-                .await
-                .ok()?
-                .into_iter()
-                .find(|m| m.id == me)
-        };
-        ctx.spawn(work.into_actor(self).map(|own, act, _| {
-            act.polling = false;
-            if let Some(own) = own {
-                act.core.diff_services(&own, now_ms());
-            }
-        }));
+    fn catch_up(&mut self) {
+        let now = self.snapshots.borrow().clone();
+        self.core.on_snapshot(now, now_ms());
     }
 }
 
@@ -342,15 +307,28 @@ impl Actor for EventHub {
 
     fn started(&mut self, ctx: &mut Context<Self>) {
         ctx.run_interval(KEEPALIVE, |act, _| act.core.keepalive());
-        ctx.run_interval(LOCAL_POLL, |act, ctx| act.poll_local(ctx));
-        self.poll_local(ctx);
+        self.catch_up();
+        ctx.add_stream(changes(&self.snapshots));
     }
+}
+
+impl StreamHandler<()> for EventHub {
+    fn handle(&mut self, _: (), _: &mut Context<Self>) {
+        self.catch_up();
+    }
+    /// The node is gone; clients keep what they have.
+    fn finished(&mut self, _: &mut Context<Self>) {}
 }
 
 impl Handler<MemberEvent> for EventHub {
     type Result = ();
     fn handle(&mut self, e: MemberEvent, _: &mut Context<Self>) {
+        // Membership publishes the snapshot with the change before the hub
+        // reads the event: catching up right after it puts a member's
+        // `joined` before its services, and its `failed` before their
+        // deregistration.
         self.core.on_member_event(&e, now_ms());
+        self.catch_up();
     }
 }
 
@@ -567,21 +545,45 @@ mod tests {
         assert_eq!(rfc3339(4_107_542_399_999), "2100-02-28T23:59:59.999Z");
     }
 
+    /// A node's published snapshots, driven by hand.
+    struct Table {
+        view: crate::protocol::view::View,
+        publisher: crate::snapshot::Publisher,
+        rx: SnapshotRx,
+    }
+
+    impl Table {
+        fn new() -> Self {
+            let view = crate::protocol::view::View::new(100);
+            let (publisher, rx) = crate::snapshot::Publisher::new(NodeId::new("me"), &view);
+            Table {
+                view,
+                publisher,
+                rx,
+            }
+        }
+        fn set(&mut self, m: Member) -> Arc<Snapshot> {
+            self.view.apply(&m, tokio::time::Instant::now()).unwrap();
+            self.publisher.publish(&self.view, imbl::OrdMap::new(), 0);
+            self.rx.borrow().clone()
+        }
+    }
+
+    fn kinds(got: &[EventRecord]) -> Vec<&str> {
+        got.iter().map(|e| e.kind.as_str()).collect()
+    }
+
     #[test]
     fn events_and_service_diffs_reach_clients() {
         let mut hub = HubCore::new(NodeId::new("me"), 4, 64);
+        let mut t = Table::new();
         let (_, mut rx) = hub.connect(None).unwrap();
         let web = Service::new("web", 80);
-        hub.on_member_event(
-            &ev(
-                EventKind::Joined,
-                member("a", MemberState::Alive, 0, vec![web.clone()]),
-            ),
-            1000,
-        );
+        let a = member("a", MemberState::Alive, 0, vec![web.clone()]);
+        hub.on_member_event(&ev(EventKind::Joined, a.clone()), 1000);
+        hub.on_snapshot(t.set(a), 1000);
         let got = drain(&mut rx);
-        let kinds: Vec<&str> = got.iter().map(|e| e.kind.as_str()).collect();
-        assert_eq!(kinds, ["joined", "service_registered"]);
+        assert_eq!(kinds(&got), ["joined", "service_registered"]);
         assert_eq!(got[0].member, "a");
         assert_eq!(got[0].state, "alive");
         assert_eq!(got[0].addr, "127.0.0.1:7000");
@@ -589,45 +591,32 @@ mod tests {
         assert_eq!(got[1].service.as_ref().unwrap().name, "web");
         assert_eq!((got[0].id, got[1].id), (1, 2));
 
-        // A service update arrives as `updated`: registered api, nothing about web.
+        // A service update: registered api, nothing about web.
         let api = Service::new("api", 90);
-        hub.on_member_event(
-            &ev(
-                EventKind::Updated,
-                member("a", MemberState::Alive, 0, vec![web.clone(), api]),
-            ),
-            2000,
-        );
-        let kinds: Vec<String> = drain(&mut rx).into_iter().map(|e| e.kind).collect();
-        assert_eq!(kinds, ["updated", "service_registered"]);
+        let mut a2 = member("a", MemberState::Alive, 0, vec![web.clone(), api]);
+        a2.services.version = 2;
+        hub.on_snapshot(t.set(a2), 2000);
+        let got = drain(&mut rx);
+        assert_eq!(kinds(&got), ["service_registered"]);
+        assert_eq!(got[0].service.as_ref().unwrap().name, "api");
 
-        // Suspect: web stays listed (api went with this record); failed: all gone.
-        hub.on_member_event(
-            &ev(
-                EventKind::Suspected,
-                member("a", MemberState::Suspect, 0, vec![web.clone()]),
-            ),
-            3000,
-        );
+        // Suspect at a newer incarnation with web alone: api went; failed:
+        // all gone.
+        let mut sa = member("a", MemberState::Suspect, 1, vec![web.clone()]);
+        sa.services.version = 3;
+        hub.on_snapshot(t.set(sa), 3000);
+        assert_eq!(kinds(&drain(&mut rx)), ["service_deregistered"]);
+        let mut da = member("a", MemberState::Dead, 1, vec![web]);
+        da.services.version = 3;
+        hub.on_member_event(&ev(EventKind::Failed, da.clone()), 4000);
+        hub.on_snapshot(t.set(da), 4000);
         let got = drain(&mut rx);
-        assert_eq!(
-            got.iter().map(|e| e.kind.as_str()).collect::<Vec<_>>(),
-            ["suspected", "service_deregistered"]
-        );
-        hub.on_member_event(
-            &ev(
-                EventKind::Failed,
-                member("a", MemberState::Dead, 0, vec![web]),
-            ),
-            4000,
-        );
-        let got = drain(&mut rx);
-        assert_eq!(
-            got.iter().map(|e| e.kind.as_str()).collect::<Vec<_>>(),
-            ["failed", "service_deregistered"]
-        );
+        assert_eq!(kinds(&got), ["failed", "service_deregistered"]);
         assert_eq!(got[1].service.as_ref().unwrap().name, "web");
         assert_eq!(got[1].state, "dead");
+        // The same snapshot twice, or one without service changes: nothing.
+        hub.on_snapshot(t.rx.borrow().clone(), 5000);
+        assert!(drain(&mut rx).is_empty());
     }
 
     #[test]
@@ -674,29 +663,52 @@ mod tests {
     }
 
     #[test]
-    fn own_services_are_diffed_too() {
+    fn own_services_are_diffed_too_and_missed_snapshots_are_not_missed_changes() {
         let mut hub = HubCore::new(NodeId::new("me"), 2, 16);
+        let mut t = Table::new();
         let (_, mut rx) = hub.connect(None).unwrap();
-        hub.diff_services(
-            &member("me", MemberState::Alive, 0, vec![Service::new("db", 5432)]),
+        let db = Service::new("db", 5432);
+        hub.on_snapshot(
+            t.set(member("me", MemberState::Alive, 0, vec![db.clone()])),
             1,
         );
-        hub.diff_services(&member("me", MemberState::Alive, 0, vec![]), 2);
+        let mut gone = member("me", MemberState::Alive, 0, vec![]);
+        gone.services.version = 2;
+        hub.on_snapshot(t.set(gone), 2);
         let got = drain(&mut rx);
-        assert_eq!(
-            got.iter().map(|e| e.kind.as_str()).collect::<Vec<_>>(),
-            [SERVICE_REGISTERED, SERVICE_DEREGISTERED]
-        );
+        assert_eq!(kinds(&got), [SERVICE_REGISTERED, SERVICE_DEREGISTERED]);
         assert_eq!(got[0].member, "me");
-        // Events about ourselves other than these are not diffed.
-        hub.on_member_event(
-            &ev(
-                EventKind::SelfRefuted,
-                member("me", MemberState::Suspect, 3, vec![]),
-            ),
-            3,
+        // Three snapshots published, only the last one read: the diff still
+        // holds every net change.
+        let mut back = member("me", MemberState::Alive, 0, vec![db]);
+        back.services.version = 3;
+        t.set(back);
+        t.set(member(
+            "b",
+            MemberState::Alive,
+            0,
+            vec![Service::new("x", 1)],
+        ));
+        let last = t.set(member(
+            "c",
+            MemberState::Alive,
+            0,
+            vec![Service::new("y", 2)],
+        ));
+        hub.on_snapshot(last, 3);
+        let got = drain(&mut rx);
+        let what: Vec<(String, String)> = got
+            .iter()
+            .map(|e| (e.member.clone(), e.service.as_ref().unwrap().name.clone()))
+            .collect();
+        assert_eq!(
+            what,
+            [
+                ("b".into(), "x".into()),
+                ("c".into(), "y".into()),
+                ("me".into(), "db".into())
+            ]
         );
-        assert_eq!(drain(&mut rx).len(), 1);
     }
 
     #[test]

@@ -5,34 +5,29 @@
 //! a rumor, a partition) need a formed one first, and forming 10,000 nodes by
 //! joins costs 10,000 full table transfers and 10^8 merges before the
 //! scenario even begins. `Formed` is the state such a join would have left:
-//! every member alive at incarnation 0, in the persistent structures each
-//! actor keeps, built once and cloned into every node in O(1). Each actor
-//! takes its part ([`Membership::formed`](crate::actors::membership::Membership::formed)
-//! and the like) and removes itself where it must; the nodes then share one
-//! copy of the table and pay only for the records they change.
+//! every member alive at incarnation 0, in the persistent structures a node
+//! keeps, built once and cloned into every node in O(1): the membership
+//! actor's view (whose peer sets every actor samples through the published
+//! snapshot) and the failure detector's probe order. The nodes then share
+//! one copy of the table and pay only for the records they change.
 //!
 //! Agents never use it: they join.
 
-use imbl::{OrdMap, OrdSet, Vector};
+use imbl::{OrdSet, Vector};
 use rand::seq::SliceRandom;
 use rand::Rng;
 use tokio::time::Instant;
 
 use super::member::{Member, NodeId};
-use super::peers::PeerSet;
 use super::view::View;
 
 #[derive(Clone, Debug)]
 pub struct Formed {
     /// The membership actor's table: every member, self included.
     pub view: View,
-    /// Every member, for the actors that pick random peers.
-    pub peers: PeerSet,
     /// One shuffled probe order and its index (each node rotates it).
     pub order: Vector<NodeId>,
     pub order_index: OrdSet<NodeId>,
-    /// The failure detector's copy of the live records.
-    pub known: OrdMap<NodeId, Member>,
 }
 
 impl Formed {
@@ -40,37 +35,17 @@ impl Formed {
     pub fn new(members: &[Member], max_members: usize, rng: &mut impl Rng) -> Self {
         let now = Instant::now();
         let mut view = View::new(max_members);
-        let mut peers = PeerSet::default();
-        let mut known = OrdMap::new();
         for m in members {
             // Errors only when the table is full; the caller sized it.
             let _ = view.apply(m, now);
-            peers.insert(m.id.clone(), m.addr);
-            known.insert(m.id.clone(), m.clone());
         }
         let mut ids: Vec<NodeId> = members.iter().map(|m| m.id.clone()).collect();
         ids.shuffle(rng);
         Formed {
             view,
-            peers,
             order_index: ids.iter().cloned().collect(),
             order: ids.into_iter().collect(),
-            known,
         }
-    }
-
-    /// The peers without `me`.
-    pub fn peers_but(&self, me: &NodeId) -> PeerSet {
-        let mut p = self.peers.clone();
-        p.remove(me);
-        p
-    }
-
-    /// The failure detector's records without `me`.
-    pub fn known_but(&self, me: &NodeId) -> OrdMap<NodeId, Member> {
-        let mut k = self.known.clone();
-        k.remove(me);
-        k
     }
 }
 
@@ -82,7 +57,7 @@ mod tests {
     use std::net::SocketAddr;
 
     #[test]
-    fn every_member_is_everywhere_and_clones_drop_only_themselves() {
+    fn every_member_is_everywhere() {
         let members: Vec<Member> = (0..20u16)
             .map(|i| {
                 let addr = SocketAddr::from(([10, 0, 0, 1], 7000 + i));
@@ -93,13 +68,8 @@ mod tests {
         assert_eq!(f.view.len(), 20);
         assert_eq!(f.view.live_count(), 20);
         assert_eq!(f.order.len(), 20);
-        let me = NodeId::new("n3");
-        let p = f.peers_but(&me);
-        assert_eq!(p.len(), 19);
-        assert!(!p.contains(&me));
-        assert_eq!(f.known_but(&me).len(), 19);
-        // The template itself is untouched.
-        assert_eq!(f.peers.len(), 20);
+        assert_eq!(f.order_index.len(), 20);
+        assert_eq!(f.view.live().len(), 20);
         // Two views built from the same records in another order hash the same.
         let mut rev = View::new(100);
         for m in members.iter().rev() {

@@ -64,6 +64,10 @@ impl ProbeOrder {
     pub fn contains(&self, id: &NodeId) -> bool {
         self.index.contains(id)
     }
+    /// The members, in id order.
+    pub fn members(&self) -> impl Iterator<Item = &NodeId> {
+        self.index.iter()
+    }
 
     /// Adds a member at a random position of the list (no-op if present).
     /// A position the round has already passed means the next round.

@@ -20,6 +20,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::member::{apply, Change, Member, MemberState, NodeId};
+use super::peers::PeerSet;
 use super::wire::DigestEntry;
 
 /// FNV-1a, fixed across builds and platforms (std's hasher is not).
@@ -98,6 +99,12 @@ pub struct View {
     /// Raised on every change to the records or the book, so that a reader
     /// can tell cheaply whether anything changed since it last looked.
     generation: u64,
+    /// The alive and suspect members (self included) and the dead ones (not
+    /// left), indexed for random choice: kept here, next to the records
+    /// they index, so that every actor that picks peers reads one copy of
+    /// them from the published snapshot instead of keeping its own.
+    live: PeerSet,
+    dead: PeerSet,
 }
 
 impl View {
@@ -110,6 +117,8 @@ impl View {
             max_members: max_members.max(1),
             book: OrdMap::new(),
             generation: 0,
+            live: PeerSet::default(),
+            dead: PeerSet::default(),
         }
     }
 
@@ -190,6 +199,14 @@ impl View {
     pub fn count(&self, state: MemberState) -> usize {
         self.counts[state as usize]
     }
+    /// Alive and suspect members, self included (O(1) to clone).
+    pub fn live(&self) -> PeerSet {
+        self.live.clone()
+    }
+    /// Dead members (not left ones) until their tombstones are reclaimed.
+    pub fn dead(&self) -> PeerSet {
+        self.dead.clone()
+    }
 
     /// Merges a rumor into the table.
     pub fn apply(&mut self, incoming: &Member, now: Instant) -> Result<Change, Rejected> {
@@ -213,6 +230,20 @@ impl View {
             if change.liveness_changed {
                 self.file_in_book(&merged, now);
             }
+            match merged.state {
+                MemberState::Alive | MemberState::Suspect => {
+                    self.dead.remove(&merged.id);
+                    self.live.insert(merged.id.clone(), merged.addr);
+                }
+                MemberState::Dead => {
+                    self.live.remove(&merged.id);
+                    self.dead.insert(merged.id.clone(), merged.addr);
+                }
+                MemberState::Left => {
+                    self.live.remove(&merged.id);
+                    self.dead.remove(&merged.id);
+                }
+            }
             self.members.insert(merged.id.clone(), merged);
             self.generation += 1;
         }
@@ -229,6 +260,7 @@ impl View {
             .collect();
         for id in &expired {
             self.tombstones.remove(id);
+            self.dead.remove(id);
             if let Some(m) = self.members.remove(id) {
                 self.hash = self.hash.wrapping_sub(entry_hash(&digest_entry(&m)));
                 self.counts[m.state as usize] -= 1;
@@ -327,6 +359,28 @@ pub(crate) mod tests {
         );
         assert!(v.is_empty());
         assert_eq!(v.hash(), 0);
+    }
+
+    #[test]
+    fn live_and_dead_sets_follow_the_records() {
+        let t0 = Instant::now();
+        let mut v = View::new(100);
+        v.apply(&m("x", 1, MemberState::Alive), t0).unwrap();
+        v.apply(&m("y", 1, MemberState::Alive), t0).unwrap();
+        v.apply(&m("z", 1, MemberState::Alive), t0).unwrap();
+        v.apply(&m("x", 1, MemberState::Suspect), t0).unwrap();
+        v.apply(&m("y", 1, MemberState::Dead), t0).unwrap();
+        v.apply(&m("z", 2, MemberState::Left), t0).unwrap();
+        let (live, dead) = (v.live(), v.dead());
+        assert!(live.contains(&NodeId::new("x")) && live.len() == 1);
+        assert!(dead.contains(&NodeId::new("y")) && dead.len() == 1);
+        // Back from the dead; then reclaimed tombstones leave both sets.
+        v.apply(&m("y", 2, MemberState::Alive), t0).unwrap();
+        assert_eq!((v.live().len(), v.dead().len()), (2, 0));
+        v.apply(&m("x", 1, MemberState::Dead), t0).unwrap();
+        assert_eq!(v.dead().len(), 1);
+        v.reclaim(t0 + Duration::from_secs(10), Duration::from_secs(1));
+        assert_eq!((v.live().len(), v.dead().len()), (1, 0));
     }
 
     #[test]

@@ -9,10 +9,11 @@ use crate::metrics::Metrics;
 use crate::protocol::suspicion::SuspicionParams;
 use crate::protocol::wire::Msg;
 use crate::protocol::{Member, MemberState};
-use crate::testkit::{recorder, settle, Log};
+use crate::testkit::{recorder, settle, Log, TestTable};
 
 struct Fixture {
     fd: Addr<FailureDetector>,
+    t: TestTable,
     sends: Log<Send>,
     accuses: Log<Accuse>,
     spreads: Log<Spread>,
@@ -40,8 +41,10 @@ fn start(probe_interval_ms: u64) -> Fixture {
     let (send, sends) = recorder::<Send>();
     let (accuse, accuses) = recorder::<Accuse>();
     let (spread, spreads) = recorder::<Spread>();
+    let t = TestTable::new("me");
     let fd = FailureDetector::new(
         settings(probe_interval_ms),
+        t.rx(),
         send,
         accuse,
         spread,
@@ -50,17 +53,17 @@ fn start(probe_interval_ms: u64) -> Fixture {
     .start();
     Fixture {
         fd,
+        t,
         sends,
         accuses,
         spreads,
     }
 }
 
-fn event(kind: EventKind, m: &Member, by: Option<&str>) -> MemberEvent {
-    MemberEvent {
-        kind,
+fn confirmation(m: &Member, by: &str) -> Confirmation {
+    Confirmation {
         member: m.clone(),
-        by: by.map(id),
+        by: id(by),
     }
 }
 
@@ -75,13 +78,11 @@ fn decoded(sends: &[Send]) -> Vec<(std::net::SocketAddr, Msg)> {
         .collect()
 }
 
-fn join_four(fd: &Addr<FailureDetector>) -> Vec<Member> {
+fn join_four(t: &mut TestTable) -> Vec<Member> {
     let ms: Vec<Member> = (1..=4)
         .map(|i| member(&format!("n{i}"), 9000 + i, 0, MemberState::Alive))
         .collect();
-    for m in &ms {
-        fd.do_send(event(EventKind::Joined, m, None));
-    }
+    t.set_all(&ms);
     ms
 }
 
@@ -99,8 +100,8 @@ fn first_ping(sends: &Log<Send>) -> (std::net::SocketAddr, u32) {
 #[actix::test]
 async fn probe_timeout_leads_to_ping_req_then_suspicion() {
     tokio::time::pause();
-    let f = start(1000);
-    let ms = join_four(&f.fd);
+    let mut f = start(1000);
+    let ms = join_four(&mut f.t);
     settle(1010).await;
     let (target, seq) = first_ping(&f.sends);
     let target_id = ms.iter().find(|m| m.addr == target).unwrap().id.clone();
@@ -128,8 +129,8 @@ async fn probe_timeout_leads_to_ping_req_then_suspicion() {
 #[actix::test]
 async fn indirect_probe_rescued_by_a_relay() {
     tokio::time::pause();
-    let f = start(1000);
-    join_four(&f.fd);
+    let mut f = start(1000);
+    join_four(&mut f.t);
     settle(1010).await;
     let (_, seq) = first_ping(&f.sends);
     settle(500).await;
@@ -225,16 +226,12 @@ async fn answers_pings_meant_for_it_only() {
 #[actix::test]
 async fn suspicion_expires_into_dead_at_the_maximum_timeout() {
     tokio::time::pause();
-    let f = start(1_000_000); // no probing during the test
+    let mut f = start(1_000_000); // no probing during the test
     let a = member("a", 9001, 4, MemberState::Alive);
-    f.fd.do_send(event(EventKind::Joined, &a, None));
-    let sa = Member {
-        state: MemberState::Suspect,
-        ..a.clone()
-    };
+    f.t.set(&a);
     // Our own accusation (after our own failed probe), no confirmations:
     // max = 3 * 1.8 s = 5.4 s.
-    f.fd.do_send(event(EventKind::Suspected, &sa, Some("me")));
+    f.t.accuse(&a, "me");
     settle(5300).await;
     assert!(f.accuses.is_empty());
     settle(200).await;
@@ -246,17 +243,17 @@ async fn suspicion_expires_into_dead_at_the_maximum_timeout() {
 #[actix::test]
 async fn confirmations_shorten_the_suspicion() {
     tokio::time::pause();
-    let f = start(1_000_000);
+    let mut f = start(1_000_000);
     let a = member("a", 9001, 0, MemberState::Alive);
-    f.fd.do_send(event(EventKind::Joined, &a, None));
+    f.t.set(&a);
     let sa = Member {
         state: MemberState::Suspect,
         ..a.clone()
     };
-    f.fd.do_send(event(EventKind::Suspected, &sa, Some("me")));
-    f.fd.do_send(event(EventKind::Confirmed, &sa, Some("y")));
-    f.fd.do_send(event(EventKind::Confirmed, &sa, Some("y"))); // same accuser: no news
-    f.fd.do_send(event(EventKind::Confirmed, &sa, Some("z")));
+    f.t.accuse(&a, "me");
+    f.fd.do_send(confirmation(&sa, "y"));
+    f.fd.do_send(confirmation(&sa, "y")); // same accuser: no news
+    f.fd.do_send(confirmation(&sa, "z"));
     settle(1700).await;
     assert!(f.accuses.is_empty());
     settle(200).await;
@@ -272,26 +269,15 @@ async fn confirmations_shorten_the_suspicion() {
 #[actix::test]
 async fn refutation_cancels_the_suspicion() {
     tokio::time::pause();
-    let f = start(1_000_000);
+    let mut f = start(1_000_000);
     let a = member("a", 9001, 0, MemberState::Alive);
-    f.fd.do_send(event(EventKind::Joined, &a, None));
-    f.fd.do_send(event(
-        EventKind::Suspected,
-        &Member {
-            state: MemberState::Suspect,
-            ..a.clone()
-        },
-        Some("x"),
-    ));
+    f.t.set(&a);
+    f.t.accuse(&a, "x");
     settle(100).await;
-    f.fd.do_send(event(
-        EventKind::AliveAgain,
-        &Member {
-            incarnation: 1,
-            ..a.clone()
-        },
-        None,
-    ));
+    f.t.set(&Member {
+        incarnation: 1,
+        ..a.clone()
+    });
     settle(10_000).await;
     assert!(f.accuses.is_empty());
 }
@@ -299,14 +285,10 @@ async fn refutation_cancels_the_suspicion() {
 #[actix::test]
 async fn a_ping_to_a_suspect_carries_the_suspicion() {
     tokio::time::pause();
-    let f = start(1000);
+    let mut f = start(1000);
     let a = member("a", 9001, 2, MemberState::Alive);
-    f.fd.do_send(event(EventKind::Joined, &a, None));
-    let sa = Member {
-        state: MemberState::Suspect,
-        ..a.clone()
-    };
-    f.fd.do_send(event(EventKind::Suspected, &sa, Some("x")));
+    f.t.set(&a);
+    f.t.accuse(&a, "x");
     settle(1010).await;
     let msgs = decoded(&f.sends.all());
     assert!(matches!(&msgs[0].1, Msg::Ping { target, .. } if target == &id("a")));
@@ -320,17 +302,13 @@ async fn a_ping_to_a_suspect_carries_the_suspicion() {
 #[actix::test]
 async fn local_health_rises_on_failures_and_refutations_and_slows_probing() {
     tokio::time::pause();
-    let f = start(1000);
+    let mut f = start(1000);
     let a = member("a", 9001, 0, MemberState::Alive);
-    f.fd.do_send(event(EventKind::Joined, &a, None));
+    f.t.set(&a);
     // One member, no relays: every failed probe raises the score by one.
     settle(2010).await;
     assert_eq!(f.fd.send(GetAwareness).await.unwrap(), 1);
-    f.fd.do_send(event(
-        EventKind::SelfRefuted,
-        &member("me", 1, 0, MemberState::Suspect),
-        None,
-    ));
+    f.t.refute();
     settle(1).await;
     assert_eq!(f.fd.send(GetAwareness).await.unwrap(), 2);
     // With a score of 2 the next probes come every 3 s instead of every 1 s.
@@ -353,8 +331,8 @@ async fn local_health_rises_on_failures_and_refutations_and_slows_probing() {
 #[actix::test]
 async fn stops_probing_and_answering_after_stop() {
     tokio::time::pause();
-    let f = start(1000);
-    join_four(&f.fd);
+    let mut f = start(1000);
+    join_four(&mut f.t);
     f.fd.do_send(StopActivity);
     f.fd.do_send(ProbeMsg {
         from: addr(7000),
@@ -372,16 +350,12 @@ async fn stops_probing_and_answering_after_stop() {
 #[actix::test]
 async fn a_suspicion_heard_from_others_is_checked_with_an_extra_probe() {
     tokio::time::pause();
-    let f = start(1000);
+    let mut f = start(1000);
     // Many members, so the round-robin alone would rarely reach "a" soon.
-    let ms = join_four(&f.fd);
+    let ms = join_four(&mut f.t);
     let a = member("a", 9100, 0, MemberState::Alive);
-    f.fd.do_send(event(EventKind::Joined, &a, None));
-    let sa = Member {
-        state: MemberState::Suspect,
-        ..a.clone()
-    };
-    f.fd.do_send(event(EventKind::Suspected, &sa, Some("x")));
+    f.t.set(&a);
+    f.t.accuse(&a, "x");
     settle(1000).await;
     let pings_to_a = decoded(&f.sends.all())
         .iter()
@@ -417,16 +391,16 @@ async fn a_suspicion_heard_from_others_is_checked_with_an_extra_probe() {
 #[actix::test]
 async fn a_node_that_only_heard_of_a_suspicion_verifies_it_before_declaring_death() {
     tokio::time::pause();
-    let f = start(1000);
+    let mut f = start(1000);
     let a = member("a", 9001, 0, MemberState::Alive);
-    f.fd.do_send(event(EventKind::Joined, &a, None));
+    f.t.set(&a);
     let sa = Member {
         state: MemberState::Suspect,
         ..a.clone()
     };
     // Heard from x and y; our own probes of "a" are answered.
-    f.fd.do_send(event(EventKind::Suspected, &sa, Some("x")));
-    f.fd.do_send(event(EventKind::Confirmed, &sa, Some("y")));
+    f.t.accuse(&a, "x");
+    f.fd.do_send(confirmation(&sa, "y"));
     let mut answered = std::collections::BTreeSet::new();
     for _ in 0..80 {
         settle(100).await;
@@ -461,8 +435,10 @@ async fn probing_a_dead_member_through_answering_relays_does_not_hurt_local_heal
     let (send, sends) = recorder::<Send>();
     let (accuse, _) = recorder::<Accuse>();
     let (spread, _) = recorder::<Spread>();
+    let mut t = TestTable::new("me");
     let fd = FailureDetector::new(
         settings(1000),
+        t.rx(),
         send,
         accuse,
         spread,
@@ -477,6 +453,7 @@ async fn probing_a_dead_member_through_answering_relays_does_not_hurt_local_heal
             me: id("relay"),
             ..settings(1000)
         },
+        TestTable::new("relay").rx(),
         rsend,
         raccuse,
         rspread,
@@ -484,12 +461,7 @@ async fn probing_a_dead_member_through_answering_relays_does_not_hurt_local_heal
     )
     .start();
     let target = member("t", 9001, 0, MemberState::Alive);
-    fd.do_send(event(EventKind::Joined, &target, None));
-    fd.do_send(event(
-        EventKind::Joined,
-        &member("relay", 9002, 0, MemberState::Alive),
-        None,
-    ));
+    t.set_all(&[target, member("relay", 9002, 0, MemberState::Alive)]);
     // Pump: whatever "me" sends to the relay reaches it, and back.
     let mut worst = 0;
     for _ in 0..300 {

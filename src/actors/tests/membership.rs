@@ -17,6 +17,8 @@ struct Fixture {
     spreads: Log<Spread>,
     sends: Log<Send>,
     events: Log<MemberEvent>,
+    confirms: Log<Confirmation>,
+    snapshots: crate::snapshot::SnapshotRx,
     metrics: Arc<Metrics>,
     snap: SnapshotRx,
 }
@@ -44,6 +46,7 @@ async fn start_with(probe: Option<Recipient<ProbeOwnName>>) -> Fixture {
     let (spread, spreads) = recorder::<Spread>();
     let (send, sends) = recorder::<Send>();
     let (ev, events) = recorder::<MemberEvent>();
+    let (confirm, confirms) = recorder::<Confirmation>();
     let s = MembershipSettings {
         me: member("me", 1000, 0, MemberState::Alive),
         room: 1200,
@@ -55,10 +58,11 @@ async fn start_with(probe: Option<Recipient<ProbeOwnName>>) -> Fixture {
         seed: 1,
     };
     let metrics = Arc::new(Metrics::default());
-    let mut ms = Membership::new(s, spread, send, metrics.clone());
+    let mut ms = Membership::new(s, spread, send, confirm, metrics.clone());
     if let Some(p) = probe {
         ms = ms.with_name_probe(p);
     }
+    let snapshots = ms.snapshots();
     let snap = ms.snapshots();
     let ms = ms.start();
     ms.do_send(Subscribe(ev));
@@ -71,6 +75,8 @@ async fn start_with(probe: Option<Recipient<ProbeOwnName>>) -> Fixture {
         events,
         metrics,
         snap,
+        confirms,
+        snapshots,
     }
 }
 
@@ -120,6 +126,9 @@ async fn refutes_a_suspicion_about_itself() {
         kinds(&f.events),
         vec![(EventKind::SelfRefuted, "me".into())]
     );
+    let snap = f.snapshots.borrow().clone();
+    assert_eq!(snap.refutations, 1, "published for the failure detector");
+    assert_eq!(snap.own().unwrap().incarnation, 1);
     // A rumor of our death at an old incarnation is stale: nothing to do.
     f.ms.do_send(rumor(member("me", 1000, 0, MemberState::Dead), None));
     settle(1).await;
@@ -183,6 +192,18 @@ async fn a_second_accuser_is_a_confirmation() {
             (EventKind::Confirmed, Some(id("y")))
         ]
     );
+    // The snapshot names the first accuser; the failure detector gets the
+    // confirmation as evidence.
+    let snap = f.snapshots.borrow().clone();
+    assert_eq!(snap.accusers.get(&id("a")), Some(&id("x")));
+    let c = f.confirms.take();
+    assert_eq!((c.len(), c[0].by.clone()), (1, id("y")));
+    // Refuted: the accuser is forgotten with the suspicion.
+    f.ms.do_send(rumor(member("a", 2000, 1, MemberState::Alive), None));
+    settle(1).await;
+    let snap = f.snapshots.borrow().clone();
+    assert!(snap.accusers.is_empty());
+    assert!(snap.is_live(&id("a")) && snap.peer_count() == 1);
 }
 
 #[actix::test]

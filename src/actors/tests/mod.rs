@@ -7,6 +7,7 @@ mod gossip;
 mod leave;
 mod membership;
 mod registry;
+mod restart;
 mod rumor;
 mod transport;
 

@@ -8,9 +8,16 @@ use crate::messages::*;
 use crate::metrics::Metrics;
 use crate::protocol::wire::{encode_msg, Msg};
 use crate::protocol::MemberState;
-use crate::testkit::{recorder, settle, Log};
+use crate::testkit::{recorder, settle, Log, TestTable};
 
+/// The table must outlive the test: a dropped publisher leaves the last
+/// snapshot readable, but keep it anyway, as a node would.
 fn start(peers: u16) -> (Addr<Rumor>, Log<Outbound>) {
+    let (r, log, _t) = start_with_table(peers);
+    (r, log)
+}
+
+fn start_with_table(peers: u16) -> (Addr<Rumor>, Log<Outbound>, TestTable) {
     let (out, log) = recorder::<Outbound>();
     let s = RumorSettings {
         me: id("me"),
@@ -20,15 +27,13 @@ fn start(peers: u16) -> (Addr<Rumor>, Log<Outbound>) {
         max_rumors: 100,
         seed: 3,
     };
-    let r = Rumor::new(s, out, Arc::new(Metrics::default())).start();
-    for i in 0..peers {
-        r.do_send(MemberEvent {
-            kind: EventKind::Joined,
-            member: member(&format!("p{i}"), 9000 + i, 0, MemberState::Alive),
-            by: None,
-        });
-    }
-    (r, log)
+    let mut t = TestTable::new("me");
+    let ms: Vec<_> = (0..peers)
+        .map(|i| member(&format!("p{i}"), 9000 + i, 0, MemberState::Alive))
+        .collect();
+    t.set_all(&ms);
+    let r = Rumor::new(s, t.rx(), out, Arc::new(Metrics::default())).start();
+    (r, log, t)
 }
 
 fn count_updates(o: &Outbound) -> usize {
