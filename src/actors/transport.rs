@@ -128,12 +128,17 @@ impl Transport {
                 return;
             }
         };
-        if env.from == self.me {
-            return; // our own broadcast, or a confused peer
-        }
+        // From our own name: our own broadcast, a confused peer, or another
+        // process holding our NODE_ID. Only its pings and acks are taken:
+        // they are how each of the two proves to the other that it is alive
+        // (`ProbeOwnName`, one identity per name).
+        let from_our_name = env.from == self.me;
         let mut updates = Vec::new();
         let mut states = Vec::new();
         for msg in env.msgs {
+            if from_our_name && !matches!(msg, Msg::Ping { .. } | Msg::Ack { .. }) {
+                continue;
+            }
             match msg {
                 Msg::Ping { .. } | Msg::Ack { .. } | Msg::PingReq { .. } | Msg::Nack { .. } => {
                     self.routes.probe.do_send(ProbeMsg {
