@@ -133,6 +133,11 @@ pub struct Gossip {
     recent: Option<(u64, Instant, Vec<SocketAddr>)>,
     /// The seed addresses as last resolved.
     seed_addrs: Vec<SocketAddr>,
+    /// When the next regular reconnection attempt is due.
+    reconnect_due: Instant,
+    /// The reconnect book's size at the last check (it shrinks as members
+    /// come back: a healing partition).
+    booked: usize,
     rng: SmallRng,
     joined: bool,
     attempt: u32,
@@ -161,6 +166,8 @@ impl Gossip {
             metrics: Arc::new(Metrics::default()),
             recent: None,
             seed_addrs: Vec::new(),
+            reconnect_due: Instant::now(),
+            booked: 0,
             joined: false,
             attempt: 0,
             stopped: false,
@@ -300,17 +307,34 @@ impl Gossip {
         }
     }
 
-    /// Reconnection ticks every `reconnect_interval`, +-10%, the first one at
-    /// a random point of the first interval: nodes started together do not
-    /// tick together.
+    /// Reconnection attempts every `reconnect_interval`, +-10%, the first
+    /// one at a random point of the first interval (nodes started together
+    /// do not tick together). Checked ten times per interval: while members
+    /// are coming back from the book (a partition is healing), an attempt
+    /// at every check, so that the rest of the other side hears it was
+    /// declared dead and refutes within seconds, not intervals.
     fn schedule_reconnect(&mut self, ctx: &mut Context<Self>, first: bool) {
-        let f = if first {
-            self.rng.gen_range(0.1..1.0)
-        } else {
-            self.rng.gen_range(0.9..1.1)
-        };
-        ctx.run_later(self.s.reconnect_interval.mul_f64(f), |act, ctx| {
-            guard(ctx, |_| act.reconnect());
+        let interval = self.s.reconnect_interval;
+        if first {
+            self.reconnect_due = Instant::now() + interval.mul_f64(self.rng.gen_range(0.1..1.0));
+        }
+        ctx.run_later(interval / 10, |act, ctx| {
+            guard(ctx, |_| {
+                let now = Instant::now();
+                let booked = act.snapshots.borrow().reconnect.len();
+                let healing = booked < act.booked;
+                act.booked = booked;
+                if healing || now >= act.reconnect_due {
+                    act.reconnect();
+                    if now >= act.reconnect_due {
+                        act.reconnect_due = now
+                            + act
+                                .s
+                                .reconnect_interval
+                                .mul_f64(act.rng.gen_range(0.9..1.1));
+                    }
+                }
+            });
             act.schedule_reconnect(ctx, false);
         });
     }
