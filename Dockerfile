@@ -5,14 +5,27 @@
 #     bash docker/build.sh
 #
 # which runs `RUSTFLAGS='-C target-feature=+crt-static' cargo build --release
-# --target x86_64-unknown-linux-gnu`, copies the result to docker/gossip and
-# then `docker-compose build`. Once docker/gossip exists, `docker-compose build`
-# (or `docker build -t gossip:latest .`) alone is enough.
+# --target x86_64-unknown-linux-gnu`, copies the result into docker/ under the
+# name COPY uses below, and runs `docker-compose build` with GOSSIP_COMMIT set.
+#
+# On a fresh clone a plain `docker-compose build` fails on purpose: the file's
+# name is the instruction, so the error reads "stat docker/gossip (built by:
+# bash docker/build.sh): file does not exist". There is no base image to
+# compile in, so the binary must come from the host.
+#
+# The image records the commit it was built from in the OCI label
+# org.opencontainers.image.revision; test/lib.sh (the Docker tests, demo.sh)
+# refuses an image whose label is not the checkout's commit.
 #
 # No "# syntax=" line on purpose: it would make the builder pull a frontend image.
 FROM scratch
 
-COPY docker/gossip /gossip
+# First, so that a build without the binary fails before it makes any layer.
+COPY ["docker/gossip (built by: bash docker/build.sh)", "/gossip"]
+
+ARG GOSSIP_COMMIT=unknown
+LABEL org.opencontainers.image.revision=$GOSSIP_COMMIT \
+      org.opencontainers.image.title=gossip
 
 # So that `docker-compose exec nodeN gossip members` finds the binary by name.
 ENV PATH=/

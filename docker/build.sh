@@ -7,9 +7,14 @@
 #    RUSTFLAGS='-C target-feature=+crt-static' cargo build --release
 #        --target x86_64-unknown-linux-gnu
 #    (the explicit --target keeps the static flag away from proc-macro crates),
-# 2. copies it, stripped, to docker/gossip, the only file in the image's
-#    build context (see .dockerignore),
-# 3. runs `docker-compose build` (extra arguments are passed on to it).
+# 2. copies it, stripped, to "docker/gossip (built by: bash docker/build.sh)",
+#    the only file in the image's build context (see .dockerignore; the name
+#    is what a plain `docker-compose build` on a fresh clone prints when the
+#    file is missing),
+# 3. runs `docker-compose build` with GOSSIP_COMMIT (the checkout's commit),
+#    which the image records in the label org.opencontainers.image.revision
+#    and the binary in `gossip --version` (extra arguments go to
+#    docker-compose build).
 #
 # Set SKIP_IMAGE=1 to stop after step 2.
 set -euo pipefail
@@ -17,6 +22,9 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 root=$PWD
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$root/target}"
 triple=x86_64-unknown-linux-gnu
+out="docker/gossip (built by: bash docker/build.sh)"
+GOSSIP_COMMIT="$(git rev-parse HEAD 2>/dev/null || echo unknown)"
+export GOSSIP_COMMIT
 
 echo "==> cargo build --release --target $triple (static)"
 RUSTFLAGS='-C target-feature=+crt-static' \
@@ -36,17 +44,18 @@ else
     cp "$bin" docker/gossip.tmp
 fi
 chmod 0755 docker/gossip.tmp
-mv -f docker/gossip.tmp docker/gossip
-size=$(stat -c %s docker/gossip)
-echo "==> docker/gossip: $((size / 1024)) KiB"
+mv -f docker/gossip.tmp "$out"
+rm -f docker/gossip   # the name before the image recorded its commit
+size=$(stat -c %s "$out")
+echo "==> $out: $((size / 1024)) KiB, commit $GOSSIP_COMMIT"
 if [ "$size" -gt $((10 * 1000 * 1000)) ]; then
-    echo "error: docker/gossip is over 10 MB, the image limit" >&2
+    echo "error: $out is over 10 MB, the image limit" >&2
     exit 1
 fi
 
 if [ "${SKIP_IMAGE:-0}" = 1 ]; then
     exit 0
 fi
-echo "==> docker-compose build"
+echo "==> docker-compose build (GOSSIP_COMMIT=$GOSSIP_COMMIT)"
 docker-compose build "$@"
-docker image ls gossip:latest
+docker image ls "${GOSSIP_IMAGE:-gossip:latest}"

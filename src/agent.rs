@@ -7,10 +7,11 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use tokio::sync::mpsc;
 
-use crate::actors::gossip::DnsResolver;
 use crate::config::{self, Config};
+use crate::identity;
 use crate::messages::{HasLeft, Leave};
 use crate::node::{start_node, NodeOptions};
+use crate::seeds::DnsResolver;
 use crate::transport::udp::{broadcast_address_for, UdpLink};
 
 /// Exit codes.
@@ -48,8 +49,11 @@ pub fn run(config_path: Option<PathBuf>) -> i32 {
             return EXIT_CONFIG;
         }
     };
-    let addr = match cfg.advertise_addr() {
-        Ok(a) => a,
+    let addr = match identity::advertise_addr(&cfg) {
+        Ok(a) => {
+            log::info!("advertising {} ({})", a.addr, a.why);
+            a.addr
+        }
         Err(e) => {
             eprintln!("{e}");
             return EXIT_CONFIG;
@@ -91,7 +95,12 @@ async fn run_node(cfg: Config, addr: SocketAddr) -> i32 {
         },
         NodeOptions {
             seed: rand::random(),
-            resolver: Box::new(DnsResolver),
+            resolver: Box::new(DnsResolver::new(
+                identity::own_addrs(addr, cfg.bind_socket_addr()),
+                cfg.bind_socket_addr().is_ipv4(),
+                cfg.max_seed_addrs,
+                rand::random(),
+            )),
             owner: Some(owner.recipient()),
             metrics,
             formed: None,
@@ -114,10 +123,11 @@ async fn run_node(cfg: Config, addr: SocketAddr) -> i32 {
         _ => "PLAINTEXT: no GOSSIP_KEY, anyone who can send UDP here can join or lie".into(),
     };
     log::info!(
-        "node {} up: gossip on {} (advertised {addr}), API on http://{api_addr}{}, cluster {:?}, {security}",
+        "node {} up (gossip {}): gossip on {} (advertised {addr}), API on http://{api_addr}{}, cluster {:?}, {security}",
         cfg.node_id,
+        crate::VERSION,
         cfg.bind_socket_addr(),
-        if cfg.api_token.is_some() { " (token required for changes)" } else { "" },
+        if cfg.api_token.is_some() { " (token required, except for open reads)" } else { "" },
         cfg.cluster_name
     );
 

@@ -7,14 +7,14 @@ use actix::prelude::*;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use crate::actors::gossip::LiteralResolver;
 use crate::api::client::{members_table, services_table};
 use crate::api::MemberView;
-use crate::config::{Config, StringList};
+use crate::config::{Config, ServiceList, StringList};
 use crate::messages::*;
 use crate::node::{start_on_udp, NodeHandle};
 use crate::protocol::services::{catalog, Service};
 use crate::protocol::{MemberState, NodeId};
+use crate::seeds::LiteralResolver;
 
 pub fn run(nodes: usize) -> i32 {
     System::new().block_on(async move {
@@ -70,6 +70,7 @@ async fn print_view(title: &str, node: &NodeHandle) {
 
 async fn demo(n: usize) -> Result<(), String> {
     println!("== Gossip demo: {n} nodes on 127.0.0.1, one process, one UDP socket each ==");
+    println!("(the nodes' own logs are off; RUST_LOG=info shows them, on stderr)");
     let mut nodes: Vec<NodeHandle> = Vec::new();
     let mut seed: Option<SocketAddr> = None;
     let t0 = Instant::now();
@@ -77,7 +78,7 @@ async fn demo(n: usize) -> Result<(), String> {
         let cfg = Config {
             node_id: format!("node{i}"),
             seed_nodes: StringList(seed.iter().map(|s| s.to_string()).collect()),
-            services: StringList(if i % 2 == 1 {
+            services: ServiceList::names(if i % 2 == 1 {
                 vec!["web".into()]
             } else {
                 vec![]

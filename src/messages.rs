@@ -47,6 +47,7 @@ pub struct BroadcastOut {
 /// Fault injection: drop a fraction of datagrams, or all to/from some peers.
 #[derive(Message, Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 #[rtype(result = "()")]
+#[serde(deny_unknown_fields)]
 pub struct SetFaults {
     #[serde(default)]
     pub loss_in: f64,
@@ -302,6 +303,27 @@ pub struct LocalChecks;
 #[derive(Message, Debug, Clone, Copy)]
 #[rtype(result = "Vec<Service>")]
 pub struct LocalServices;
+
+// ----- health checks -----
+
+/// The registry's declaration of one instance's checks (an empty list when
+/// it is deregistered). Checks whose definition is unchanged keep their
+/// state; the others start over at their `initial_status`.
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "()")]
+pub struct SetChecks {
+    pub service_id: String,
+    pub checks: Vec<CheckDef>,
+}
+
+/// The checks actor's verdict on one instance: the worst of its checks.
+/// Sent only when it differs from the last one sent for that instance.
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "()")]
+pub struct SetHealth {
+    pub service_id: String,
+    pub health: Health,
+}
 
 // ----- leave coordinator -----
 

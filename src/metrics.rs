@@ -13,6 +13,9 @@ macro_rules! counters {
             /// How long suspicions raised here lasted before the member was
             /// declared dead (`/metrics`: `gossip_detection_latency_seconds`).
             pub detection_latency: Histogram,
+            /// How long each http and tcp check took (`/metrics`:
+            /// `gossip_check_latency_seconds`).
+            pub check_latency: CheckLatency,
         }
 
         impl Metrics {
@@ -57,6 +60,10 @@ counters! {
     members_dead: "members dead (gauge)",
     members_left: "members left (gauge)",
     health_score: "Lifeguard local health score, 0 = healthy (gauge)",
+    check_runs: "http and tcp checks run by this node",
+    checks_passing: "this node's checks that are passing (gauge)",
+    checks_warning: "this node's checks that are warning (gauge)",
+    checks_critical: "this node's checks that are critical (gauge)",
 }
 
 impl Metrics {
@@ -87,12 +94,41 @@ pub const DETECTION_BUCKETS: [f64; 12] = [
     0.5, 1.0, 2.0, 3.0, 4.0, 5.0, 7.5, 10.0, 15.0, 20.0, 30.0, 60.0,
 ];
 
+/// Upper bounds (seconds) of the check-latency buckets.
+pub const CHECK_BUCKETS: [f64; 12] = [
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+];
+
 /// A fixed-bucket histogram of durations made of atomics (no lock, no
 /// allocation).
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Histogram {
+    bounds: &'static [f64; 12],
     buckets: [AtomicU64; DETECTION_BUCKETS.len() + 1],
     sum_micros: AtomicU64,
+}
+
+impl Default for Histogram {
+    fn default() -> Self {
+        Histogram::with_bounds(&DETECTION_BUCKETS)
+    }
+}
+
+/// The check-latency histogram: the same shape, finer buckets.
+#[derive(Debug)]
+pub struct CheckLatency(pub Histogram);
+
+impl Default for CheckLatency {
+    fn default() -> Self {
+        CheckLatency(Histogram::with_bounds(&CHECK_BUCKETS))
+    }
+}
+
+impl std::ops::Deref for CheckLatency {
+    type Target = Histogram;
+    fn deref(&self) -> &Histogram {
+        &self.0
+    }
 }
 
 /// A consistent-enough copy of a [`Histogram`], in Prometheus' shape.
@@ -106,12 +142,21 @@ pub struct HistogramSnapshot {
 }
 
 impl Histogram {
+    pub fn with_bounds(bounds: &'static [f64; 12]) -> Self {
+        Histogram {
+            bounds,
+            buckets: Default::default(),
+            sum_micros: AtomicU64::new(0),
+        }
+    }
+
     pub fn observe(&self, d: Duration) {
         let secs = d.as_secs_f64();
-        let i = DETECTION_BUCKETS
+        let i = self
+            .bounds
             .iter()
             .position(|&le| secs <= le)
-            .unwrap_or(DETECTION_BUCKETS.len());
+            .unwrap_or(self.bounds.len());
         self.buckets[i].fetch_add(1, Ordering::Relaxed);
         self.sum_micros.fetch_add(
             d.as_micros().min(u64::MAX as u128) as u64,
@@ -126,7 +171,7 @@ impl Histogram {
             .enumerate()
             .map(|(i, b)| {
                 (
-                    DETECTION_BUCKETS.get(i).copied().unwrap_or(f64::INFINITY),
+                    self.bounds.get(i).copied().unwrap_or(f64::INFINITY),
                     b.load(Ordering::Relaxed),
                 )
             })

@@ -1,4 +1,4 @@
-//! Builds one node: its configuration, a link to the network, and its seven
+//! Builds one node: its configuration, a link to the network, and its eight
 //! actors under supervision, wired to each other by typed recipients.
 //!
 //! Every actor's context is created first, so that every address exists
@@ -12,11 +12,12 @@ use rand::SeedableRng;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use crate::actors::checks::Checks;
 use crate::actors::failure::{FailureDetector, FailureSettings};
-use crate::actors::gossip::{Gossip, GossipSettings, SeedResolver};
+use crate::actors::gossip::{Gossip, GossipSettings};
 use crate::actors::leave::LeaveCoordinator;
 use crate::actors::membership::{Membership, MembershipSettings};
-use crate::actors::registry::Registry;
+use crate::actors::registry::{CheckRunner, Registry};
 use crate::actors::rumor::{Rumor, RumorSettings};
 use crate::actors::supervisor::supervise;
 use crate::actors::transport::{Routes, Transport};
@@ -28,6 +29,7 @@ use crate::protocol::formed::Formed;
 use crate::protocol::probe_order::ProbeOrder;
 use crate::protocol::wire::Framer;
 use crate::protocol::{Member, NodeId};
+use crate::seeds::SeedResolver;
 use crate::snapshot::SnapshotRx;
 use crate::transport::Link;
 
@@ -46,6 +48,8 @@ pub struct NodeHandle {
     pub metrics: Arc<Metrics>,
     /// The member table as Membership last published it (`snapshot.rs`).
     pub snapshot: SnapshotRx,
+    /// The cluster's name (the Consul face's datacenter).
+    pub cluster: Arc<str>,
 }
 
 pub struct NodeOptions {
@@ -89,6 +93,7 @@ pub fn start_node(
     let failure_ctx: Context<FailureDetector> = Context::new();
     let gossip_ctx: Context<Gossip> = Context::new();
     let registry_ctx: Context<Registry> = Context::new();
+    let checks_ctx: Context<Checks> = Context::new();
     let leave_ctx: Context<LeaveCoordinator> = Context::new();
 
     let transport = transport_ctx.address();
@@ -97,6 +102,7 @@ pub fn start_node(
     let failure = failure_ctx.address();
     let gossip = gossip_ctx.address();
     let registry = registry_ctx.address();
+    let checks = checks_ctx.address();
     let leave = leave_ctx.address();
 
     // Room for the seal is always reserved, so that a key installed at run
@@ -246,6 +252,21 @@ pub fn start_node(
             own,
             membership.clone().recipient(),
             cfg.data_dir.as_ref().map(std::path::PathBuf::from),
+            cfg.initial_checks(),
+        )
+        .with_runner(CheckRunner {
+            set: checks.clone().recipient(),
+            ttl: checks.clone().recipient(),
+            list: checks.clone().recipient(),
+        }),
+        metrics.clone(),
+    );
+    supervise(
+        checks_ctx,
+        Checks::new(
+            registry.clone().recipient(),
+            registry.clone().recipient(),
+            metrics.clone(),
         ),
         metrics.clone(),
     );
@@ -276,6 +297,7 @@ pub fn start_node(
         rumor,
         metrics,
         snapshot,
+        cluster: cfg.cluster_name.as_str().into(),
     }
 }
 

@@ -6,14 +6,17 @@
 # - If no Docker engine answers `docker info`, says so and exits 0 (skipped).
 # - Builds the static binary and the image once (bash docker/build.sh), so the
 #   scripts test the current code; GOSSIP_SKIP_BUILD=1 reuses gossip:latest.
-# - Runs test_join, test_leave, test_failure, test_partition, test_pause; each
-#   brings its own cluster up (project "gossiptest") and always tears it down.
+# - Runs test_join, test_leave, test_failure, test_partition, test_pause,
+#   test_checks; each brings its own cluster up (project "gossiptest";
+#   test_checks: "gossiptestchecks") and always tears it down.
+#   Then test_swarm: the Swarm stack on a single-node swarm (joined only if
+#   the engine is in none, and left afterwards only then).
 # - Prints PASS/FAIL per script, the FIGURE lines (timings measured), and a
 #   last line "N passed, M failed"; exits non-zero if any script failed.
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-TESTS=(test_join test_leave test_failure test_partition test_pause)
+TESTS=(test_join test_leave test_failure test_partition test_pause test_checks test_swarm)
 PER_TEST_TIMEOUT="${PER_TEST_TIMEOUT:-900}"
 
 if ! command -v docker >/dev/null 2>&1 || ! timeout 30 docker info >/dev/null 2>&1; then

@@ -8,7 +8,9 @@
 # - its own compose project (COMPOSE_PROJECT_NAME=gossiptest unless set), so
 #   a cluster the user started with plain `docker-compose up` is not touched;
 # - the image is built (bash docker/build.sh) when gossip:latest is missing,
-#   or always with GOSSIP_REBUILD=1;
+#   or always with GOSSIP_REBUILD=1; an image whose label
+#   org.opencontainers.image.revision is not this checkout's commit is
+#   refused, naming that command;
 # - a trap that ALWAYS tears the cluster down (`docker-compose down -v`),
 #   stops the background processes the script started, and removes its
 #   temporary files; on failure it first prints every node's view and the
@@ -38,7 +40,7 @@ cd "$GT_ROOT"
 export COMPOSE_PROJECT_NAME="${GOSSIP_TEST_PROJECT:-gossiptest}"
 export COMPOSE_FILE="$GT_ROOT/docker-compose.yml"
 unset COMPOSE_PROFILES COMPOSE_PATH_SEPARATOR || true
-GT_IMAGE="gossip:latest"
+GT_IMAGE="${GOSSIP_IMAGE:-gossip:latest}"   # docker-compose.yml reads the same variable
 GT_NET="${COMPOSE_PROJECT_NAME}_gossipnet"
 TEST_NAME="$(basename "$0" .sh)"
 STRICT_FIGURES="${STRICT_FIGURES:-0}"
@@ -138,7 +140,13 @@ require_docker() {
     timeout 30 docker info >/dev/null 2>&1 || fail "expected a Docker engine answering 'docker info', saw none"
 }
 
-# build the static binary and the image when the image is missing
+# image_commit: the commit gossip:latest was built from (its OCI label)
+image_commit() {
+    docker image inspect -f '{{index .Config.Labels "org.opencontainers.image.revision"}}' "$GT_IMAGE" 2>/dev/null
+}
+
+# build the static binary and the image when the image is missing; refuse an
+# image built from another commit than this checkout's (it would test other code)
 ensure_image() {
     if [ "${GOSSIP_REBUILD:-0}" = 1 ] || ! docker image inspect "$GT_IMAGE" >/dev/null 2>&1; then
         log "building the binary and the image (bash docker/build.sh)"
@@ -146,6 +154,14 @@ ensure_image() {
             tail -30 "$GT_TMP/build.log" >&2
             fail "expected docker/build.sh to build $GT_IMAGE, saw it fail (log above)"
         }
+    fi
+    local want have
+    want=$(git -C "$GT_ROOT" rev-parse HEAD 2>/dev/null || echo unknown)
+    have=$(image_commit)
+    if [ "$want" = unknown ]; then
+        log "WARNING: not a git checkout: cannot check which commit $GT_IMAGE was built from"
+    elif [ "$have" != "$want" ]; then
+        fail "$GT_IMAGE was built from commit ${have:-<no label>}, this checkout is $want: rebuild it with 'bash docker/build.sh'"
     fi
 }
 

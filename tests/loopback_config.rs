@@ -97,8 +97,9 @@ fn unparsable_seed_is_rejected() {
 }
 
 #[test]
-fn missing_node_id_is_rejected() {
-    assert_rejected(&[], &["NODE_ID"], "NODE_ID");
+fn invalid_node_id_is_rejected() {
+    // Unset, NODE_ID is the host name (tests/loopback_identity.rs).
+    assert_rejected(&[("NODE_ID", "two words")], &[], "NODE_ID");
 }
 
 #[test]
@@ -109,4 +110,16 @@ fn bad_tunable_is_rejected() {
 #[test]
 fn loss_fraction_out_of_range_is_rejected() {
     assert_rejected(&[("LOSS_IN", "1.5")], &[], "LOSS_IN");
+}
+
+/// Issue 12 item 8: values that used to start a broken node.
+#[test]
+fn values_outside_their_range_are_rejected() {
+    assert_rejected(
+        &[("SUSPICION_MAX_MULT", "1e300")],
+        &[],
+        "SUSPICION_MAX_MULT",
+    );
+    assert_rejected(&[("DEAD_RECLAIM_MS", "0")], &[], "DEAD_RECLAIM_MS");
+    assert_rejected(&[("MAX_MEMBERS", "65536")], &[], "MAX_MEMBERS");
 }

@@ -6,9 +6,10 @@
 //! Agents run on 127.0.0.1 with random free ports and an explicit API_ADDR
 //! (see tests/common); every process started here (agents, monitors,
 //! Prometheus, Chromium) is stopped by PID when its guard drops, panics
-//! included. Tests that need `promtool`, `prometheus` or `chromium` print
-//! "SKIPPED" and return when the binary is missing
-//! (`.ci/install-observability.sh` installs them from Debian's packages).
+//! included. Tests that need `promtool`, `prometheus` or `chromium` skip
+//! when the binary is missing (`common::skip`: listed at the end of
+//! test/all.sh, a failure under `CI=true`); `.ci/install-observability.sh`
+//! installs them from Debian's packages.
 
 mod common;
 
@@ -39,9 +40,12 @@ fn require(test: &str, bin: &str) -> Option<PathBuf> {
             .find(|p| p.is_file())
     });
     if found.is_none() {
-        eprintln!(
-            "SKIPPED {test}: `{bin}` not found on PATH (Debian packages `prometheus` and `chromium`; \
-             run .ci/install-observability.sh)"
+        skip(
+            test,
+            &format!(
+                "`{bin}` not found on PATH (Debian packages `prometheus` and `chromium`; \
+                 run .ci/install-observability.sh)"
+            ),
         );
     }
     found

@@ -5,14 +5,14 @@
 
 use std::time::{Duration, Instant};
 
-use gossip::actors::gossip::LiteralResolver;
 use gossip::actors::supervisor::Crash;
-use gossip::config::{Config, StringList};
+use gossip::config::{Config, ServiceList, StringList};
 use gossip::messages::*;
 use gossip::metrics::Metrics;
 use gossip::node::{start_on_udp, NodeHandle};
 use gossip::protocol::services::{catalog, Service};
 use gossip::protocol::MemberState;
+use gossip::seeds::LiteralResolver;
 
 async fn healthy(nodes: &[NodeHandle]) -> Result<(), String> {
     for n in nodes {
@@ -62,7 +62,7 @@ async fn each_actor_comes_back_after_a_panic_and_nothing_is_lost() {
                     .map(|n| vec![n.addr.to_string()])
                     .unwrap_or_default(),
             ),
-            services: StringList(vec!["web".into()]),
+            services: ServiceList::names(vec!["web".into()]),
             ..Config::default()
         };
         nodes.push(

@@ -40,6 +40,7 @@ use crate::metrics::Metrics;
 use crate::protocol::wire::{encode_msg, Msg};
 use crate::protocol::NodeId;
 use crate::protocol::{backoff, reconnect};
+use crate::seeds::SeedResolver;
 use crate::snapshot::{changes, SnapshotRx};
 
 /// When, after joining, the follow-up push-pulls run. Each repairs most of
@@ -73,56 +74,6 @@ pub struct GossipSettings {
     pub seed_timeout: Duration,
     pub join_retry_max: Duration,
     pub seed: u64,
-}
-
-/// Resolves seed names to addresses. The agent uses DNS; the simulator and
-/// tests use literal addresses only.
-pub trait SeedResolver: 'static {
-    fn resolve(
-        &self,
-        seeds: Vec<String>,
-    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Vec<SocketAddr>>>>;
-}
-
-/// Resolves through the system resolver, again on every call (a seed's name
-/// may not exist until its container starts). Keeps IPv4 addresses when a
-/// name has both.
-pub struct DnsResolver;
-
-impl SeedResolver for DnsResolver {
-    fn resolve(
-        &self,
-        seeds: Vec<String>,
-    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Vec<SocketAddr>>>> {
-        Box::pin(async move {
-            let mut out = Vec::new();
-            for s in seeds {
-                match tokio::net::lookup_host(s.as_str()).await {
-                    Ok(addrs) => {
-                        let addrs: Vec<SocketAddr> = addrs.collect();
-                        if let Some(a) = addrs.iter().find(|a| a.is_ipv4()).or(addrs.first()) {
-                            out.push(*a);
-                        }
-                    }
-                    Err(e) => log::debug!("seed {s} does not resolve yet: {e}"),
-                }
-            }
-            out
-        })
-    }
-}
-
-/// Parses literal `ip:port` seeds only.
-pub struct LiteralResolver;
-
-impl SeedResolver for LiteralResolver {
-    fn resolve(
-        &self,
-        seeds: Vec<String>,
-    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Vec<SocketAddr>>>> {
-        let out = seeds.iter().filter_map(|s| s.parse().ok()).collect();
-        Box::pin(std::future::ready(out))
-    }
 }
 
 pub struct Gossip {

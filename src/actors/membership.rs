@@ -658,7 +658,7 @@ impl Membership {
     fn log_stats(&self) {
         let m = &self.metrics;
         log::info!(
-            "STATS node={} alive={} suspect={} dead={} left={} datagrams_in={} datagrams_out={} bytes_in={} bytes_out={} decode_errors={} rumors_sent={}",
+            "STATS node={} alive={} suspect={} dead={} left={} datagrams_in={} datagrams_out={} bytes_in={} bytes_out={} decode_errors={} rumors_sent={} checks_passing={} checks_warning={} checks_critical={}",
             self.me,
             self.view.count(MemberState::Alive),
             self.view.count(MemberState::Suspect),
@@ -670,6 +670,9 @@ impl Membership {
             Metrics::get(&m.bytes_out),
             Metrics::get(&m.decode_errors),
             Metrics::get(&m.rumors_sent),
+            Metrics::get(&m.checks_passing),
+            Metrics::get(&m.checks_warning),
+            Metrics::get(&m.checks_critical),
         );
     }
 }

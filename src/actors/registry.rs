@@ -9,11 +9,18 @@
 //! process; without one they survive restarts of this actor only (actix keeps
 //! the actor value across supervised restarts).
 //!
+//! Each instance's check definitions are kept here too (and saved beside the
+//! list, in `checks.json`), and handed to the checks actor (`checks.rs`),
+//! which runs them and answers with the instance's health; a change of health
+//! is a change of the list, published like any other.
+//!
 //! Lookups do not come here: every node answers "where is service X?" from
 //! its own member table (`protocol::services::catalog`).
 //!
-//! Takes: `Register`, `Deregister`, `LocalServices`.
-//! Sends: `PublishServices` to membership.
+//! Takes: `Register`, `Deregister`, `LocalServices`, `SetHealth` (checks
+//! actor); `TtlUpdate` and `LocalChecks`, which it forwards to the checks
+//! actor.
+//! Sends: `PublishServices` to membership, `SetChecks` to the checks actor.
 
 use actix::prelude::*;
 use std::collections::BTreeMap;
@@ -21,8 +28,8 @@ use std::path::PathBuf;
 
 use super::supervisor::{guard, Crash};
 use crate::messages::*;
-use crate::protocol::checks::CheckDef;
-use crate::protocol::services::{Service, ServiceSet};
+use crate::protocol::checks::{worst, CheckDef};
+use crate::protocol::services::{Health, Service, ServiceSet};
 use crate::protocol::wire::{encode_msg, Msg};
 use crate::protocol::Member;
 
@@ -38,6 +45,30 @@ pub struct Registry {
     template: Member,
     publish: Recipient<PublishServices>,
     store: Option<PathBuf>,
+    /// The actor that runs the checks; without one (some tests) checks are
+    /// kept but not run.
+    runner: Option<CheckRunner>,
+}
+
+/// The checks actor, as the registry talks to it.
+pub struct CheckRunner {
+    pub set: Recipient<SetChecks>,
+    pub ttl: Recipient<TtlUpdate>,
+    pub list: Recipient<LocalChecks>,
+}
+
+/// Reads the saved checks; a file that does not parse is kept aside.
+fn load_checks(path: &PathBuf) -> Option<BTreeMap<String, Vec<CheckDef>>> {
+    let text = std::fs::read_to_string(path).ok()?;
+    match serde_json::from_str(&text) {
+        Ok(map) => Some(map),
+        Err(e) => {
+            let aside = path.with_extension("json.bad");
+            log::error!("{}: {e}; moved to {}", path.display(), aside.display());
+            let _ = std::fs::rename(path, aside);
+            None
+        }
+    }
 }
 
 /// Reads the saved list; a file that does not parse is kept aside (renamed
@@ -71,22 +102,39 @@ impl Registry {
         template: Member,
         publish: Recipient<PublishServices>,
         data_dir: Option<PathBuf>,
+        initial_checks: BTreeMap<String, Vec<CheckDef>>,
     ) -> Self {
         let store = data_dir.map(|d| d.join("services.json"));
-        let initial = match store.as_ref().and_then(load) {
+        let (initial, checks) = match store.as_ref().and_then(load) {
             Some(saved) => {
                 log::info!("restored {} service(s) from the data dir", saved.len());
-                saved
+                let checks = store
+                    .as_ref()
+                    .and_then(|p| load_checks(&p.with_file_name("checks.json")))
+                    .unwrap_or_default();
+                (saved, checks)
             }
-            None => initial,
+            None => (initial, initial_checks),
         };
-        let services = initial
+        let services: BTreeMap<String, Service> = initial
             .into_iter()
-            .map(|s| (s.id().to_string(), s))
+            .map(|mut s| {
+                // Until the checks say otherwise: their initial status.
+                let initial = checks
+                    .get(s.id())
+                    .map(|c| c.iter().map(|d| d.initial_status));
+                s.health = initial.map_or(Health::Passing, worst);
+                (s.id().to_string(), s)
+            })
+            .collect();
+        let checks = checks
+            .into_iter()
+            .filter(|(id, c)| services.contains_key(id) && !c.is_empty())
             .collect();
         Registry {
             services,
-            checks: BTreeMap::new(),
+            checks,
+            runner: None,
             max_services,
             max_record_bytes,
             template,
@@ -95,7 +143,23 @@ impl Registry {
         }
     }
 
+    /// Runs the checks through this actor from now on.
+    pub fn with_runner(mut self, runner: CheckRunner) -> Self {
+        self.runner = Some(runner);
+        self
+    }
+
+    fn send_checks(&self, service_id: &str) {
+        if let Some(r) = &self.runner {
+            r.set.do_send(SetChecks {
+                service_id: service_id.to_string(),
+                checks: self.checks.get(service_id).cloned().unwrap_or_default(),
+            });
+        }
+    }
+
     fn save(&self) {
+        self.save_checks();
         let Some(path) = &self.store else { return };
         let tmp = path.with_extension("json.tmp");
         let text = serde_json::to_string_pretty(&self.list()).unwrap_or_else(|_| "[]".into());
@@ -106,6 +170,16 @@ impl Registry {
             .and_then(|_| std::fs::rename(&tmp, path));
         if let Err(e) = result {
             log::warn!("cannot save services to {}: {e}", path.display());
+        }
+    }
+
+    fn save_checks(&self) {
+        let Some(path) = &self.store else { return };
+        let path = path.with_file_name("checks.json");
+        let tmp = path.with_extension("json.tmp");
+        let text = serde_json::to_string_pretty(&self.checks).unwrap_or_else(|_| "{}".into());
+        if let Err(e) = std::fs::write(&tmp, text).and_then(|_| std::fs::rename(&tmp, &path)) {
+            log::warn!("cannot save checks to {}: {e}", path.display());
         }
     }
 
@@ -126,18 +200,47 @@ impl Registry {
         encode_msg(&Msg::Update { member, by: None }).len()
     }
 
-    fn register(&mut self, s: Service, checks: Vec<CheckDef>) -> Result<(), String> {
+    fn register(&mut self, mut s: Service, checks: Vec<CheckDef>) -> Result<(), String> {
         s.validate()?;
-        let is_new = !self.services.contains_key(s.id());
+        let s_id = s.id().to_string();
+        for (i, c) in checks.iter().enumerate() {
+            if c.service_id != s_id {
+                return Err(format!(
+                    "checks[{i}]: belongs to {:?}, not {s_id:?}",
+                    c.service_id
+                ));
+            }
+            let taken = self
+                .checks
+                .iter()
+                .find(|(sid, list)| **sid != s_id && list.iter().any(|o| o.id == c.id));
+            if let Some((other, _)) = taken {
+                return Err(format!(
+                    "checks[{i}].id: {:?} is already a check of service {other:?}",
+                    c.id
+                ));
+            }
+        }
+        let is_new = !self.services.contains_key(&s_id);
         if is_new && self.services.len() >= self.max_services {
             return Err(format!(
                 "this node already has the maximum of {} services",
                 self.max_services
             ));
         }
-        let s_id = s.id().to_string();
+        // Health is the checks' to decide, never the caller's: unchanged
+        // checks keep the health they reached, new ones start at their
+        // initial status.
+        let same_checks = self
+            .checks
+            .get(&s_id)
+            .map_or(checks.is_empty(), |c| *c == checks);
+        s.health = match self.services.get(&s_id) {
+            Some(old) if same_checks => old.health,
+            _ => worst(checks.iter().map(|d| d.initial_status)),
+        };
         let mut candidate = self.services.clone();
-        candidate.insert(s.id().to_string(), s);
+        candidate.insert(s_id.clone(), s);
         let size = self.record_size(candidate.values().cloned().collect());
         if size > self.max_record_bytes {
             return Err(format!(
@@ -146,8 +249,15 @@ impl Registry {
             ));
         }
         self.services = candidate;
-        self.checks.insert(s_id, checks);
+        if checks.is_empty() {
+            self.checks.remove(&s_id);
+        } else {
+            self.checks.insert(s_id.clone(), checks);
+        }
         self.changed();
+        if !same_checks || is_new {
+            self.send_checks(&s_id);
+        }
         Ok(())
     }
 }
@@ -160,6 +270,10 @@ impl Actor for Registry {
         // empty list is not published: it would only cost every node a rumor.
         if !self.services.is_empty() {
             self.publish.do_send(PublishServices(self.list()));
+        }
+        // The checks actor keeps the state of checks it already runs.
+        for id in self.checks.keys() {
+            self.send_checks(id);
         }
     }
 }
@@ -179,7 +293,9 @@ impl Handler<Deregister> for Registry {
     fn handle(&mut self, m: Deregister, ctx: &mut Context<Self>) -> Self::Result {
         guard(ctx, |_| {
             let existed = self.services.remove(&m.0).is_some();
-            self.checks.remove(&m.0);
+            if self.checks.remove(&m.0).is_some() {
+                self.send_checks(&m.0);
+            }
             if existed {
                 self.changed();
             }
@@ -193,6 +309,51 @@ impl Handler<LocalServices> for Registry {
     type Result = MessageResult<LocalServices>;
     fn handle(&mut self, _: LocalServices, _: &mut Context<Self>) -> Self::Result {
         MessageResult(self.list())
+    }
+}
+
+impl Handler<SetHealth> for Registry {
+    type Result = ();
+    fn handle(&mut self, m: SetHealth, ctx: &mut Context<Self>) {
+        guard(ctx, |_| {
+            // A verdict about an instance deregistered meanwhile is dropped.
+            let Some(s) = self.services.get_mut(&m.service_id) else {
+                return;
+            };
+            if s.health != m.health {
+                s.health = m.health;
+                self.changed();
+            }
+        });
+    }
+}
+
+impl Handler<TtlUpdate> for Registry {
+    type Result = ResponseFuture<Result<(), String>>;
+    fn handle(&mut self, m: TtlUpdate, _: &mut Context<Self>) -> Self::Result {
+        let runner = self.runner.as_ref().map(|r| r.ttl.clone());
+        Box::pin(async move {
+            match runner {
+                Some(r) => r
+                    .send(m)
+                    .await
+                    .unwrap_or_else(|_| Err("the checks actor is restarting; try again".into())),
+                None => Err("this node runs no checks".into()),
+            }
+        })
+    }
+}
+
+impl Handler<LocalChecks> for Registry {
+    type Result = ResponseFuture<Vec<crate::protocol::checks::CheckState>>;
+    fn handle(&mut self, m: LocalChecks, _: &mut Context<Self>) -> Self::Result {
+        let runner = self.runner.as_ref().map(|r| r.list.clone());
+        Box::pin(async move {
+            match runner {
+                Some(r) => r.send(m).await.unwrap_or_default(),
+                None => Vec::new(),
+            }
+        })
     }
 }
 

@@ -51,9 +51,12 @@ pub fn request(method: &str, api: &str, path: &str, body: Option<Value>) -> Resu
                 .get("error")
                 .and_then(Value::as_str)
                 .unwrap_or("no details");
-            Err(format!("{code}: {msg}"))
+            Err(format!("{method} {path} answered {code}: {msg}"))
         }
-        Err(e) => Err(format!("cannot reach the agent's API at {api}: {e}")),
+        Err(e) => Err(format!(
+            "cannot reach the agent's API at {api} ({e}); is the agent running? \
+             The address comes from --api, else $API_ADDR, else 127.0.0.1:($NODE_PORT + 1000)"
+        )),
     }
 }
 
@@ -107,11 +110,39 @@ pub fn services_table(services: &BTreeMap<String, Vec<Instance>>) -> String {
                 i.node.clone(),
                 format!("{}:{}", i.addr, i.port),
                 i.state.to_string(),
+                i.status.to_string(),
                 i.tags.join(","),
             ]);
         }
     }
-    table(&["Service", "Node", "Address", "Status", "Tags"], &rows)
+    table(
+        &["Service", "Node", "Address", "Status", "Health", "Tags"],
+        &rows,
+    )
+}
+
+pub fn checks_table(checks: &[super::checks::CheckView]) -> String {
+    let rows: Vec<Vec<String>> = checks
+        .iter()
+        .map(|c| {
+            let output: String = c
+                .output
+                .lines()
+                .next()
+                .unwrap_or("")
+                .chars()
+                .take(60)
+                .collect();
+            vec![
+                c.id.clone(),
+                c.service_id.clone(),
+                c.kind.clone(),
+                c.status.to_string(),
+                output,
+            ]
+        })
+        .collect();
+    table(&["Check", "Service", "Type", "Status", "Output"], &rows)
 }
 
 #[cfg(test)]

@@ -14,8 +14,9 @@
 //! as Membership publishes it (no polling). A service instance that appears
 //! (or changes) gives `service_registered`; one that disappears, because it
 //! was deregistered or because its node failed or left, gives
-//! `service_deregistered`. The hub keeps no list of services: what it
-//! compares is two snapshots.
+//! `service_deregistered`; one whose health alone changed gives
+//! `service_health`, with `old_status` and `status`. The hub keeps no list
+//! of services: what it compares is two snapshots.
 
 use actix::prelude::*;
 use actix_web::http::header;
@@ -31,7 +32,7 @@ use tokio::sync::mpsc;
 
 use crate::messages::{EventKind, MemberEvent, Subscribe};
 use crate::node::NodeHandle;
-use crate::protocol::services::Service;
+use crate::protocol::services::{health_changes, Health, Service};
 use crate::protocol::{Member, NodeId};
 use crate::snapshot::{changes, Snapshot, SnapshotRx};
 
@@ -57,6 +58,7 @@ pub struct EventRecord {
     pub ts_ms: u64,
     /// `joined`, `updated`, `suspected`, `confirmed`, `alive_again`,
     /// `failed`, `left`, `reclaimed`, `self_refuted`, `service_registered`,
+    /// `service_health`,
     /// `service_deregistered`.
     pub kind: String,
     pub member: String,
@@ -69,10 +71,16 @@ pub struct EventRecord {
     /// The service, for `service_*` events.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub service: Option<Service>,
+    /// For `service_health`: the instance's health before and now.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub old_status: Option<Health>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<Health>,
 }
 
 pub const SERVICE_REGISTERED: &str = "service_registered";
 pub const SERVICE_DEREGISTERED: &str = "service_deregistered";
+pub const SERVICE_HEALTH: &str = "service_health";
 
 fn kind_name(k: EventKind) -> String {
     match serde_json::to_value(k) {
@@ -223,6 +231,8 @@ impl HubCore {
             addr: m.addr.to_string(),
             by: None,
             service: None,
+            old_status: None,
+            status: None,
         }
     }
 
@@ -252,7 +262,27 @@ impl HubCore {
                 continue;
             }
             let Some(m) = new.or(old) else { continue };
-            for s in after.iter().filter(|s| !before.contains(s)) {
+            for (s, old_status) in health_changes(&before, &after) {
+                let mut rec = Self::record(SERVICE_HEALTH.into(), m, ms);
+                rec.service = Some(s.clone());
+                rec.old_status = Some(old_status);
+                rec.status = Some(s.health);
+                self.publish(rec);
+            }
+            // A change of health alone is not a new registration.
+            let health_only = |s: &Service| {
+                before.iter().any(|b| {
+                    b.health != s.health
+                        && Service {
+                            health: s.health,
+                            ..b.clone()
+                        } == *s
+                })
+            };
+            for s in after
+                .iter()
+                .filter(|s| !before.contains(s) && !health_only(s))
+            {
                 let mut rec = Self::record(SERVICE_REGISTERED.into(), m, ms);
                 rec.service = Some(s.clone());
                 self.publish(rec);
@@ -571,6 +601,25 @@ mod tests {
 
     fn kinds(got: &[EventRecord]) -> Vec<&str> {
         got.iter().map(|e| e.kind.as_str()).collect()
+    }
+
+    #[test]
+    fn a_change_of_health_is_a_service_health_event() {
+        let mut hub = HubCore::new(NodeId::new("me"), 4, 64);
+        let mut t = Table::new();
+        let web = Service::new("web", 80);
+        let a = |web: Service| member("a", MemberState::Alive, 0, vec![web]);
+        hub.on_snapshot(t.set(a(web.clone())), 1000);
+        let (_, mut rx) = hub.connect(Some(u64::MAX)).unwrap();
+        let mut sick = web.clone();
+        sick.health = Health::Critical;
+        hub.on_snapshot(t.set(a(sick)), 2000);
+        let got = drain(&mut rx);
+        let kinds: Vec<&str> = got.iter().map(|e| e.kind.as_str()).collect();
+        assert_eq!(kinds, [SERVICE_HEALTH]);
+        assert_eq!(got[0].old_status, Some(Health::Passing));
+        assert_eq!(got[0].status, Some(Health::Critical));
+        assert_eq!(got[0].service.as_ref().unwrap().name, "web");
     }
 
     #[test]

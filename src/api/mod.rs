@@ -3,20 +3,26 @@
 //! messages; every answer, errors included, is JSON.
 
 pub mod auth;
+pub mod body;
+pub mod checks;
 pub mod client;
+pub mod consul;
 pub mod dashboard;
 pub mod events;
 pub mod prometheus;
 pub mod sd;
 
 use actix_web::{error::JsonPayloadError, web, App, HttpRequest, HttpResponse, HttpServer};
+use body::StrictJson;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 
 use crate::messages::*;
 use crate::node::NodeHandle;
-use crate::protocol::services::Service;
+use crate::protocol::checks::{resolve_all, CheckSpec};
+use crate::protocol::services::{HealthFilter, Service};
 use crate::protocol::{Member, MemberState};
 
 /// Largest request body accepted.
@@ -60,19 +66,89 @@ async fn members(node: web::Data<NodeHandle>) -> HttpResponse {
     HttpResponse::Ok().json(snap.members().map(MemberView::from).collect::<Vec<_>>())
 }
 
-async fn services(node: web::Data<NodeHandle>) -> HttpResponse {
-    let snap = node.snapshot.borrow().clone();
-    HttpResponse::Ok().json(snap.catalog())
+/// `?passing` and `?status=passing,warning` on lookups.
+#[derive(Deserialize)]
+pub struct HealthQuery {
+    pub passing: Option<String>,
+    pub status: Option<String>,
 }
 
-async fn service(node: web::Data<NodeHandle>, name: web::Path<String>) -> HttpResponse {
-    let snap = node.snapshot.borrow().clone();
-    HttpResponse::Ok().json(snap.catalog().remove(name.as_str()).unwrap_or_default())
+impl HealthQuery {
+    pub fn filter(&self) -> Result<HealthFilter, Box<HttpResponse>> {
+        HealthFilter::from_query(self.passing.as_deref(), self.status.as_deref())
+            .map_err(|e| Box::new(error(actix_web::http::StatusCode::BAD_REQUEST, e)))
+    }
 }
 
-async fn register(node: web::Data<NodeHandle>, body: web::Json<Service>) -> HttpResponse {
-    let svc = body.into_inner();
-    match node.registry.send(Register::plain(svc.clone())).await {
+async fn services(node: web::Data<NodeHandle>, q: web::Query<HealthQuery>) -> HttpResponse {
+    let filter = match q.filter() {
+        Ok(f) => f,
+        Err(resp) => return *resp,
+    };
+    let snap = node.snapshot.borrow().clone();
+    HttpResponse::Ok().json(filter.apply(snap.catalog()))
+}
+
+async fn service(
+    node: web::Data<NodeHandle>,
+    name: web::Path<String>,
+    q: web::Query<HealthQuery>,
+) -> HttpResponse {
+    let filter = match q.filter() {
+        Ok(f) => f,
+        Err(resp) => return *resp,
+    };
+    let snap = node.snapshot.borrow().clone();
+    let mut list = snap.catalog().remove(name.as_str()).unwrap_or_default();
+    list.retain(|i| filter.keeps(i.status));
+    HttpResponse::Ok().json(list)
+}
+
+/// The body of `PUT /v1/services`. `port` may be left out: the agent then
+/// uses its own NODE_PORT, as `SERVICES=web` does.
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+struct RegisterBody {
+    name: String,
+    port: Option<u16>,
+    #[serde(default)]
+    tags: Vec<String>,
+    #[serde(default)]
+    meta: BTreeMap<String, String>,
+    #[serde(default)]
+    id: String,
+    #[serde(default)]
+    address: Option<String>,
+    /// Its health checks (`checks`, or one `check`).
+    #[serde(default)]
+    checks: Vec<CheckSpec>,
+    #[serde(default)]
+    check: Option<CheckSpec>,
+}
+
+async fn register(node: web::Data<NodeHandle>, body: StrictJson<RegisterBody>) -> HttpResponse {
+    let b = body.into_inner();
+    let mut svc = Service::new(&b.name, b.port.unwrap_or(node.addr.port()));
+    svc.tags = b.tags;
+    svc.meta = b.meta;
+    svc.id = b.id;
+    svc.address = b.address;
+    if let Err(e) = svc.validate() {
+        return error(actix_web::http::StatusCode::BAD_REQUEST, e);
+    }
+    let mut checks = b.checks;
+    if let Some(c) = b.check {
+        checks.insert(0, c);
+    }
+    let defs = match resolve_all(svc.id(), &checks) {
+        Ok(d) => d,
+        Err(e) => return error(actix_web::http::StatusCode::BAD_REQUEST, e),
+    };
+    let msg = Register {
+        service: svc.clone(),
+        checks: defs,
+    };
+    match node.registry.send(msg).await {
         Ok(Ok(())) => HttpResponse::Ok().json(svc),
         Ok(Err(e)) => error(actix_web::http::StatusCode::BAD_REQUEST, e),
         Err(_) => unavailable(),
@@ -96,7 +172,7 @@ async fn leave(node: web::Data<NodeHandle>) -> HttpResponse {
     HttpResponse::Accepted().json(json!({ "leaving": node.id.as_str() }))
 }
 
-async fn faults(node: web::Data<NodeHandle>, body: web::Json<SetFaults>) -> HttpResponse {
+async fn faults(node: web::Data<NodeHandle>, body: StrictJson<SetFaults>) -> HttpResponse {
     let f = body.into_inner();
     for (k, v) in [("loss_in", f.loss_in), ("loss_out", f.loss_out)] {
         if !(0.0..=1.0).contains(&v) {
@@ -130,6 +206,7 @@ async fn stats(node: web::Data<NodeHandle>) -> HttpResponse {
 }
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct KeyRequest {
     op: String,
     key: String,
@@ -146,7 +223,7 @@ async fn keys_list(node: web::Data<NodeHandle>) -> HttpResponse {
     keys_answer(node.transport.send(KeyringOp::List).await)
 }
 
-async fn keys_change(node: web::Data<NodeHandle>, body: web::Json<KeyRequest>) -> HttpResponse {
+async fn keys_change(node: web::Data<NodeHandle>, body: StrictJson<KeyRequest>) -> HttpResponse {
     use crate::protocol::wire::{encode_msg, KeyOpKind, Msg};
     let KeyRequest { op, key, cluster } = body.into_inner();
     let (local, kind) = match op.as_str() {
@@ -208,6 +285,19 @@ async fn not_found(req: HttpRequest) -> HttpResponse {
     )
 }
 
+/// A resource whose other methods get `405` with `Allow` and a JSON error.
+/// `allow` lists the methods the caller gives it routes for (a test checks
+/// that they agree).
+pub fn resource(path: &str, allow: &'static str) -> actix_web::Resource {
+    web::resource(path).default_service(web::to(move |req: HttpRequest| async move {
+        HttpResponse::MethodNotAllowed()
+            .insert_header(("Allow", allow))
+            .json(json!({
+                "error": format!("{} is not allowed on {}; allowed: {allow}", req.method(), req.path())
+            }))
+    }))
+}
+
 fn json_error(err: JsonPayloadError, _: &HttpRequest) -> actix_web::Error {
     let msg = match &err {
         JsonPayloadError::Overflow { limit }
@@ -222,6 +312,43 @@ fn json_error(err: JsonPayloadError, _: &HttpRequest) -> actix_web::Error {
         error(actix_web::http::StatusCode::BAD_REQUEST, msg),
     )
     .into()
+}
+
+fn query_error(err: actix_web::error::QueryPayloadError, req: &HttpRequest) -> actix_web::Error {
+    let msg = format!("invalid query string {:?}: {err}", req.query_string());
+    actix_web::error::InternalError::from_response(
+        err,
+        error(actix_web::http::StatusCode::BAD_REQUEST, msg),
+    )
+    .into()
+}
+
+/// The core API's routes (other faces add theirs with `.configure`).
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.service(resource("/healthz", "GET").get(healthz))
+        .service(resource("/v1/members", "GET").get(members))
+        .service(
+            resource("/v1/services", "GET, PUT")
+                .get(services)
+                .put(register),
+        )
+        .service(
+            resource("/v1/services/{name}", "GET, DELETE")
+                .get(service)
+                .delete(deregister),
+        )
+        .service(resource("/v1/leave", "POST").post(leave))
+        .service(resource("/v1/faults", "POST").post(faults))
+        .service(resource("/v1/stats", "GET").get(stats))
+        .service(
+            resource("/v1/keys", "GET, POST")
+                .get(keys_list)
+                .post(keys_change),
+        )
+        .service(resource("/v1/events", "GET").get(events::stream))
+        .service(resource("/v1/sd/prometheus", "GET").get(sd::prometheus))
+        .service(resource("/metrics", "GET").get(prometheus::metrics))
+        .service(resource("/", "GET").get(dashboard::index));
 }
 
 /// Binds the API on `addr` and returns the running server (spawn or await it).
@@ -241,27 +368,20 @@ pub fn serve(
             .app_data(token.clone())
             .wrap(actix_web::middleware::from_fn(auth::require_token))
             .app_data(hub.clone())
+            // For faces that use `web::Json` (the core API uses the stricter
+            // `body::StrictJson`): the same content types, the same errors.
             .app_data(
                 web::JsonConfig::default()
                     .limit(MAX_BODY)
+                    .content_type_required(false)
+                    .content_type(|m| m.essence_str() == "application/x-www-form-urlencoded")
                     .error_handler(json_error),
             )
             .app_data(web::PayloadConfig::default().limit(MAX_BODY))
-            .route("/healthz", web::get().to(healthz))
-            .route("/v1/members", web::get().to(members))
-            .route("/v1/services", web::get().to(services))
-            .route("/v1/services", web::put().to(register))
-            .route("/v1/services/{name}", web::get().to(service))
-            .route("/v1/services/{name}", web::delete().to(deregister))
-            .route("/v1/leave", web::post().to(leave))
-            .route("/v1/faults", web::post().to(faults))
-            .route("/v1/stats", web::get().to(stats))
-            .route("/v1/keys", web::get().to(keys_list))
-            .route("/v1/keys", web::post().to(keys_change))
-            .route("/v1/events", web::get().to(events::stream))
-            .route("/v1/sd/prometheus", web::get().to(sd::prometheus))
-            .route("/metrics", web::get().to(prometheus::metrics))
-            .route("/", web::get().to(dashboard::index))
+            .app_data(web::QueryConfig::default().error_handler(query_error))
+            .configure(routes)
+            .configure(checks::routes)
+            .configure(consul::routes)
             .default_service(web::to(not_found))
     })
     .workers(1)

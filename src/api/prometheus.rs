@@ -34,6 +34,9 @@ const IN_FAMILIES: &[&str] = &[
     "members_suspect",
     "members_dead",
     "members_left",
+    "checks_passing",
+    "checks_warning",
+    "checks_critical",
 ];
 
 /// Encodes a node's metrics on each scrape.
@@ -74,6 +77,18 @@ impl Collector for NodeCollector {
             for state in ["alive", "suspect", "dead", "left"] {
                 let v = get(&format!("members_{state}")) as i64;
                 m.encode_family(&[("state", state)])?.encode_gauge(&v)?;
+            }
+        }
+        {
+            let mut m = enc.encode_descriptor(
+                "gossip_checks",
+                "this node's health checks, by status",
+                None,
+                MetricType::Gauge,
+            )?;
+            for status in ["passing", "warning", "critical"] {
+                let v = get(&format!("checks_{status}")) as i64;
+                m.encode_family(&[("status", status)])?.encode_gauge(&v)?;
             }
         }
         {
@@ -124,6 +139,16 @@ impl Collector for NodeCollector {
             let mut m = enc.encode_descriptor(
                 "gossip_detection_latency",
                 "time from raising a suspicion to declaring the member dead, for suspicions that expired here",
+                Some(&Unit::Seconds),
+                MetricType::Histogram,
+            )?;
+            m.encode_histogram::<NoLabelSet>(h.sum_seconds, h.count, &h.buckets, None)?;
+        }
+        {
+            let h = self.metrics.check_latency.read();
+            let mut m = enc.encode_descriptor(
+                "gossip_check_latency",
+                "how long each http and tcp check run by this node took",
                 Some(&Unit::Seconds),
                 MetricType::Histogram,
             )?;

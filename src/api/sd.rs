@@ -13,18 +13,22 @@
 //! Tags are joined Consul-style, with the separator at both ends, so that a
 //! relabel rule can match `.*,v1,.*`. Instances on suspect members are listed
 //! (with `__meta_gossip_state="suspect"`); dead and left members offer none.
+//! Critical instances are dropped unless `?include_critical=true`; the others
+//! carry their health in `__meta_gossip_health` (`passing` or `warning`).
 
 use actix_web::{web, HttpResponse};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 use crate::node::NodeHandle;
-use crate::protocol::services::{catalog, Instance};
+use crate::protocol::services::{catalog, Health, Instance};
 use crate::protocol::Member;
 
 #[derive(Deserialize)]
 pub struct SdQuery {
     pub service: Option<String>,
+    #[serde(default)]
+    pub include_critical: bool,
 }
 
 /// One entry of the HTTP SD answer.
@@ -58,6 +62,7 @@ fn group(service: &str, i: &Instance, members: &[Member]) -> TargetGroup {
         format!(",{},", i.tags.join(",")),
     );
     labels.insert("__meta_gossip_state".to_string(), i.state.to_string());
+    labels.insert("__meta_gossip_health".to_string(), i.status.to_string());
     labels.insert("__meta_gossip_service_port".to_string(), i.port.to_string());
     if let Some(m) = members.iter().find(|m| m.id.as_str() == i.node) {
         labels.insert("__meta_gossip_node_addr".to_string(), m.addr.to_string());
@@ -74,14 +79,24 @@ fn group(service: &str, i: &Instance, members: &[Member]) -> TargetGroup {
     }
 }
 
-/// The target groups for every service, or for one.
-pub fn target_groups(members: &[Member], only: Option<&str>) -> Vec<TargetGroup> {
+/// The target groups for every service, or for one; critical instances
+/// only when `include_critical`.
+pub fn target_groups(
+    members: &[Member],
+    only: Option<&str>,
+    include_critical: bool,
+) -> Vec<TargetGroup> {
     let mut out = Vec::new();
     for (name, instances) in catalog(members) {
         if only.is_some_and(|o| o != name) {
             continue;
         }
-        out.extend(instances.iter().map(|i| group(&name, i, members)));
+        out.extend(
+            instances
+                .iter()
+                .filter(|i| include_critical || i.status != Health::Critical)
+                .map(|i| group(&name, i, members)),
+        );
     }
     out
 }
@@ -92,6 +107,7 @@ pub async fn prometheus(node: web::Data<NodeHandle>, q: web::Query<SdQuery>) -> 
         Ok(ms) => HttpResponse::Ok().json(target_groups(
             &ms,
             q.service.as_deref().filter(|s| !s.is_empty()),
+            q.include_critical,
         )),
         Err(_) => super::unavailable(),
     }
@@ -138,9 +154,9 @@ mod tests {
                 vec![Service::new("web", 8082)],
             ),
         ];
-        let all = target_groups(&ms, None);
+        let all = target_groups(&ms, None, false);
         assert_eq!(all.len(), 3);
-        let web_groups = target_groups(&ms, Some("web"));
+        let web_groups = target_groups(&ms, Some("web"), false);
         assert_eq!(web_groups.len(), 2);
         let a = &web_groups[0];
         assert_eq!(a.targets, vec!["10.0.0.1:8080".to_string()]);
@@ -152,7 +168,26 @@ mod tests {
         assert_eq!(a.labels["__meta_gossip_service_meta_team_name"], "core");
         assert_eq!(web_groups[1].labels["__meta_gossip_state"], "suspect");
         assert_eq!(web_groups[1].labels["__meta_gossip_tags"], ",,");
-        assert!(target_groups(&ms, Some("nope")).is_empty());
+        assert!(target_groups(&ms, Some("nope"), false).is_empty());
+    }
+
+    #[test]
+    fn critical_instances_are_dropped_unless_asked_for() {
+        let mut sick = Service::new("web", 8080);
+        sick.health = Health::Critical;
+        let mut busy = Service::new("web", 8081);
+        busy.health = Health::Warning;
+        let ms = vec![
+            member("a", "10.0.0.1", MemberState::Alive, vec![sick]),
+            member("b", "10.0.0.2", MemberState::Alive, vec![busy]),
+        ];
+        let groups = target_groups(&ms, None, false);
+        assert_eq!(groups.len(), 1);
+        assert_eq!(groups[0].labels["__meta_gossip_node"], "b");
+        assert_eq!(groups[0].labels["__meta_gossip_health"], "warning");
+        let all = target_groups(&ms, None, true);
+        assert_eq!(all.len(), 2);
+        assert_eq!(all[0].labels["__meta_gossip_health"], "critical");
     }
 
     #[test]

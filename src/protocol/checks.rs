@@ -164,6 +164,7 @@ impl CheckSpec {
                     "http: https URLs are not supported (no TLS client in the agent)".into(),
                 );
             }
+            parse_http_url(url).map_err(|e| format!("http: {e}"))?;
             CheckKind::Http(url.clone())
         } else if let Some(addr) = &self.tcp {
             let ok = addr.len() <= MAX_TARGET_LEN
@@ -285,6 +286,254 @@ pub struct CheckState {
 /// Bytes of a check's output kept.
 pub const MAX_OUTPUT: usize = 4096;
 
+/// Parses the environment's form of a service's checks (the value of
+/// `SERVICE_CHECK_<NAME>`): checks separated by `;`, each a target then
+/// `key=value` options separated by spaces:
+///
+/// ```text
+/// http://127.0.0.1:8080/healthz interval=5s timeout=1s failures_before_critical=2
+/// tcp:127.0.0.1:5432 interval=10s; ttl:30s deregister_critical_after=10m
+/// ```
+///
+/// The keys are [`CheckSpec`]'s fields (`id`, `name`, `interval`, `timeout`,
+/// `deregister_critical_after`, `success_before_passing`,
+/// `failures_before_critical`, `initial_status`).
+pub fn parse_check_line(text: &str) -> Result<Vec<CheckSpec>, String> {
+    let mut out = Vec::new();
+    for one in text.split(';').map(str::trim).filter(|c| !c.is_empty()) {
+        let mut words = one.split_whitespace();
+        let target = words.next().unwrap_or_default();
+        let mut spec = CheckSpec::default();
+        if target.starts_with("http://") || target.starts_with("https://") {
+            spec.http = Some(target.to_string());
+        } else if let Some(addr) = target
+            .strip_prefix("tcp://")
+            .or_else(|| target.strip_prefix("tcp:"))
+        {
+            spec.tcp = Some(addr.to_string());
+        } else if let Some(ttl) = target.strip_prefix("ttl:") {
+            spec.ttl = Some(ttl.to_string());
+        } else {
+            return Err(format!(
+                "{target:?} must be http://..., tcp:HOST:PORT or ttl:DURATION"
+            ));
+        }
+        for word in words {
+            let (k, v) = word
+                .split_once('=')
+                .ok_or_else(|| format!("{word:?} must be key=value"))?;
+            let count = |v: &str| {
+                v.parse::<u32>()
+                    .map_err(|_| format!("{k}: {v:?} is not a whole number"))
+            };
+            match k {
+                "id" => spec.id = Some(v.into()),
+                "name" => spec.name = Some(v.into()),
+                "interval" => spec.interval = Some(v.into()),
+                "timeout" => spec.timeout = Some(v.into()),
+                "deregister_critical_after" => spec.deregister_critical_after = Some(v.into()),
+                "success_before_passing" => spec.success_before_passing = Some(count(v)?),
+                "failures_before_critical" => spec.failures_before_critical = Some(count(v)?),
+                "initial_status" => {
+                    spec.initial_status = Some(match v {
+                        "passing" => Health::Passing,
+                        "warning" => Health::Warning,
+                        "critical" => Health::Critical,
+                        _ => {
+                            return Err(format!(
+                                "initial_status: {v:?} is not passing, warning or critical"
+                            ))
+                        }
+                    })
+                }
+                other => return Err(format!("{other:?} is not a check option")),
+            }
+        }
+        out.push(spec);
+    }
+    Ok(out)
+}
+
+/// Consul's threshold counters for one interval check (`StatusHandler`).
+/// Both counters start at their thresholds, so the first result after a
+/// registration counts at once; after that, `success_before_passing`
+/// consecutive passing (or warning) results are needed to leave critical,
+/// and `failures_before_critical` consecutive failures to enter it. A
+/// result that does not reach its threshold changes only the output.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Tally {
+    pub status: Health,
+    successes: u32,
+    failures: u32,
+    success_before_passing: u32,
+    failures_before_critical: u32,
+}
+
+impl Tally {
+    pub fn new(def: &CheckDef) -> Self {
+        Tally {
+            status: def.initial_status,
+            successes: def.success_before_passing,
+            failures: def.failures_before_critical,
+            success_before_passing: def.success_before_passing,
+            failures_before_critical: def.failures_before_critical,
+        }
+    }
+
+    /// Counts one raw result and returns the check's status after it.
+    pub fn record(&mut self, result: Health) -> Health {
+        if result == Health::Critical {
+            self.failures = self.failures.saturating_add(1);
+            self.successes = 0;
+            if self.failures >= self.failures_before_critical {
+                self.status = Health::Critical;
+            }
+        } else {
+            self.successes = self.successes.saturating_add(1);
+            self.failures = 0;
+            if self.successes >= self.success_before_passing {
+                self.status = result;
+            }
+        }
+        self.status
+    }
+}
+
+/// The health of one HTTP answer: 2xx passing, 429 warning, else critical.
+pub fn http_health(code: u16) -> Health {
+    match code {
+        200..=299 => Health::Passing,
+        429 => Health::Warning,
+        _ => Health::Critical,
+    }
+}
+
+/// An `http://` check URL split for a plain HTTP/1.1 GET.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HttpTarget {
+    /// `host:port`, to connect to.
+    pub authority: String,
+    /// The `Host` header: the host, with the port unless it is 80.
+    pub host_header: String,
+    /// Path and query, `/` when the URL has none.
+    pub path: String,
+}
+
+/// Splits `http://host[:port][/path]`. Refuses what a minimal client
+/// cannot send safely (user info, spaces, control characters).
+pub fn parse_http_url(url: &str) -> Result<HttpTarget, String> {
+    let rest = url
+        .strip_prefix("http://")
+        .ok_or_else(|| format!("{url:?} is not an http:// URL"))?;
+    if rest.bytes().any(|b| b.is_ascii_control() || b == b' ') {
+        return Err(format!("{url:?} contains spaces or control characters"));
+    }
+    let (auth, path) = match rest.find(['/', '?']) {
+        Some(i) if rest.as_bytes()[i] == b'/' => (&rest[..i], rest[i..].to_string()),
+        Some(i) => (&rest[..i], format!("/{}", &rest[i..])),
+        None => (rest, "/".to_string()),
+    };
+    if auth.is_empty() || auth.contains('@') {
+        return Err(format!("{url:?} must name a host (and no user)"));
+    }
+    // `[v6]:port`, `[v6]`, `host:port` or `host`.
+    let (host, port) = if let Some(v6) = auth.strip_prefix('[') {
+        let (h, tail) = v6
+            .split_once(']')
+            .ok_or_else(|| format!("{url:?}: unclosed ["))?;
+        let port = match tail.strip_prefix(':') {
+            Some(p) => Some(p),
+            None if tail.is_empty() => None,
+            None => return Err(format!("{url:?}: bad port")),
+        };
+        (format!("[{h}]"), port)
+    } else {
+        match auth.rsplit_once(':') {
+            Some((h, p)) => (h.to_string(), Some(p)),
+            None => (auth.to_string(), None),
+        }
+    };
+    let port: u16 = match port {
+        None => 80,
+        Some(p) => p
+            .parse()
+            .ok()
+            .filter(|p| *p > 0)
+            .ok_or_else(|| format!("{url:?}: port must be 1 to 65535"))?,
+    };
+    if host.is_empty() || host == "[]" {
+        return Err(format!("{url:?} must name a host"));
+    }
+    Ok(HttpTarget {
+        authority: format!("{host}:{port}"),
+        host_header: if port == 80 {
+            host.clone()
+        } else {
+            format!("{host}:{port}")
+        },
+        path,
+    })
+}
+
+/// The status code of an HTTP/1.x status line (`HTTP/1.1 200 OK`).
+pub fn parse_status_line(head: &[u8]) -> Option<u16> {
+    let line = head.split(|&b| b == b'\n').next()?;
+    let line = std::str::from_utf8(line).ok()?.trim_end();
+    let mut parts = line.splitn(3, ' ');
+    if !parts.next()?.starts_with("HTTP/1.") {
+        return None;
+    }
+    let code = parts.next()?;
+    if code.len() != 3 {
+        return None;
+    }
+    code.parse().ok().filter(|c| (100..=599).contains(c))
+}
+
+/// `text` cut to at most `max` bytes, on a character boundary.
+pub fn truncate_output(text: &str, max: usize) -> String {
+    if text.len() <= max {
+        return text.to_string();
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    text[..end].to_string()
+}
+
+/// An instance's health: the worst of its checks, `passing` with none.
+pub fn worst(statuses: impl IntoIterator<Item = Health>) -> Health {
+    statuses.into_iter().max().unwrap_or(Health::Passing)
+}
+
+/// Whether a check that has been critical since `since` has been so for
+/// `after` (its `deregister_critical_after`) at `now`.
+pub fn critical_too_long<T: Ord + Copy + std::ops::Sub<Output = Duration>>(
+    since: Option<T>,
+    now: T,
+    after: Option<Duration>,
+) -> bool {
+    match (since, after) {
+        (Some(since), Some(after)) => now >= since && now - since >= after,
+        _ => false,
+    }
+}
+
+/// The status a TTL report sets: `pass`, `warn` or `fail` (also Consul's
+/// `passing`, `warning`, `critical`).
+pub fn parse_ttl_verb(verb: &str) -> Result<Health, String> {
+    match verb {
+        "pass" | "passing" => Ok(Health::Passing),
+        "warn" | "warning" => Ok(Health::Warning),
+        "fail" | "critical" => Ok(Health::Critical),
+        other => Err(format!("{other:?} is not pass, warn or fail")),
+    }
+}
+
+/// Longest note a TTL report may carry (it becomes the check's output).
+pub const MAX_NOTE: usize = MAX_OUTPUT;
+
 mod millis {
     use serde::{Deserialize, Deserializer, Serializer};
     use std::time::Duration;
@@ -370,5 +619,173 @@ mod tests {
     fn unknown_json_fields_are_refused() {
         let e = serde_json::from_str::<CheckSpec>(r#"{"htp": "http://x/"}"#).unwrap_err();
         assert!(e.to_string().contains("unknown field"), "{e}");
+    }
+
+    fn def(success: u32, failures: u32, initial: Health) -> CheckDef {
+        let mut d = CheckSpec {
+            tcp: Some("127.0.0.1:1".into()),
+            success_before_passing: Some(success),
+            failures_before_critical: Some(failures),
+            initial_status: Some(initial),
+            ..Default::default()
+        }
+        .resolve("web", 0)
+        .unwrap();
+        d.interval = Duration::from_secs(1);
+        d
+    }
+
+    #[test]
+    fn the_first_result_counts_at_once() {
+        let mut t = Tally::new(&def(3, 3, Health::Critical));
+        assert_eq!(t.status, Health::Critical);
+        assert_eq!(t.record(Health::Passing), Health::Passing);
+        let mut t = Tally::new(&def(3, 3, Health::Passing));
+        assert_eq!(t.record(Health::Critical), Health::Critical);
+    }
+
+    #[test]
+    fn thresholds_stop_flapping() {
+        let mut t = Tally::new(&def(2, 3, Health::Passing));
+        t.record(Health::Passing);
+        // Two failures in a row, then a success: never critical.
+        for r in [Health::Critical, Health::Critical, Health::Passing] {
+            assert_eq!(t.record(r), Health::Passing, "{r}");
+        }
+        for r in [Health::Critical, Health::Critical, Health::Passing] {
+            assert_eq!(t.record(r), Health::Passing);
+        }
+        // Three in a row: critical.
+        assert_eq!(t.record(Health::Critical), Health::Passing);
+        assert_eq!(t.record(Health::Critical), Health::Passing);
+        assert_eq!(t.record(Health::Critical), Health::Critical);
+        // One success is not enough to pass again, two are.
+        assert_eq!(t.record(Health::Passing), Health::Critical);
+        assert_eq!(t.record(Health::Critical), Health::Critical);
+        assert_eq!(t.record(Health::Passing), Health::Critical);
+        assert_eq!(t.record(Health::Warning), Health::Warning);
+    }
+
+    #[test]
+    fn with_thresholds_of_one_every_result_counts() {
+        let mut t = Tally::new(&def(1, 1, Health::Critical));
+        for r in [
+            Health::Passing,
+            Health::Critical,
+            Health::Warning,
+            Health::Passing,
+        ] {
+            assert_eq!(t.record(r), r);
+        }
+    }
+
+    #[test]
+    fn http_codes_map_to_health() {
+        assert_eq!(http_health(200), Health::Passing);
+        assert_eq!(http_health(204), Health::Passing);
+        assert_eq!(http_health(429), Health::Warning);
+        for c in [199, 301, 404, 500, 503] {
+            assert_eq!(http_health(c), Health::Critical, "{c}");
+        }
+    }
+
+    #[test]
+    fn urls_split_for_a_plain_get() {
+        let t = parse_http_url("http://127.0.0.1:8080/healthz?x=1").unwrap();
+        assert_eq!(t.authority, "127.0.0.1:8080");
+        assert_eq!(t.host_header, "127.0.0.1:8080");
+        assert_eq!(t.path, "/healthz?x=1");
+        let t = parse_http_url("http://web").unwrap();
+        assert_eq!((t.authority.as_str(), t.path.as_str()), ("web:80", "/"));
+        assert_eq!(t.host_header, "web");
+        let t = parse_http_url("http://[::1]:9000?q").unwrap();
+        assert_eq!(
+            (t.authority.as_str(), t.path.as_str()),
+            ("[::1]:9000", "/?q")
+        );
+        for bad in [
+            "https://x/",
+            "http://",
+            "http://u@x/",
+            "http://x:0/",
+            "http://x:99999/",
+            "http://x/a b",
+            "http://x/\r\nHost: y",
+            "http://[::1/",
+        ] {
+            assert!(parse_http_url(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn status_lines_parse_or_not() {
+        assert_eq!(parse_status_line(b"HTTP/1.1 200 OK\r\n"), Some(200));
+        assert_eq!(parse_status_line(b"HTTP/1.0 503 Busy\r\nX: y"), Some(503));
+        assert_eq!(parse_status_line(b"HTTP/1.1 429\r\n"), Some(429));
+        for bad in [
+            &b""[..],
+            b"SSH-2.0",
+            b"HTTP/1.1 20 OK",
+            b"HTTP/1.1 999 X",
+            b"\xff\xfe",
+        ] {
+            assert_eq!(parse_status_line(bad), None);
+        }
+    }
+
+    #[test]
+    fn output_is_cut_on_a_char_boundary() {
+        assert_eq!(truncate_output("abc", 10), "abc");
+        assert_eq!(truncate_output("ééé", 3), "é");
+        assert_eq!(
+            truncate_output(&"x".repeat(5000), MAX_OUTPUT).len(),
+            MAX_OUTPUT
+        );
+    }
+
+    #[test]
+    fn worst_of_checks_and_deregistration_deadline() {
+        assert_eq!(worst([]), Health::Passing);
+        assert_eq!(worst([Health::Passing, Health::Warning]), Health::Warning);
+        assert_eq!(worst([Health::Critical, Health::Warning]), Health::Critical);
+        let s = Duration::from_secs;
+        assert!(!critical_too_long(None, s(100), Some(s(10))));
+        assert!(!critical_too_long(Some(s(95)), s(100), Some(s(10))));
+        assert!(critical_too_long(Some(s(90)), s(100), Some(s(10))));
+        assert!(!critical_too_long(Some(s(0)), s(100), None));
+    }
+
+    #[test]
+    fn ttl_verbs() {
+        assert_eq!(parse_ttl_verb("pass"), Ok(Health::Passing));
+        assert_eq!(parse_ttl_verb("warn"), Ok(Health::Warning));
+        assert_eq!(parse_ttl_verb("fail"), Ok(Health::Critical));
+        assert!(parse_ttl_verb("ok").is_err());
+    }
+
+    #[test]
+    fn the_environment_form_parses() {
+        let c = parse_check_line(
+            "http://127.0.0.1:8080/healthz interval=1s failures_before_critical=2; tcp:db:5432 ; ttl:30s initial_status=passing",
+        )
+        .unwrap();
+        assert_eq!(c.len(), 3);
+        assert_eq!(c[0].http.as_deref(), Some("http://127.0.0.1:8080/healthz"));
+        assert_eq!(c[0].interval.as_deref(), Some("1s"));
+        assert_eq!(c[0].failures_before_critical, Some(2));
+        assert_eq!(c[1].tcp.as_deref(), Some("db:5432"));
+        assert_eq!(c[2].initial_status, Some(Health::Passing));
+        let defs = resolve_all("web", &c).unwrap();
+        assert_eq!(defs[2].kind, CheckKind::Ttl(Duration::from_secs(30)));
+        for bad in [
+            "ftp://x/",
+            "http://x/ interval",
+            "http://x/ color=red",
+            "tcp:x:1 failures_before_critical=two",
+            "ttl:5s initial_status=fine",
+        ] {
+            assert!(parse_check_line(bad).is_err(), "{bad}");
+        }
+        assert!(parse_check_line("").unwrap().is_empty());
     }
 }

@@ -12,6 +12,7 @@ pub mod peers;
 pub mod probe_order;
 pub mod reconnect;
 pub mod rumor_queue;
+pub mod seeds;
 pub mod services;
 pub mod suspicion;
 pub mod sync_plan;

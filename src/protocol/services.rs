@@ -289,6 +289,88 @@ pub fn catalog<'a>(
     out
 }
 
+/// Which instance statuses a lookup keeps (`?passing`, `?status=`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct HealthFilter(Option<Vec<Health>>);
+
+impl HealthFilter {
+    /// Every status.
+    pub fn any() -> Self {
+        HealthFilter(None)
+    }
+
+    /// From a lookup's query: `passing` (present, any value but `false`)
+    /// keeps passing instances; `status=passing,warning` keeps those. Both
+    /// given: an instance must satisfy both.
+    pub fn from_query(passing: Option<&str>, status: Option<&str>) -> Result<Self, String> {
+        let mut keep: Option<Vec<Health>> = None;
+        if let Some(list) = status {
+            let parsed = list
+                .split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(|s| match s {
+                    "passing" => Ok(Health::Passing),
+                    "warning" => Ok(Health::Warning),
+                    "critical" => Ok(Health::Critical),
+                    other => Err(format!(
+                        "status: {other:?} is not passing, warning or critical"
+                    )),
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            if parsed.is_empty() {
+                return Err("status: give passing, warning and/or critical".into());
+            }
+            keep = Some(parsed);
+        }
+        match passing {
+            None | Some("false") | Some("0") => {}
+            Some("" | "true" | "1") => {
+                keep = Some(match keep {
+                    Some(k) => k.into_iter().filter(|h| *h == Health::Passing).collect(),
+                    None => vec![Health::Passing],
+                })
+            }
+            Some(other) => return Err(format!("passing: {other:?} is not true or false")),
+        }
+        Ok(HealthFilter(keep))
+    }
+
+    pub fn keeps(&self, h: Health) -> bool {
+        self.0.as_ref().is_none_or(|k| k.contains(&h))
+    }
+
+    /// The catalog without the instances this filter drops (and without
+    /// services left with none).
+    pub fn apply(
+        &self,
+        mut cat: BTreeMap<String, Vec<Instance>>,
+    ) -> BTreeMap<String, Vec<Instance>> {
+        if self.0.is_none() {
+            return cat;
+        }
+        for list in cat.values_mut() {
+            list.retain(|i| self.keeps(i.status));
+        }
+        cat.retain(|_, l| !l.is_empty());
+        cat
+    }
+}
+
+/// Instances of one member whose health changed between two of its
+/// records: `(new instance, old health)`.
+pub fn health_changes<'a>(before: &[Service], now: &'a [Service]) -> Vec<(&'a Service, Health)> {
+    now.iter()
+        .filter_map(|s| {
+            before
+                .iter()
+                .find(|b| b.name == s.name && b.id() == s.id())
+                .filter(|b| b.health != s.health)
+                .map(|b| (s, b.health))
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -345,5 +427,62 @@ mod tests {
         assert_eq!(web.len(), 2);
         assert_eq!(web[1].state, MemberState::Suspect);
         assert_eq!(web[0].addr, "10.0.0.1");
+    }
+
+    #[test]
+    fn health_filters_from_the_query() {
+        let f = |p: Option<&str>, s: Option<&str>| HealthFilter::from_query(p, s);
+        let all = f(None, None).unwrap();
+        assert!(all.keeps(Health::Critical));
+        let passing = f(Some(""), None).unwrap();
+        assert!(passing.keeps(Health::Passing) && !passing.keeps(Health::Warning));
+        assert!(f(Some("false"), None).unwrap().keeps(Health::Critical));
+        let ok = f(None, Some("passing,warning")).unwrap();
+        assert!(ok.keeps(Health::Warning) && !ok.keeps(Health::Critical));
+        let both = f(Some("true"), Some("warning")).unwrap();
+        assert!(!both.keeps(Health::Warning) && !both.keeps(Health::Passing));
+        assert!(f(None, Some("healthy")).unwrap_err().starts_with("status:"));
+        assert!(f(None, Some("")).is_err());
+        assert!(f(Some("maybe"), None).unwrap_err().starts_with("passing:"));
+    }
+
+    #[test]
+    fn filtering_drops_instances_and_empty_services() {
+        let mk = |id: &str, health| {
+            let mut s = Service::new("web", 80);
+            s.health = health;
+            Member {
+                id: NodeId::new(id),
+                addr: "10.0.0.1:1".parse().unwrap(),
+                incarnation: 1,
+                state: MemberState::Alive,
+                services: ServiceSet::new(1, vec![s]),
+            }
+        };
+        let members = [mk("a", Health::Passing), mk("b", Health::Critical)];
+        let cat = catalog(&members);
+        let passing = HealthFilter::from_query(Some(""), None)
+            .unwrap()
+            .apply(cat.clone());
+        assert_eq!(passing["web"].len(), 1);
+        assert_eq!(passing["web"][0].node, "a");
+        let critical = HealthFilter::from_query(None, Some("warning"))
+            .unwrap()
+            .apply(cat);
+        assert!(critical.is_empty());
+    }
+
+    #[test]
+    fn health_changes_are_found_by_instance() {
+        let mut a = Service::new("web", 80);
+        let before = vec![a.clone(), Service::new("db", 5432)];
+        a.health = Health::Critical;
+        let now = vec![a, Service::new("db", 5432), Service::new("new", 1)];
+        let ch = health_changes(&before, &now);
+        assert_eq!(ch.len(), 1);
+        assert_eq!(
+            (ch[0].0.name.as_str(), ch[0].0.health, ch[0].1),
+            ("web", Health::Critical, Health::Passing)
+        );
     }
 }

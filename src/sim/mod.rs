@@ -35,12 +35,12 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::Instant;
 
-use crate::actors::gossip::LiteralResolver;
 use crate::config::{Config, StringList};
 use crate::messages::{GetTable, Leave, Silence, StopActivity, Subscribe};
 use crate::metrics::Metrics;
 use crate::node::{start_node, NodeHandle, NodeOptions};
 use crate::protocol::formed::Formed;
+use crate::seeds::LiteralResolver;
 use crate::transport::sim::SimLink;
 use invariants::NodeView;
 use network::{addr_of, Net, NetParams};
@@ -529,7 +529,7 @@ impl Sim {
         let me = addr_of(i);
         let mut cfg = Config {
             node_id: node_name(i),
-            node_ip: me.ip().to_string(),
+            node_ip: Some(me.ip().to_string()),
             node_port: me.port(),
             seed_nodes: StringList(
                 seeds

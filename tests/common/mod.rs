@@ -645,3 +645,25 @@ pub fn wait_for(
         thread::sleep(every);
     }
 }
+
+// ---------------------------------------------------------------------------
+// Skips
+// ---------------------------------------------------------------------------
+
+/// A test that cannot run here (a tool is missing) calls this and returns.
+/// Cargo hides a passing test's output, so the skip is also appended to the
+/// file named by `$GOSSIP_SKIP_LOG` (test/all.sh sets it and lists the
+/// skips at the end). Under CI (`CI=true`), where `.ci/run` installs every
+/// tool, a missing one is a failure instead.
+pub fn skip(test: &str, reason: &str) {
+    if std::env::var("CI").as_deref() == Ok("true") {
+        panic!("{test}: {reason}, under CI=true (.ci/run should have installed it)");
+    }
+    eprintln!("SKIPPED {test}: {reason}");
+    if let Ok(path) = std::env::var("GOSSIP_SKIP_LOG") {
+        use std::io::Write;
+        if let Ok(mut f) = fs::OpenOptions::new().create(true).append(true).open(path) {
+            let _ = writeln!(f, "{test}: {reason}");
+        }
+    }
+}

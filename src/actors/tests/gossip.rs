@@ -3,10 +3,11 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use super::{addr, id, member};
-use crate::actors::gossip::{Gossip, GossipSettings, LiteralResolver};
+use crate::actors::gossip::{Gossip, GossipSettings};
 use crate::messages::*;
 use crate::protocol::wire::Msg;
 use crate::protocol::MemberState;
+use crate::seeds::LiteralResolver;
 use crate::testkit::{recorder, settle, Log, TestTable};
 
 struct Fixture {

@@ -2,6 +2,7 @@
 //! mailboxes, under tokio's paused clock (timers fire in virtual time, so a
 //! 6-second suspicion takes no wall time and the outcome is deterministic).
 
+mod checks;
 mod failure;
 mod gossip;
 mod leave;

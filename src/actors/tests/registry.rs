@@ -27,6 +27,7 @@ fn start_in(
         member("me", 1, 0, MemberState::Alive),
         publish,
         dir,
+        Default::default(),
     );
     let addr = supervise(Context::new(), reg, metrics.clone());
     (addr, log, metrics)

@@ -10,12 +10,13 @@ use std::time::Duration;
 
 use super::{addr, id, member};
 use crate::actors::failure::{FailureDetector, FailureSettings, GetDerived};
-use crate::actors::gossip::{Gossip, GossipSettings, LiteralResolver};
+use crate::actors::gossip::{Gossip, GossipSettings};
 use crate::actors::supervisor::{supervise, Crash};
 use crate::messages::*;
 use crate::metrics::Metrics;
 use crate::protocol::suspicion::SuspicionParams;
 use crate::protocol::{Member, MemberState};
+use crate::seeds::LiteralResolver;
 use crate::testkit::{recorder, settle, TestTable};
 
 fn fd_settings() -> FailureSettings {
