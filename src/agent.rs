@@ -111,6 +111,7 @@ async fn run_node(cfg: Config, addr: SocketAddr) -> i32 {
             owner: Some(owner.recipient()),
             metrics,
             formed: None,
+            exit_on_name_taken: true,
         },
     );
     let api_addr = cfg.api_socket_addr();

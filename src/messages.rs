@@ -215,9 +215,22 @@ pub enum EventKind {
     Reclaimed,
     /// We had to refute a rumor about ourselves.
     SelfRefuted,
+    /// Another address that answers holds our NODE_ID (the member is the
+    /// other holder's record: our id, its address).
+    NameConflict,
 }
 
-/// A change in the member table (never about ourselves, except SelfRefuted).
+/// Membership asks the failure detector whether a process answers to our
+/// own NODE_ID at `addr` (another holder of our name), or nothing does (a
+/// previous life of ours). Answers after a few probe timeouts.
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "bool")]
+pub struct ProbeOwnName {
+    pub addr: SocketAddr,
+}
+
+/// A change in the member table (never about ourselves, except SelfRefuted
+/// and NameConflict).
 #[derive(Message, Debug, Clone)]
 #[rtype(result = "()")]
 pub struct MemberEvent {

@@ -67,6 +67,10 @@ pub struct NodeOptions {
     /// Start inside this formed cluster instead of joining (the simulator's
     /// warm start; agents always join).
     pub formed: Option<Formed>,
+    /// Exit the process (code 2) when another live node holds our NODE_ID
+    /// and we are the newcomer: the agent does; the simulator and tests
+    /// only see the `name_conflict` event.
+    pub exit_on_name_taken: bool,
 }
 
 fn salt(seed: u64, name: &str) -> u64 {
@@ -187,6 +191,8 @@ pub fn start_node(
             room,
             max_members: cfg.max_members,
             dead_reclaim: ms(cfg.dead_reclaim_ms),
+            reconnect_timeout: ms(cfg.reconnect_timeout_ms),
+            exit_on_name_taken: opts.exit_on_name_taken,
             stats_interval: ms(cfg.stats_interval_ms),
             seed: salt(opts.seed, "membership"),
         },
@@ -195,6 +201,7 @@ pub fn start_node(
         failure.clone().recipient(),
         metrics.clone(),
     );
+    let membership_actor = membership_actor.with_name_probe(failure.clone().recipient());
     let membership_actor = match &formed {
         Some((f, _)) => membership_actor.with_view(f.view.clone()),
         None => membership_actor,
@@ -259,7 +266,8 @@ pub fn start_node(
         rumor.clone().recipient(),
         membership.clone().recipient(),
         transport.clone().recipient(),
-    );
+    )
+    .with_metrics(metrics.clone());
     let gossip_actor = match &formed {
         Some(_) => gossip_actor.formed(),
         None => gossip_actor,
@@ -355,6 +363,7 @@ pub async fn start_on_udp(
             owner: None,
             metrics,
             formed: None,
+            exit_on_name_taken: false,
         },
     ))
 }

@@ -34,7 +34,7 @@ use tokio::sync::watch;
 
 use crate::protocol::peers::PeerSet;
 use crate::protocol::services::{catalog, Instance};
-use crate::protocol::view::View;
+use crate::protocol::view::{Failed, View};
 use crate::protocol::{Member, NodeId};
 
 #[derive(Clone, Debug)]
@@ -55,6 +55,11 @@ pub struct Snapshot {
     pub accusers: OrdMap<NodeId, NodeId>,
     /// How many times this node has refuted a suspicion about itself.
     pub refutations: u64,
+    /// The reconnect book (`View::reconnect_book`): members declared dead
+    /// within `reconnect_timeout_ms`, with their last address, including
+    /// those whose tombstones have left `table`. The gossip scheduler tries
+    /// a sample of them every `reconnect_interval_ms`.
+    pub reconnect: OrdMap<NodeId, Failed>,
 }
 
 /// One member's change between two snapshots: its record before (None: new
@@ -73,6 +78,7 @@ impl Snapshot {
             dead: PeerSet::default(),
             accusers: OrdMap::new(),
             refutations: 0,
+            reconnect: OrdMap::new(),
         }
     }
 
@@ -148,6 +154,7 @@ fn snapshot_of(
         dead: view.dead(),
         accusers,
         refutations,
+        reconnect: view.reconnect_book(),
     })
 }
 

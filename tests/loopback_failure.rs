@@ -118,3 +118,42 @@ fn no_false_dead_under_20_percent_loss_for_60s() {
         suspect_sightings
     );
 }
+
+/// Issue 12: with short tombstones and frequent push-pull, one SIGKILL gave
+/// a survivor 11 `failed` events in 65 s (reclaimed tombstones came back by
+/// push-pull and by stale rumors). Now each survivor counts exactly one,
+/// watched for 6 reclaim periods.
+#[test]
+fn one_crash_is_one_failed_count_per_survivor_with_short_tombstones() {
+    let _serial = serial();
+    let mut c = Cluster::new("onefail", 10)
+        .with_env("DEAD_RECLAIM_MS", "5000")
+        .with_env("PUSH_PULL_INTERVAL_MS", "1000");
+    c.spawn_n(10);
+    let all = c.all();
+    c.wait_all_alive(&all, &all, Duration::from_secs(40));
+    let victim = 6;
+    c.nodes[victim].sigkill();
+    let survivors = c.except(&[victim]);
+    c.wait_state_everywhere(
+        &survivors,
+        victim,
+        "dead",
+        Duration::from_secs(40),
+        |_, _, _| {},
+    );
+    std::thread::sleep(Duration::from_secs(30));
+    c.assert_running(&survivors);
+    for &o in &survivors {
+        let stats = http_get(&c.nodes[o].api(), "/v1/stats")
+            .and_then(|r| r.json())
+            .expect("stats");
+        assert_eq!(
+            stats["members_failed"].as_u64(),
+            Some(1),
+            "{} counted the one crash {} times",
+            c.nodes[o].id,
+            stats["members_failed"]
+        );
+    }
+}

@@ -265,3 +265,56 @@ fn view_hashes_tell_apart_views_that_swap_a_dead_member() {
         &collisions[..3.min(collisions.len())]
     );
 }
+
+/// Issue 12: a partition longer than `dead_reclaim_ms` (60 s) healed only by
+/// luck, since both sides had forgotten each other's addresses. With the
+/// reconnect book and the seed retries it heals within `reconnect_interval`
+/// (30 s) + 10 s of the heal, with nobody wrongly dead.
+#[test]
+fn partition_of_100_s_heals_within_reconnect_interval() {
+    for seed in 1..=2 {
+        let mut a = args(Scenario::Partition, 20);
+        a.seed = seed;
+        a.duration = Some(Duration::from_secs(100));
+        a.limit = Some(Duration::from_secs(40));
+        let r = simulate(&a);
+        check(&r);
+        assert_eq!(r.false_positives_after_heal, Some(0), "seed {seed}");
+    }
+}
+
+#[test]
+fn partition_of_10_virtual_minutes_heals() {
+    let mut a = args(Scenario::Partition, 20);
+    a.duration = Some(Duration::from_secs(600));
+    a.limit = Some(Duration::from_secs(40));
+    let r = simulate(&a);
+    check(&r);
+    assert_eq!(r.false_positives_after_heal, Some(0));
+}
+
+#[test]
+fn partition_longer_than_dead_reclaim_heals_under_10_percent_loss() {
+    let mut a = args(Scenario::Partition, 20);
+    a.duration = Some(Duration::from_secs(150));
+    a.loss = 0.1;
+    a.limit = Some(Duration::from_secs(40));
+    let r = simulate(&a);
+    check(&r);
+    assert_eq!(r.false_positives_after_heal, Some(0));
+}
+
+/// One crash, watched 10 virtual minutes (tombstones reclaimed at 60 s and
+/// push-pull every 10 s meanwhile): exactly one `failed` event per survivor,
+/// and no revived tombstone (the observer's invariant).
+#[test]
+fn one_crash_is_one_failed_event_per_survivor_over_10_minutes() {
+    let mut a = args(Scenario::Failure, 20);
+    a.count = Some(1);
+    a.loss = 0.05;
+    a.watch = Some(Duration::from_secs(600));
+    let r = simulate(&a);
+    check(&r);
+    assert_eq!(r.failed_events_per_pair_min, Some(1), "{:?}", r.violations);
+    assert_eq!(r.failed_events_per_pair_max, Some(1), "{:?}", r.violations);
+}

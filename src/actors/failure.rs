@@ -18,7 +18,8 @@
 //!
 //! Reads: the snapshot (`SnapshotRx`), awaited as a stream of ticks.
 //! Takes: `ProbeMsg` (Ping, Ack, PingReq, Nack), `Confirmation` (another
-//! node's evidence, from membership), `StopActivity`.
+//! node's evidence, from membership), `StopActivity`, `ProbeOwnName`
+//! (membership: does another address answer to our name?).
 //! Sends: `Send` (pings, acks, nacks, ping-reqs, confirmations ride as rumors)
 //! to the rumor actor, `Accuse` to membership, `Spread` (confirmations).
 
@@ -79,6 +80,8 @@ pub struct FailureDetector {
     suspicions: HashMap<NodeId, (Suspicion, SpawnHandle)>,
     probes: HashMap<u32, Probe>,
     relays: HashMap<u32, Relay>,
+    /// Probes of our own name at another address (`ProbeOwnName`): acked?
+    name_probes: HashMap<u32, bool>,
     next_seq: u32,
     rng: SmallRng,
     stopped: bool,
@@ -110,6 +113,7 @@ impl FailureDetector {
             suspicions: HashMap::new(),
             probes: HashMap::new(),
             relays: HashMap::new(),
+            name_probes: HashMap::new(),
             next_seq: 0,
             stopped: false,
             send,
@@ -370,7 +374,9 @@ impl FailureDetector {
                 self.send(from, vec![Msg::Ack { seq }])
             }
             Msg::Ack { seq } => {
-                if let Some(p) = self.probes.get_mut(&seq) {
+                if let Some(acked) = self.name_probes.get_mut(&seq) {
+                    *acked = true;
+                } else if let Some(p) = self.probes.get_mut(&seq) {
                     if !p.acked {
                         p.acked = true;
                         self.health(-1);
@@ -611,6 +617,28 @@ impl Handler<StopActivity> for FailureDetector {
     type Result = ();
     fn handle(&mut self, _: StopActivity, _: &mut Context<Self>) {
         self.stopped = true;
+    }
+}
+
+/// Pings our own NODE_ID at the address given, three times a probe timeout
+/// apart, and answers whether any ack came back (`ProbeOwnName`).
+impl Handler<ProbeOwnName> for FailureDetector {
+    type Result = ResponseActFuture<Self, bool>;
+    fn handle(&mut self, m: ProbeOwnName, ctx: &mut Context<Self>) -> Self::Result {
+        let seq = self.seq();
+        self.name_probes.insert(seq, false);
+        for i in 0..3u32 {
+            let target = self.s.me.clone();
+            ctx.run_later(self.s.probe_timeout * i, move |act, _| {
+                act.send(m.addr, vec![Msg::Ping { seq, target }]);
+            });
+        }
+        let wait = self.s.probe_timeout * 3;
+        Box::pin(
+            tokio::time::sleep(wait)
+                .into_actor(self)
+                .map(move |_, act, _| act.name_probes.remove(&seq).unwrap_or(false)),
+        )
     }
 }
 

@@ -7,14 +7,17 @@
 //! * every `push_pull_interval` (scaled up with the cluster size): a full
 //!   anti-entropy exchange with one random peer (digest hash first, so
 //!   agreeing views cost two small datagrams);
-//! * every `reconnect_interval`: a push-pull with one random dead member, so
-//!   that a healed partition merges back;
-//! * bootstrap: a join request to every seed (names resolved again on every
-//!   attempt), then, if `broadcast` is on and nobody answered within
-//!   `seed_timeout`, a discovery broadcast; retries with exponential backoff
-//!   and jitter until some member is known.
+//! * every `reconnect_interval` (jittered): maybe a push-pull with one
+//!   member of the reconnect book, at serf's rate (`protocol::reconnect`),
+//!   so that a healed partition merges back however long it lasted;
+//! * the seeds, for as long as the node runs: a join request to every seed
+//!   (names resolved again on every attempt) while no live member is known,
+//!   then, if `broadcast` is on and nobody answered within `seed_timeout`, a
+//!   discovery broadcast; a push-pull to any seed missing from the live view
+//!   otherwise; retries with exponential backoff and jitter up to
+//!   `join_retry_max`, then every `join_retry_max`.
 //!
-//! Peers and dead members are read from the published snapshot at the
+//! Peers, the recently dead and the reconnect book are read from the published snapshot at the
 //! moment they are needed; the actor keeps no copy of them, and follows new
 //! snapshots only to notice its join.
 //!
@@ -25,15 +28,18 @@
 
 use actix::prelude::*;
 use rand::rngs::SmallRng;
-use rand::SeedableRng;
+use rand::{Rng, SeedableRng};
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
+use tokio::time::Instant;
 
 use super::supervisor::{guard, Crash};
 use crate::messages::*;
-use crate::protocol::backoff;
+use crate::metrics::Metrics;
 use crate::protocol::wire::{encode_msg, Msg};
 use crate::protocol::NodeId;
+use crate::protocol::{backoff, reconnect};
 use crate::seeds::SeedResolver;
 use crate::snapshot::{changes, SnapshotRx};
 
@@ -46,6 +52,14 @@ pub const FOLLOW_UP_SYNCS: [Duration; 3] = [
     Duration::from_secs(6),
     Duration::from_secs(14),
 ];
+
+/// How long a member declared dead still gets gossip rounds (memberlist's
+/// `GossipToTheDeadTime`, 30 s): the side of a healed partition that the
+/// other declared dead learns it from the first rumors and refutes, rather
+/// than after a push-pull or a reconnection picks it (tens of seconds at
+/// 100 nodes). Costs a share of the rounds proportional to the recently
+/// dead, for 30 s after each death.
+pub const GOSSIP_TO_THE_DEAD: Duration = Duration::from_secs(30);
 
 #[derive(Clone, Debug)]
 pub struct GossipSettings {
@@ -65,6 +79,16 @@ pub struct GossipSettings {
 pub struct Gossip {
     s: GossipSettings,
     snapshots: SnapshotRx,
+    metrics: Arc<Metrics>,
+    /// `recent_dead`'s cache: snapshot index, when computed, the addresses.
+    recent: Option<(u64, Instant, Vec<SocketAddr>)>,
+    /// The seed addresses as last resolved.
+    seed_addrs: Vec<SocketAddr>,
+    /// When the next regular reconnection attempt is due.
+    reconnect_due: Instant,
+    /// The reconnect book's size at the last check (it shrinks as members
+    /// come back: a healing partition).
+    booked: usize,
     rng: SmallRng,
     joined: bool,
     attempt: u32,
@@ -90,6 +114,11 @@ impl Gossip {
             rng: SmallRng::seed_from_u64(s.seed),
             s,
             snapshots,
+            metrics: Arc::new(Metrics::default()),
+            recent: None,
+            seed_addrs: Vec::new(),
+            reconnect_due: Instant::now(),
+            booked: 0,
             joined: false,
             attempt: 0,
             stopped: false,
@@ -99,6 +128,12 @@ impl Gossip {
             sync,
             broadcast,
         }
+    }
+
+    /// Counts reconnection attempts and seed retries in the node's metrics.
+    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
+        self.metrics = metrics;
+        self
     }
 
     /// Starts as a member of a formed cluster (the simulator's warm start,
@@ -151,11 +186,46 @@ impl Gossip {
         self.s.push_pull_interval.mul_f64(mult)
     }
 
+    /// Members declared dead within `GOSSIP_TO_THE_DEAD`, recomputed when
+    /// a new snapshot is out or a second has passed.
+    fn recent_dead(&mut self) -> &[SocketAddr] {
+        let now = Instant::now();
+        let index = self.snapshots.borrow().index;
+        let fresh = self.recent.as_ref().is_some_and(|(i, at, _)| {
+            *i == index && now.duration_since(*at) < Duration::from_secs(1)
+        });
+        if !fresh {
+            let snap = self.snapshots.borrow().clone();
+            let list =
+                reconnect::recently_failed(&snap.reconnect, &snap.table, now, GOSSIP_TO_THE_DEAD);
+            self.recent = Some((index, now, list));
+        }
+        self.recent
+            .as_ref()
+            .map(|(_, _, l)| l.as_slice())
+            .unwrap_or(&[])
+    }
+
+    /// `fanout` targets from the live members and, in proportion, the
+    /// recently dead ones (see `GOSSIP_TO_THE_DEAD`).
     fn gossip_round(&mut self) {
         if self.stopped {
             return;
         }
-        let peers = self.sample_peers(self.s.fanout);
+        let dead = self.recent_dead().to_vec();
+        let live = self.snapshots.borrow().peer_count();
+        if live + dead.len() == 0 {
+            return;
+        }
+        let share = dead.len() as f64 / (live + dead.len()) as f64;
+        let to_dead = (0..self.s.fanout)
+            .filter(|_| self.rng.gen::<f64>() < share)
+            .count()
+            .min(dead.len());
+        let mut peers = self.sample_peers(self.s.fanout - to_dead);
+        for i in rand::seq::index::sample(&mut self.rng, dead.len(), to_dead) {
+            peers.push(dead[i]);
+        }
         if !peers.is_empty() {
             self.round.do_send(GossipRound { peers });
         }
@@ -174,47 +244,141 @@ impl Gossip {
         });
     }
 
+    /// One reconnection tick: maybe a push-pull with one member from the
+    /// reconnect book (`protocol::reconnect::pick`, serf's rate).
     fn reconnect(&mut self) {
         if self.stopped {
             return;
         }
-        let dead = self.snapshots.borrow().dead.clone();
-        if let Some((id, peer)) = dead.sample(1, &[], &mut self.rng).pop() {
-            log::debug!("trying to reach dead member {id} at {peer}");
+        let snap = self.snapshots.borrow().clone();
+        if let Some((id, peer)) = reconnect::pick(&snap.reconnect, &snap.table, &mut self.rng) {
+            log::debug!("trying to reach failed member {id} at {peer}");
+            Metrics::inc(&self.metrics.reconnect_attempts);
             self.sync.do_send(StartSync { peer, join: false });
         }
     }
 
-    fn try_join(&mut self, ctx: &mut Context<Self>) {
-        if self.joined || self.stopped {
-            return;
+    /// Reconnection attempts every `reconnect_interval`, +-10%, the first
+    /// one at a random point of the first interval (nodes started together
+    /// do not tick together). Checked ten times per interval: while members
+    /// are coming back from the book (a partition is healing), an attempt
+    /// at every check, so that the rest of the other side hears it was
+    /// declared dead and refutes within seconds, not intervals.
+    fn schedule_reconnect(&mut self, ctx: &mut Context<Self>, first: bool) {
+        let interval = self.s.reconnect_interval;
+        if first {
+            self.reconnect_due = Instant::now() + interval.mul_f64(self.rng.gen_range(0.1..1.0));
         }
-        let seeds = self.s.seeds.clone();
-        let my_addr = self.s.my_addr;
-        if !seeds.is_empty() {
-            let fut = self.resolver.resolve(seeds);
-            ctx.spawn(fut.into_actor(self).map(move |addrs, act, _| {
-                for peer in addrs.into_iter().filter(|a| *a != my_addr) {
-                    act.sync.do_send(StartSync { peer, join: true });
+        ctx.run_later(interval / 10, |act, ctx| {
+            guard(ctx, |_| {
+                let now = Instant::now();
+                let booked = act.snapshots.borrow().reconnect.len();
+                let healing = booked < act.booked;
+                act.booked = booked;
+                if healing || now >= act.reconnect_due {
+                    act.reconnect();
+                    if now >= act.reconnect_due {
+                        act.reconnect_due = now
+                            + act
+                                .s
+                                .reconnect_interval
+                                .mul_f64(act.rng.gen_range(0.9..1.1));
+                    }
                 }
-            }));
-        }
-        ctx.run_later(self.s.seed_timeout, |act, ctx| {
-            guard(ctx, |ctx| act.after_join_attempt(ctx));
+            });
+            act.schedule_reconnect(ctx, false);
         });
     }
 
-    fn after_join_attempt(&mut self, ctx: &mut Context<Self>) {
-        if self.joined || self.stopped {
+    /// The seeds, for as long as the node runs: resolved again each time,
+    /// then a join to every seed while we know no live member, or a
+    /// push-pull to each seed missing from our live view.
+    fn seek(&mut self, ctx: &mut Context<Self>) {
+        if self.stopped {
             return;
         }
-        if self.s.broadcast {
-            log::info!("no seed answered; broadcasting for members of our cluster");
-            self.broadcast.do_send(BroadcastOut {
-                msgs: vec![encode_msg(&Msg::Discover)],
+        let fut = self.resolver.resolve(self.s.seeds.clone());
+        ctx.spawn(fut.into_actor(self).map(|addrs, act, ctx| {
+            guard(ctx, |ctx| act.contact_seeds(addrs, ctx));
+        }));
+    }
+
+    fn contact_seeds(&mut self, seeds: Vec<SocketAddr>, ctx: &mut Context<Self>) {
+        if self.stopped {
+            return;
+        }
+        let snap = self.snapshots.borrow().clone();
+        let alone = !reconnect::knows_someone(&snap.table, &self.s.me);
+        let missing = reconnect::missing_seeds(&seeds, &snap.table, &self.s.me, self.s.my_addr);
+        self.seed_addrs = seeds;
+        if self.attempt > 0 {
+            Metrics::add(&self.metrics.seed_retries, missing.len() as u64);
+        }
+        if !alone && !missing.is_empty() {
+            log::debug!("seeds missing from our live view: {missing:?}");
+        }
+        for peer in &missing {
+            self.sync.do_send(StartSync {
+                peer: *peer,
+                join: alone,
             });
-        } else if !self.s.seeds.is_empty() && self.attempt == 0 {
-            log::info!("no seed answered yet; running as a one-node cluster and retrying");
+        }
+        if alone || !missing.is_empty() {
+            ctx.run_later(self.s.seed_timeout, |act, ctx| {
+                guard(ctx, |ctx| act.after_seed_attempt(ctx));
+            });
+        } else {
+            // Everything is where it should be: watch for a change.
+            self.attempt = 0;
+            self.watch_seeds(ctx, self.s.join_retry_max);
+        }
+    }
+
+    /// While every seed is live: every `seed_timeout`, compare the table
+    /// with the seeds as last resolved (no resolution, so a DNS seed costs
+    /// nothing here); resolve again after `resolve_in` anyway. A seed that
+    /// goes missing (declared dead: a partition) is tried at once.
+    fn watch_seeds(&mut self, ctx: &mut Context<Self>, resolve_in: Duration) {
+        ctx.run_later(self.s.seed_timeout, move |act, ctx| {
+            guard(ctx, |ctx| {
+                if act.stopped {
+                    return;
+                }
+                let snap = act.snapshots.borrow().clone();
+                let alone = !reconnect::knows_someone(&snap.table, &act.s.me);
+                let missing = reconnect::missing_seeds(
+                    &act.seed_addrs,
+                    &snap.table,
+                    &act.s.me,
+                    act.s.my_addr,
+                );
+                let left = resolve_in.saturating_sub(act.s.seed_timeout);
+                if alone || !missing.is_empty() || left.is_zero() {
+                    act.seek(ctx);
+                } else {
+                    act.watch_seeds(ctx, left);
+                }
+            });
+        });
+    }
+
+    fn after_seed_attempt(&mut self, ctx: &mut Context<Self>) {
+        if self.stopped {
+            return;
+        }
+        let alone = !reconnect::knows_someone(&self.snapshots.borrow().table, &self.s.me);
+        if alone {
+            // Joined before and lost everyone since: the next member seen
+            // is a new join (with its follow-up push-pulls).
+            self.joined = false;
+            if self.s.broadcast {
+                log::info!("no seed answered; broadcasting for members of our cluster");
+                self.broadcast.do_send(BroadcastOut {
+                    msgs: vec![encode_msg(&Msg::Discover)],
+                });
+            } else if !self.s.seeds.is_empty() && self.attempt == 0 {
+                log::info!("no seed answered yet; running as a one-node cluster and retrying");
+            }
         }
         let wait = backoff::delay(
             self.attempt,
@@ -222,9 +386,9 @@ impl Gossip {
             self.s.join_retry_max,
             &mut self.rng,
         );
-        self.attempt += 1;
+        self.attempt = self.attempt.saturating_add(1);
         ctx.run_later(wait, |act, ctx| {
-            guard(ctx, |ctx| act.try_join(ctx));
+            guard(ctx, |ctx| act.seek(ctx));
         });
     }
 }
@@ -237,10 +401,8 @@ impl Actor for Gossip {
             guard(ctx, |_| act.gossip_round());
         });
         self.schedule_push_pull(ctx);
-        ctx.run_interval(self.s.reconnect_interval, |act, ctx| {
-            guard(ctx, |_| act.reconnect());
-        });
-        self.try_join(ctx);
+        self.schedule_reconnect(ctx, true);
+        self.seek(ctx);
         // After a restart too: the stream went with the timers.
         self.notice_join(ctx);
         ctx.add_stream(changes(&self.snapshots));

@@ -29,7 +29,9 @@ use tokio::time::Instant;
 use super::supervisor::{guard, Crash};
 use crate::messages::*;
 use crate::metrics::Metrics;
-use crate::protocol::member::{plausible_incarnation, refutation, Change};
+use crate::protocol::member::{
+    name_verdict, plausible_incarnation, refutation, Change, NameVerdict,
+};
 use crate::protocol::services::ServiceSet;
 use crate::protocol::sync_plan::{page_bounds, plan_gap, plan_page};
 use crate::protocol::view::View;
@@ -52,6 +54,10 @@ pub struct MembershipSettings {
     pub room: usize,
     pub max_members: usize,
     pub dead_reclaim: Duration,
+    /// How long a failed member stays in the reconnect book.
+    pub reconnect_timeout: Duration,
+    /// Exit the process (code 2) on losing a name conflict (the agent).
+    pub exit_on_name_taken: bool,
     pub stats_interval: Duration,
     pub seed: u64,
 }
@@ -71,6 +77,7 @@ pub struct Membership {
     view: View,
     leaving: bool,
     dead_reclaim: Duration,
+    reconnect_timeout: Duration,
     stats_interval: Duration,
     rng: SmallRng,
     partial: BTreeMap<(SocketAddr, u32), PartialSync>,
@@ -86,6 +93,27 @@ pub struct Membership {
     refutations: u64,
     /// The view generation last published.
     published: u64,
+    /// Asks the failure detector whether another address answers to our
+    /// name (None: no probe, a previous life is outbid at once).
+    name_probe: Option<Recipient<ProbeOwnName>>,
+    exit_on_name_taken: bool,
+    /// What we know about each other address seen holding our name.
+    name_checks: BTreeMap<SocketAddr, NameCheck>,
+    /// Addresses to probe once the current message is handled.
+    to_probe: Vec<SocketAddr>,
+    /// When we first knew another live member.
+    joined_at: Option<Instant>,
+}
+
+/// Another address holding our NODE_ID, as far as we know.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum NameCheck {
+    /// Being probed; the highest incarnation it was seen with.
+    Probing(u64),
+    /// It answered: another live process with our name (no war with it).
+    Held,
+    /// It did not answer: a previous life of ours, outbid like any other.
+    PreviousLife,
 }
 
 /// Names a change to another member's record.
@@ -124,6 +152,7 @@ impl Membership {
             view,
             leaving: false,
             dead_reclaim: s.dead_reclaim,
+            reconnect_timeout: s.reconnect_timeout,
             stats_interval: s.stats_interval,
             rng: SmallRng::seed_from_u64(s.seed),
             partial: BTreeMap::new(),
@@ -136,6 +165,83 @@ impl Membership {
             accusers: OrdMap::new(),
             refutations: 0,
             published,
+            name_probe: None,
+            exit_on_name_taken: s.exit_on_name_taken,
+            name_checks: BTreeMap::new(),
+            to_probe: Vec::new(),
+            joined_at: None,
+        }
+    }
+
+    /// Probes another address holding our name before outbidding it
+    /// (through the failure detector).
+    pub fn with_name_probe(mut self, probe: Recipient<ProbeOwnName>) -> Self {
+        self.name_probe = Some(probe);
+        self
+    }
+
+    /// Probes the addresses found holding our name since the last call.
+    fn start_name_probes(&mut self, ctx: &mut Context<Self>) {
+        let Some(probe) = self.name_probe.clone() else {
+            self.to_probe.clear();
+            return;
+        };
+        for addr in std::mem::take(&mut self.to_probe) {
+            log::info!(
+                "another address, {addr}, claims our NODE_ID {}: probing it",
+                self.me
+            );
+            ctx.spawn(probe.send(ProbeOwnName { addr }).into_actor(self).map(
+                move |answer, act, _| match answer {
+                    Ok(answered) => {
+                        act.on_name_probe(addr, answered);
+                        act.publish();
+                    }
+                    // The detector was restarting: ask again next time.
+                    Err(_) => {
+                        act.name_checks.remove(&addr);
+                    }
+                },
+            ));
+        }
+    }
+
+    fn on_name_probe(&mut self, addr: SocketAddr, answered: bool) {
+        let Some(NameCheck::Probing(seen)) = self.name_checks.get(&addr).copied() else {
+            return;
+        };
+        let member_for = self.joined_at.map(|t| t.elapsed());
+        match name_verdict(answered, member_for) {
+            NameVerdict::TakeOver => {
+                self.name_checks.insert(addr, NameCheck::PreviousLife);
+                let mut own = self.own();
+                own.incarnation = own.incarnation.max(seen).saturating_add(1);
+                log::info!(
+                    "nothing answers at {addr}: a previous life of ours; taking our name back at incarnation {}",
+                    own.incarnation
+                );
+                self.announce_self(own);
+            }
+            verdict => {
+                self.name_checks.insert(addr, NameCheck::Held);
+                Metrics::inc(&self.metrics.name_conflicts);
+                let holder = Member::new_alive(self.me.clone(), addr, seen);
+                self.emit(EventKind::NameConflict, &holder, None);
+                if verdict == NameVerdict::GiveUp {
+                    log::error!(
+                        "NODE_ID {} is already held by the live node at {addr}: give this node another NODE_ID",
+                        self.me
+                    );
+                    if self.exit_on_name_taken {
+                        std::process::exit(2);
+                    }
+                } else {
+                    log::warn!(
+                        "NODE_ID {} is also claimed by the live node at {addr}, which joined after us: keeping it, without raising our incarnation",
+                        self.me
+                    );
+                }
+            }
         }
     }
 
@@ -208,6 +314,29 @@ impl Membership {
             return;
         }
         let mut own = self.own();
+        let another_holder = rumor.state == MemberState::Alive
+            && rumor.addr != own.addr
+            && rumor.incarnation >= own.incarnation;
+        if another_holder && self.name_probe.is_some() {
+            // A previous life (outbid it) or another process (do not):
+            // probe first, unless we already know which.
+            match self.name_checks.get(&rumor.addr).copied() {
+                None => {
+                    self.name_checks
+                        .insert(rumor.addr, NameCheck::Probing(rumor.incarnation));
+                    self.to_probe.push(rumor.addr);
+                    return;
+                }
+                Some(NameCheck::Probing(seen)) => {
+                    let seen = seen.max(rumor.incarnation);
+                    self.name_checks
+                        .insert(rumor.addr, NameCheck::Probing(seen));
+                    return;
+                }
+                Some(NameCheck::Held) => return,
+                Some(NameCheck::PreviousLife) => {}
+            }
+        }
         let mut changed = false;
         let mut refute_directly = false;
         if let Some(inc) = refutation(own.incarnation, own.addr, rumor) {
@@ -281,6 +410,20 @@ impl Membership {
         if member.id == self.me {
             return self.on_self_rumor(&member);
         }
+        if known.is_none() && member.state != MemberState::Alive {
+            // Bad news about a member we do not know (never did, or whose
+            // tombstone we reclaimed) is ignored, as memberlist ignores it:
+            // storing it would bring a reclaimed tombstone back, restart its
+            // clock and count the same death again.
+            Metrics::inc(&self.metrics.stale_ignored);
+            log::debug!(
+                "ignoring {} about unknown member {}",
+                member.state,
+                member.id
+            );
+            return;
+        }
+        let returning = self.view.is_booked(&member.id);
         let before = self.view.get(&member.id).map(|m| (m.state, m.incarnation));
         let change = match self.view.apply(&member, Instant::now()) {
             Ok(c) => c,
@@ -295,6 +438,9 @@ impl Membership {
             }
         };
         let after = self.view.get(&member.id).cloned().expect("just applied");
+        if self.joined_at.is_none() && after.state.is_live() {
+            self.joined_at = Some(Instant::now());
+        }
         if !change.is_news() {
             let confirms = member.state == MemberState::Suspect
                 && before == Some((MemberState::Suspect, member.incarnation))
@@ -353,8 +499,11 @@ impl Membership {
         self.emit(kind, &after, accuser.clone());
         // Records learned by push-pull about members new to us are not
         // re-gossiped (a joiner would otherwise re-broadcast the whole
-        // table), except the sender's own record: a joiner announcing itself.
-        if !via_sync || change.old_state.is_some() || &after.id == sender {
+        // table), except the sender's own record (a joiner announcing
+        // itself) and members back from the reconnect book (a healed
+        // partition: the side that learned of the other by one push-pull
+        // spreads it to the rest of its side).
+        if !via_sync || change.old_state.is_some() || &after.id == sender || returning {
             self.rumor.do_send(Spread {
                 member: after,
                 by: accuser,
@@ -381,7 +530,14 @@ impl Membership {
         match msg {
             Msg::SyncStart { hash, join } => {
                 if join {
-                    let ids: Vec<NodeId> = self.view.iter().map(|m| m.id.clone()).collect();
+                    // Tombstones are not sent: a joiner ignores bad news
+                    // about members it does not know.
+                    let ids: Vec<NodeId> = self
+                        .view
+                        .iter()
+                        .filter(|m| m.state.is_live())
+                        .map(|m| m.id.clone())
+                        .collect();
                     self.send_records(from, ids.iter());
                 } else if hash != self.view.hash() {
                     let round: u32 = self.rng.gen();
@@ -487,6 +643,7 @@ impl Membership {
 
     fn reclaim(&mut self) {
         let now = Instant::now();
+        self.view.expire_book(now, self.reconnect_timeout);
         for id in self.view.reclaim(now, self.dead_reclaim) {
             log::debug!("forgetting {id}: tombstone expired");
             if self.accusers.contains_key(&id) {
@@ -564,11 +721,12 @@ impl Supervised for Membership {
 impl Handler<Rumors> for Membership {
     type Result = ();
     fn handle(&mut self, m: Rumors, ctx: &mut Context<Self>) {
-        guard(ctx, |_| {
+        guard(ctx, |ctx| {
             for (member, by) in m.updates {
                 self.on_rumor(member, by, m.via_sync, &m.sender);
             }
             self.publish();
+            self.start_name_probes(ctx);
         });
     }
 }

@@ -194,9 +194,11 @@ impl Transport {
                 return;
             }
         };
-        if env.from == self.me {
-            return; // our own broadcast, or a confused peer
-        }
+        // From our own name: our own broadcast, a confused peer, or another
+        // process holding our NODE_ID. Only its pings and acks are taken:
+        // they are how each of the two proves to the other that it is alive
+        // (`ProbeOwnName`, one identity per name).
+        let from_our_name = env.from == self.me;
         if let Some(at) = stamp {
             if let Err(e) = self.replay.check(&env.from, at, unix_micros()) {
                 Metrics::inc(&self.metrics.replays_refused);
@@ -222,6 +224,9 @@ impl Transport {
         let mut updates = Vec::new();
         let mut states = Vec::new();
         for msg in env.msgs {
+            if from_our_name && !matches!(msg, Msg::Ping { .. } | Msg::Ack { .. }) {
+                continue;
+            }
             match msg {
                 // Our own verification pings' acks stop here.
                 Msg::Ack { seq } if seq & VERIFY_SEQ_BIT != 0 => {}

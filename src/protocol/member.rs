@@ -280,6 +280,41 @@ pub fn refutation(own_incarnation: u64, own_addr: SocketAddr, rumor: &Member) ->
     Some(rumor.incarnation.saturating_add(1))
 }
 
+/// How long after its join a node counts as the newcomer in a name
+/// conflict: a node started with a NODE_ID already in use finds the other
+/// holder in its join's state transfer (or the follow-up push-pulls, 2, 6
+/// and 14 s later, under loss) and probes it for three probe timeouts, well
+/// within 20 s of joining; the holder hears of the newcomer later than that
+/// only if it joined less than 20 s before it (then both give up: two
+/// processes started together with one NODE_ID is a deployment error).
+pub const NEWCOMER_WINDOW: std::time::Duration = std::time::Duration::from_secs(20);
+
+/// What a node does about an alive record of its own NODE_ID at another
+/// address, once it has probed that address.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NameVerdict {
+    /// Nothing answers there: a previous life of ours (a container restarted
+    /// with a new IP). Take the name over with a higher incarnation.
+    TakeOver,
+    /// Someone answers, and we joined within `NEWCOMER_WINDOW`: we are the
+    /// newcomer and give the name up (the agent exits 2).
+    GiveUp,
+    /// Someone answers, and we have been a member longer: we hold the name,
+    /// and keep it without raising our incarnation (no war); the newcomer
+    /// exits, and the suspicion of its silent address brings our record back.
+    Keep,
+}
+
+/// The verdict on a name conflict: whether the other address answered, and
+/// how long we have been a member (None: not joined yet, a newcomer).
+pub fn name_verdict(answered: bool, member_for: Option<std::time::Duration>) -> NameVerdict {
+    match (answered, member_for) {
+        (false, _) => NameVerdict::TakeOver,
+        (true, Some(d)) if d >= NEWCOMER_WINDOW => NameVerdict::Keep,
+        (true, _) => NameVerdict::GiveUp,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -360,6 +395,22 @@ mod tests {
         assert_eq!(after.state, MemberState::Suspect);
         let (after, _) = apply(Some(&m(3, MemberState::Alive)), &m(2, MemberState::Suspect));
         assert_eq!(after.state, MemberState::Alive, "stale suspicion ignored");
+    }
+
+    #[test]
+    fn a_name_conflict_is_settled_by_who_answers_and_who_came_last() {
+        use std::time::Duration;
+        assert_eq!(name_verdict(false, None), NameVerdict::TakeOver);
+        assert_eq!(
+            name_verdict(false, Some(Duration::from_secs(9999))),
+            NameVerdict::TakeOver
+        );
+        assert_eq!(name_verdict(true, None), NameVerdict::GiveUp);
+        assert_eq!(
+            name_verdict(true, Some(Duration::from_secs(5))),
+            NameVerdict::GiveUp
+        );
+        assert_eq!(name_verdict(true, Some(NEWCOMER_WINDOW)), NameVerdict::Keep);
     }
 
     #[test]

@@ -11,6 +11,7 @@ pub mod formed;
 pub mod member;
 pub mod peers;
 pub mod probe_order;
+pub mod reconnect;
 pub mod replay;
 pub mod rumor_queue;
 pub mod seeds;

@@ -32,6 +32,10 @@ pub struct SyncPlan {
 fn compare(view: &View, listed: &[DigestEntry], plan: &mut SyncPlan) {
     for r in listed {
         match view.get(&r.id) {
+            // A dead or left member we do not know stays unknown: its
+            // tombstone was reclaimed here (or never reached us), and
+            // fetching it would only bring it back (memberlist's rule).
+            None if !r.state.is_live() => {}
             None => plan.want.push(r.id.clone()),
             Some(m) => {
                 let ours = (m.incarnation, m.state);
@@ -54,7 +58,7 @@ pub fn plan_sync(view: &View, remote: &[DigestEntry]) -> SyncPlan {
     let seen: BTreeSet<&NodeId> = remote.iter().map(|r| &r.id).collect();
     plan.send.extend(
         view.iter()
-            .filter(|m| !seen.contains(&m.id))
+            .filter(|m| !seen.contains(&m.id) && m.state.is_live())
             .map(|m| m.id.clone()),
     );
     plan
@@ -89,7 +93,7 @@ pub fn plan_page(view: &View, page: &[DigestEntry], index: u16, pages: u16) -> S
         let listed: BTreeSet<&NodeId> = page.iter().map(|r| &r.id).collect();
         plan.send.extend(
             view.range(lo, hi)
-                .filter(|m| !listed.contains(&m.id))
+                .filter(|m| !listed.contains(&m.id) && m.state.is_live())
                 .map(|m| m.id.clone()),
         );
     }
@@ -97,12 +101,15 @@ pub fn plan_page(view: &View, page: &[DigestEntry], index: u16, pages: u16) -> S
 }
 
 /// Ours strictly between the last id of one page and the first of the next:
-/// the peer lacks them.
+/// the peer lacks them. (Only live ones, here and in every plan: a peer that
+/// lacks a member ignores bad news about it, so a tombstone it lacks is not
+/// sent.)
 pub fn plan_gap(view: &View, after: &NodeId, before: &NodeId) -> Vec<NodeId> {
     if after >= before {
         return Vec::new();
     }
     view.range(Bound::Excluded(after), Bound::Excluded(before))
+        .filter(|m| m.state.is_live())
         .map(|m| m.id.clone())
         .collect()
 }
@@ -222,5 +229,27 @@ mod tests {
         assert_eq!(page_bounds(&page), None);
         let plan = plan_page(&a, &page, 0, 1);
         assert!(plan.send.is_empty() && plan.want.is_empty(), "{plan:?}");
+    }
+
+    #[test]
+    fn tombstones_of_members_the_other_lacks_are_neither_asked_for_nor_sent() {
+        let now = Instant::now();
+        let mut v = View::new(100);
+        v.apply(&m("a", 0, MemberState::Alive), now).unwrap();
+        v.apply(&m("mine-dead", 0, MemberState::Alive), now)
+            .unwrap();
+        v.apply(&m("mine-dead", 0, MemberState::Dead), now).unwrap();
+        let remote = vec![
+            digest_entry(&m("a", 0, MemberState::Alive)),
+            digest_entry(&m("theirs-dead", 4, MemberState::Dead)),
+            digest_entry(&m("theirs-left", 4, MemberState::Left)),
+            digest_entry(&m("theirs-alive", 0, MemberState::Alive)),
+        ];
+        let whole = plan_sync(&v, &remote);
+        let page = plan_page(&v, &remote, 0, 1);
+        for plan in [whole, page] {
+            assert_eq!(plan.want, vec![NodeId::new("theirs-alive")]);
+            assert!(plan.send.is_empty(), "{plan:?}");
+        }
     }
 }

@@ -14,6 +14,7 @@
 
 use imbl::OrdMap;
 use std::collections::BTreeMap;
+use std::net::SocketAddr;
 use std::ops::Bound;
 use std::time::Duration;
 use tokio::time::Instant;
@@ -65,6 +66,15 @@ pub fn digest_entry(m: &Member) -> DigestEntry {
     }
 }
 
+/// A failed member's last address, kept in the reconnect book after its
+/// tombstone is reclaimed (see [`View::reconnect_book`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Failed {
+    pub addr: SocketAddr,
+    /// When it was last declared dead.
+    pub since: Instant,
+}
+
 #[derive(Debug, PartialEq, Eq)]
 pub enum Rejected {
     /// The table is full; a new member was not added.
@@ -79,8 +89,15 @@ pub struct View {
     hash: u64,
     counts: [usize; 4],
     max_members: usize,
-    /// Raised on every change to the records, so that a reader can tell
-    /// cheaply whether anything changed since it last looked.
+    /// The reconnect book: every member declared dead (not left) within
+    /// the reconnect timeout, whether or not its tombstone is still in the
+    /// table, with the address to try it at. It outlives the tombstone so
+    /// that a partition longer than `dead_reclaim_ms` still heals (serf's
+    /// `failedMembers`, kept for `ReconnectTimeout`). Bounded by
+    /// `max_members`.
+    book: OrdMap<NodeId, Failed>,
+    /// Raised on every change to the records or the book, so that a reader
+    /// can tell cheaply whether anything changed since it last looked.
     generation: u64,
     /// The alive and suspect members (self included) and the dead ones (not
     /// left), indexed for random choice: kept here, next to the records
@@ -98,9 +115,57 @@ impl View {
             hash: 0,
             counts: [0; 4],
             max_members: max_members.max(1),
+            book: OrdMap::new(),
             generation: 0,
             live: PeerSet::default(),
             dead: PeerSet::default(),
+        }
+    }
+
+    /// The reconnect book (shared with this view, O(1)).
+    pub fn reconnect_book(&self) -> OrdMap<NodeId, Failed> {
+        self.book.clone()
+    }
+
+    /// Whether `id` is in the reconnect book: a member that failed within
+    /// the reconnect timeout, so a record of it alive is a return, not news
+    /// of a stranger.
+    pub fn is_booked(&self, id: &NodeId) -> bool {
+        self.book.contains_key(id)
+    }
+
+    /// Drops book entries older than `keep` (the reconnect timeout);
+    /// returns how many.
+    pub fn expire_book(&mut self, now: Instant, keep: Duration) -> usize {
+        let expired: Vec<NodeId> = self
+            .book
+            .iter()
+            .filter(|(_, f)| now.saturating_duration_since(f.since) >= keep)
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in &expired {
+            self.book.remove(id);
+        }
+        if !expired.is_empty() {
+            self.generation += 1;
+        }
+        expired.len()
+    }
+
+    fn file_in_book(&mut self, m: &Member, now: Instant) {
+        match m.state {
+            MemberState::Dead => {
+                if self.book.contains_key(&m.id) || self.book.len() < self.max_members {
+                    let f = Failed {
+                        addr: m.addr,
+                        since: now,
+                    };
+                    self.book.insert(m.id.clone(), f);
+                }
+            }
+            _ => {
+                self.book.remove(&m.id);
+            }
         }
     }
 
@@ -161,6 +226,9 @@ impl View {
                 self.tombstones.remove(&merged.id);
             } else if change.old_state.is_none_or(|s| s.is_live()) {
                 self.tombstones.insert(merged.id.clone(), now);
+            }
+            if change.liveness_changed {
+                self.file_in_book(&merged, now);
             }
             match merged.state {
                 MemberState::Alive | MemberState::Suspect => {
@@ -328,5 +396,29 @@ pub(crate) mod tests {
             v.apply(&m("x", 2, MemberState::Alive), now).is_ok(),
             "known members still update"
         );
+    }
+
+    #[test]
+    fn the_reconnect_book_keeps_failed_not_left_members_past_reclaim() {
+        let t0 = Instant::now();
+        let mut v = View::new(2);
+        v.apply(&m("x", 1, MemberState::Alive), t0).unwrap();
+        v.apply(&m("x", 1, MemberState::Dead), t0).unwrap();
+        v.apply(&m("y", 1, MemberState::Alive), t0).unwrap();
+        v.apply(&m("y", 1, MemberState::Left), t0).unwrap();
+        let keep = Duration::from_secs(60);
+        v.reclaim(t0 + keep, keep);
+        assert!(v.is_empty());
+        assert!(v.is_booked(&NodeId::new("x")) && !v.is_booked(&NodeId::new("y")));
+        assert_eq!(v.expire_book(t0 + keep, Duration::from_secs(3600)), 0);
+        // Back alive: off the book.
+        v.apply(&m("x", 1, MemberState::Alive), t0).unwrap();
+        assert!(!v.is_booked(&NodeId::new("x")));
+        v.apply(&m("x", 1, MemberState::Dead), t0).unwrap();
+        assert_eq!(
+            v.expire_book(t0 + Duration::from_secs(3600), Duration::from_secs(3600)),
+            1
+        );
+        assert!(v.reconnect_book().is_empty());
     }
 }

@@ -175,6 +175,12 @@ pub struct SimArgs {
     /// NODE_ID, same address) and wait until every node lists them again.
     #[arg(long)]
     pub restart: bool,
+    /// Failure: once the victims are dead everywhere, keep watching this long
+    /// (`10m`) and count the `failed` events each survivor emits about each
+    /// victim: one crash must be exactly one, however long it is watched
+    /// (tombstones are reclaimed meanwhile).
+    #[arg(long, value_parser = parse_duration)]
+    pub watch: Option<Duration>,
     /// How the initial cluster forms: `warm` (every node starts knowing
     /// everyone; the default) or `join` (real joins through the seeds,
     /// `--stagger-ms` apart). The `join` scenario always joins.
@@ -210,6 +216,7 @@ impl SimArgs {
             reorder: 0.0,
             one_way: false,
             restart: false,
+            watch: None,
             form: None,
             warmup: Duration::from_secs(10),
             probe_interval_ms: None,
@@ -298,6 +305,9 @@ impl SimArgs {
         }
         if self.restart {
             s.push_str(" --restart");
+        }
+        if let Some(w) = self.watch {
+            s.push_str(&format!(" --watch {}", fmt_duration(w)));
         }
         s
     }
@@ -570,6 +580,7 @@ impl Sim {
                 owner: None,
                 metrics: metrics.clone(),
                 formed,
+                exit_on_name_taken: false,
             },
         );
         // A fresh row for the new life; events from a previous life's actors

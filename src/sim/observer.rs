@@ -15,7 +15,12 @@
 //!   incarnation, and more generally a node's record of a member must never
 //!   go backwards in `(incarnation, state)` order. A `Reclaimed` event (the
 //!   tombstone expired and the node forgot the member) resets the pair: the
-//!   node knows nothing any more, so a later record is a fresh learning.
+//!   node knows nothing any more, so a later alive record is a fresh
+//!   learning;
+//! * "tombstones stay gone": a node takes no suspect, dead or left record
+//!   about a member it does not hold (never knew, or forgot by `Reclaimed`),
+//!   so one crash is one `failed` event per node, however long it is
+//!   watched.
 
 use actix::prelude::*;
 use imbl::Vector;
@@ -428,6 +433,20 @@ impl Observer {
                 state: code(e.member.state),
             }
         };
+        if e.kind != EventKind::Reclaimed
+            && old.state == UNKNOWN
+            && matches!(new.state, SUSPECT | DEAD | LEFT)
+        {
+            // A node must ignore bad news about a member it does not hold:
+            // learning it would revive a reclaimed tombstone and count the
+            // same crash again (one crash, one `failed` per node).
+            self.violation(format!(
+                "tombstone revived at t={now}ms: node n{x}, which did not hold n{y}, took {}@{} about it ({:?})",
+                state_name(new.state),
+                new.inc,
+                e.kind
+            ));
+        }
         if e.kind != EventKind::Reclaimed && old.state != UNKNOWN {
             let back_from_the_dead =
                 matches!(old.state, DEAD | LEFT) && matches!(new.state, ALIVE | SUSPECT);
@@ -629,9 +648,32 @@ mod tests {
         o.on_event(0, &ev(EventKind::Updated, 1, 2, MemberState::Alive));
         assert!(o.violations[1].contains("regression"), "{:?}", o.violations);
         // Forgotten, then learned again: not a resurrection.
+        o.on_event(2, &ev(EventKind::Joined, 1, 0, MemberState::Alive));
         o.on_event(2, &ev(EventKind::Failed, 1, 0, MemberState::Dead));
         o.on_event(2, &ev(EventKind::Reclaimed, 1, 0, MemberState::Dead));
         o.on_event(2, &ev(EventKind::Joined, 1, 0, MemberState::Alive));
+        assert_eq!(o.violation_count, 2);
+    }
+
+    /// The bug the observer used to miss: a reclaimed tombstone brought back
+    /// by stale gossip, a second `failed` for one crash.
+    #[actix::test]
+    async fn catches_a_reclaimed_tombstone_coming_back() {
+        tokio::time::pause();
+        let mut o = Observer::new(Instant::now());
+        o.on_event(0, &ev(EventKind::Joined, 1, 0, MemberState::Alive));
+        o.on_event(0, &ev(EventKind::Failed, 1, 0, MemberState::Dead));
+        o.on_event(0, &ev(EventKind::Reclaimed, 1, 0, MemberState::Dead));
+        assert_eq!(o.violation_count, 0);
+        o.on_event(0, &ev(EventKind::Failed, 1, 0, MemberState::Dead));
+        assert_eq!(o.violation_count, 1);
+        assert!(
+            o.violations[0].contains("tombstone revived"),
+            "{:?}",
+            o.violations
+        );
+        // Never known at all: the same rule.
+        o.on_event(3, &ev(EventKind::Suspected, 2, 0, MemberState::Suspect));
         assert_eq!(o.violation_count, 2);
     }
 }

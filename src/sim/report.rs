@@ -60,6 +60,10 @@ pub struct Report {
     /// failure --restart: from the restart until every node lists the
     /// restarted victims alive again.
     pub rejoin_ms: Option<u64>,
+    /// failure --watch: the fewest and the most `failed` events one survivor
+    /// emitted about one victim (both must be 1).
+    pub failed_events_per_pair_min: Option<u64>,
+    pub failed_events_per_pair_max: Option<u64>,
     /// join: from the last node's start until every node lists every node.
     pub join_after_last_start_ms: Option<u64>,
     /// leave: per (node, leaver) pair, time until the node lists it left.
@@ -142,6 +146,14 @@ impl Report {
                 "  dissemination: p50 {}  p100 {}",
                 ms(self.dissemination_ms_p50),
                 ms(self.dissemination_ms_p100)
+            ));
+        }
+        if let (Some(lo), Some(hi)) = (
+            self.failed_events_per_pair_min,
+            self.failed_events_per_pair_max,
+        ) {
+            out.push(format!(
+                "  failed events per (survivor, victim) over the watch: min {lo}  max {hi}"
             ));
         }
         if let Some(j) = self.rejoin_ms {

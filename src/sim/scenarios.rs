@@ -522,6 +522,32 @@ async fn failure(sim: &mut Sim, r: &mut Report, health: &mut Health) -> Result<W
     r.sim_ms = r.detection_everywhere_ms_max;
     r.converged = true;
     drop(obs);
+    if let Some(watch) = sim.a.watch {
+        sim.phase = "watching";
+        sim.sleep(watch).await;
+        let obs = sim.obs.borrow();
+        let mut counts = vec![0u64; n * victims.len()];
+        for d in obs.deaths.iter().filter(|d| d.at >= t0) {
+            if let Some(vi) = victims.iter().position(|&v| v == d.member as usize) {
+                counts[vi * n + d.node as usize] += 1;
+            }
+        }
+        let per_pair: Vec<(usize, usize, u64)> = victims
+            .iter()
+            .enumerate()
+            .flat_map(|(vi, &v)| survivors.iter().map(move |&x| (x, v, vi)))
+            .map(|(x, v, vi)| (x, v, counts[vi * n + x]))
+            .collect();
+        r.failed_events_per_pair_min = per_pair.iter().map(|p| p.2).min();
+        r.failed_events_per_pair_max = per_pair.iter().map(|p| p.2).max();
+        drop(obs);
+        if let Some((x, v, c)) = per_pair.iter().find(|p| p.2 != 1) {
+            sim.obs.borrow_mut().violation(format!(
+                "one crash, one failed event: n{x} emitted {c} failed events about n{v} in {} s",
+                watch.as_secs()
+            ));
+        }
+    }
     if sim.a.restart {
         // Same NODE_ID, same address, a fresh process: it must come back at
         // a higher incarnation than the one it was declared dead at.

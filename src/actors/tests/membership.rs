@@ -6,8 +6,10 @@ use super::{addr, id, member};
 use crate::actors::membership::{Membership, MembershipSettings};
 use crate::messages::*;
 use crate::metrics::Metrics;
+use crate::protocol::wire::DigestEntry;
 use crate::protocol::wire::Msg;
 use crate::protocol::{Member, MemberState, NodeId};
+use crate::snapshot::SnapshotRx;
 use crate::testkit::{recorder, settle, Log};
 
 struct Fixture {
@@ -17,9 +19,30 @@ struct Fixture {
     events: Log<MemberEvent>,
     confirms: Log<Confirmation>,
     snapshots: crate::snapshot::SnapshotRx,
+    metrics: Arc<Metrics>,
+    snap: SnapshotRx,
+}
+
+/// Answers every `ProbeOwnName` the same way, and counts them.
+struct NameProbe(bool, Arc<std::sync::atomic::AtomicU32>);
+
+impl Actor for NameProbe {
+    type Context = Context<Self>;
+}
+
+impl Handler<ProbeOwnName> for NameProbe {
+    type Result = bool;
+    fn handle(&mut self, _: ProbeOwnName, _: &mut Context<Self>) -> bool {
+        self.1.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.0
+    }
 }
 
 async fn start() -> Fixture {
+    start_with(None).await
+}
+
+async fn start_with(probe: Option<Recipient<ProbeOwnName>>) -> Fixture {
     let (spread, spreads) = recorder::<Spread>();
     let (send, sends) = recorder::<Send>();
     let (ev, events) = recorder::<MemberEvent>();
@@ -29,12 +52,19 @@ async fn start() -> Fixture {
         room: 1200,
         max_members: 100,
         dead_reclaim: Duration::from_secs(60),
+        reconnect_timeout: Duration::from_secs(3600),
+        exit_on_name_taken: false,
         stats_interval: Duration::from_secs(3600),
         seed: 1,
     };
-    let actor = Membership::new(s, spread, send, confirm, Arc::new(Metrics::default()));
-    let snapshots = actor.snapshots();
-    let ms = actor.start();
+    let metrics = Arc::new(Metrics::default());
+    let mut ms = Membership::new(s, spread, send, confirm, metrics.clone());
+    if let Some(p) = probe {
+        ms = ms.with_name_probe(p);
+    }
+    let snapshots = ms.snapshots();
+    let snap = ms.snapshots();
+    let ms = ms.start();
     ms.do_send(Subscribe(ev));
     settle(1).await;
     spreads.take(); // our own record, spread at start
@@ -43,6 +73,8 @@ async fn start() -> Fixture {
         spreads,
         sends,
         events,
+        metrics,
+        snap,
         confirms,
         snapshots,
     }
@@ -389,6 +421,7 @@ async fn leaving_marks_us_left_and_stops_refuting() {
 async fn tombstones_are_forgotten_after_dead_reclaim() {
     tokio::time::pause();
     let f = start().await;
+    f.ms.do_send(rumor(member("a", 2000, 0, MemberState::Alive), None));
     f.ms.do_send(rumor(member("a", 2000, 0, MemberState::Dead), None));
     settle(59_000).await;
     assert_eq!(f.ms.send(GetMembers).await.unwrap().len(), 2);
@@ -493,4 +526,244 @@ async fn a_want_list_naming_one_member_many_times_gets_one_record() {
         .filter(|m| matches!(m, Msg::State { .. }))
         .count();
     assert_eq!(states, 1);
+}
+
+fn sync_rumor(m: Member) -> Rumors {
+    Rumors {
+        from: addr(3000),
+        updates: vec![(m, None)],
+        via_sync: true,
+        sender: id("p"),
+    }
+}
+
+/// A crashed member, declared dead and then forgotten (its tombstone
+/// reclaimed), is not brought back by stale bad news, by rumor or by
+/// push-pull: one crash, one `failed` event, one count.
+#[actix::test]
+async fn a_reclaimed_tombstone_stays_gone() {
+    tokio::time::pause();
+    let f = start().await;
+    f.ms.do_send(rumor(member("a", 2000, 3, MemberState::Alive), None));
+    f.ms.do_send(rumor(member("a", 2000, 3, MemberState::Dead), Some("x")));
+    settle(61_000).await;
+    assert_eq!(f.ms.send(GetMembers).await.unwrap().len(), 1, "reclaimed");
+    for state in [MemberState::Suspect, MemberState::Dead, MemberState::Left] {
+        f.ms.do_send(rumor(member("a", 2000, 3, state), Some("x")));
+        f.ms.do_send(sync_rumor(member("a", 2000, 3, state)));
+        // Never known at all: the same rule.
+        f.ms.do_send(rumor(member("b", 2001, 0, state), Some("x")));
+    }
+    settle(1).await;
+    assert_eq!(f.ms.send(GetMembers).await.unwrap().len(), 1);
+    let failed = f
+        .events
+        .all()
+        .iter()
+        .filter(|e| e.kind == EventKind::Failed)
+        .count();
+    assert_eq!(failed, 1);
+    assert_eq!(Metrics::get(&f.metrics.members_failed), 1);
+    assert_eq!(Metrics::get(&f.metrics.stale_ignored), 9);
+}
+
+#[actix::test]
+async fn push_pull_does_not_ask_for_or_send_tombstones_the_other_lacks() {
+    tokio::time::pause();
+    let f = start().await;
+    f.ms.do_send(rumor(member("c", 2002, 0, MemberState::Alive), None));
+    f.ms.do_send(rumor(member("c", 2002, 0, MemberState::Dead), None));
+    settle(1).await;
+    f.sends.take();
+    let entry = |id: &str, state| DigestEntry {
+        id: NodeId::new(id),
+        incarnation: 0,
+        state,
+        services_version: 0,
+    };
+    f.ms.do_send(SyncMsg {
+        from: addr(3000),
+        sender: id("p"),
+        msg: Msg::SyncDigest {
+            round: 1,
+            page: 0,
+            pages: 1,
+            entries: vec![
+                entry("me", MemberState::Alive),
+                entry("x", MemberState::Dead),
+                entry("y", MemberState::Alive),
+                entry("z", MemberState::Left),
+            ],
+        },
+    });
+    settle(1).await;
+    let msgs = decoded(f.sends.take());
+    let wanted: Vec<NodeId> = msgs
+        .iter()
+        .filter_map(|m| match m {
+            Msg::SyncWant { ids } => Some(ids.clone()),
+            _ => None,
+        })
+        .flatten()
+        .collect();
+    assert_eq!(wanted, vec![NodeId::new("y")]);
+    assert!(
+        !msgs.iter().any(|m| matches!(m, Msg::State { .. })),
+        "our tombstone of c is not pushed to a peer that lacks it: {msgs:?}"
+    );
+}
+
+/// The reconnect book keeps a failed member's address after its tombstone
+/// is reclaimed, in the published snapshot; a record of it alive learned by
+/// push-pull (the healed side of a partition) is spread to the rest of ours.
+#[actix::test]
+async fn the_reconnect_book_outlives_the_tombstone_and_a_return_is_spread() {
+    tokio::time::pause();
+    let f = start().await;
+    f.ms.do_send(rumor(member("a", 2000, 0, MemberState::Alive), None));
+    f.ms.do_send(rumor(member("a", 2000, 0, MemberState::Dead), Some("x")));
+    // Left members are not reconnected to.
+    f.ms.do_send(rumor(member("l", 2005, 0, MemberState::Alive), None));
+    f.ms.do_send(rumor(member("l", 2005, 0, MemberState::Left), None));
+    settle(61_000).await;
+    let snap = f.snap.borrow().clone();
+    assert!(snap.table.get(&id("a")).is_none(), "tombstone reclaimed");
+    let booked: Vec<_> = snap
+        .reconnect
+        .iter()
+        .map(|(i, b)| (i.clone(), b.addr))
+        .collect();
+    assert_eq!(booked, vec![(id("a"), addr(2000))]);
+    f.spreads.take();
+    f.ms.do_send(sync_rumor(member("a", 2000, 0, MemberState::Alive)));
+    settle(1).await;
+    let spread: Vec<NodeId> = f.spreads.take().into_iter().map(|s| s.member.id).collect();
+    assert_eq!(spread, vec![id("a")]);
+    assert!(
+        f.snap.borrow().reconnect.is_empty(),
+        "back, so off the book"
+    );
+    // A stranger learned by push-pull is still not re-gossiped.
+    f.ms.do_send(sync_rumor(member("s", 2009, 0, MemberState::Alive)));
+    settle(1).await;
+    assert!(f.spreads.is_empty());
+}
+
+#[actix::test]
+async fn the_reconnect_book_forgets_after_reconnect_timeout() {
+    tokio::time::pause();
+    let f = start().await;
+    f.ms.do_send(rumor(member("a", 2000, 0, MemberState::Alive), None));
+    f.ms.do_send(rumor(member("a", 2000, 0, MemberState::Dead), Some("x")));
+    settle(3_000_000).await;
+    assert_eq!(f.snap.borrow().reconnect.len(), 1);
+    settle(700_000).await;
+    assert!(f.snap.borrow().reconnect.is_empty());
+}
+
+async fn with_name_probe(answers: bool) -> (Fixture, Arc<std::sync::atomic::AtomicU32>) {
+    let n = Arc::new(std::sync::atomic::AtomicU32::new(0));
+    let probe = NameProbe(answers, n.clone()).start();
+    (start_with(Some(probe.recipient())).await, n)
+}
+
+fn own_spreads(f: &Fixture) -> Vec<(u64, std::net::SocketAddr)> {
+    f.spreads
+        .take()
+        .into_iter()
+        .filter(|s| s.member.id == id("me"))
+        .map(|s| (s.member.incarnation, s.member.addr))
+        .collect()
+}
+
+/// Issue 12: two processes with one NODE_ID used to outbid each other
+/// forever. The holder (a member for longer than the newcomer window) keeps
+/// the name without raising its incarnation once the other answers.
+#[actix::test]
+async fn a_live_holder_of_our_name_is_not_outbid() {
+    tokio::time::pause();
+    let (f, probes) = with_name_probe(true).await;
+    f.ms.do_send(rumor(member("a", 2000, 0, MemberState::Alive), None));
+    settle(120_000).await;
+    f.spreads.take();
+    for inc in [0, 0, 1, 1] {
+        f.ms.do_send(rumor(member("me", 3000, inc, MemberState::Alive), None));
+        settle(2_000).await;
+    }
+    assert_eq!(own_spreads(&f), vec![], "no incarnation war");
+    assert_eq!(
+        probes.load(std::sync::atomic::Ordering::SeqCst),
+        1,
+        "probed once"
+    );
+    let conflicts: Vec<_> = f
+        .events
+        .all()
+        .into_iter()
+        .filter(|e| e.kind == EventKind::NameConflict)
+        .map(|e| e.member.addr)
+        .collect();
+    assert_eq!(conflicts, vec![addr(3000)]);
+    assert_eq!(Metrics::get(&f.metrics.name_conflicts), 1);
+    let own = f.snap.borrow().own().cloned().unwrap();
+    assert_eq!((own.incarnation, own.addr), (0, addr(1000)));
+    // Once the newcomer is gone, being suspected at its address is refuted
+    // as usual, and our address comes back.
+    f.ms.do_send(rumor(
+        member("me", 3000, 1, MemberState::Suspect),
+        Some("a"),
+    ));
+    settle(1).await;
+    assert_eq!(own_spreads(&f), vec![(2, addr(1000))]);
+}
+
+/// The newcomer (not a member yet, or for less than the window) gives the
+/// name up: the `name_conflict` event, and the agent exits 2.
+#[actix::test]
+async fn a_newcomer_finding_a_live_holder_gives_the_name_up() {
+    tokio::time::pause();
+    let (f, _) = with_name_probe(true).await;
+    f.ms.do_send(Rumors {
+        from: addr(2000),
+        updates: vec![
+            (member("a", 2000, 0, MemberState::Alive), None),
+            (member("me", 3000, 4, MemberState::Alive), None),
+        ],
+        via_sync: true,
+        sender: id("a"),
+    });
+    settle(2_000).await;
+    assert_eq!(own_spreads(&f), vec![]);
+    assert!(f
+        .events
+        .all()
+        .iter()
+        .any(|e| e.kind == EventKind::NameConflict));
+}
+
+/// Nothing answers at the other address: a previous life of ours (a
+/// container restarted with a new IP). We take the name over.
+#[actix::test]
+async fn a_silent_address_with_our_name_is_a_previous_life_taken_over() {
+    tokio::time::pause();
+    let (f, _) = with_name_probe(false).await;
+    f.ms.do_send(rumor(member("me", 3000, 4, MemberState::Alive), None));
+    settle(2_000).await;
+    assert_eq!(own_spreads(&f), vec![(5, addr(1000))]);
+    assert!(!f
+        .events
+        .all()
+        .iter()
+        .any(|e| e.kind == EventKind::NameConflict));
+}
+
+/// A restart on the same address rejoins at once: no probe needed.
+#[actix::test]
+async fn a_previous_life_at_our_own_address_is_outbid_at_once() {
+    tokio::time::pause();
+    let (f, probes) = with_name_probe(true).await;
+    f.ms.do_send(rumor(member("me", 1000, 7, MemberState::Alive), None));
+    settle(1).await;
+    assert_eq!(own_spreads(&f), vec![(8, addr(1000))]);
+    assert_eq!(probes.load(std::sync::atomic::Ordering::SeqCst), 0);
 }

@@ -1,0 +1,211 @@
+//! Reaching lost members again: which failed member to try, and which seeds
+//! are missing, decided from the published snapshot (the table and the
+//! reconnect book, see `View::reconnect_book`). The gossip scheduler calls
+//! these on its timers.
+
+use imbl::OrdMap;
+use rand::Rng;
+use std::net::SocketAddr;
+
+use super::member::{Member, NodeId};
+use super::view::Failed;
+
+/// One reconnection attempt, or none this time. serf's rule
+/// (`serf.reconnect`): with probability booked / alive (capped at 1), one
+/// booked member chosen at random. Across the cluster that is about one
+/// attempt per failed member per interval, whatever the cluster's size. A
+/// member that is live again in the table is not tried (it is no longer
+/// lost; the book forgets it as soon as its record says so anyway).
+pub fn pick(
+    book: &OrdMap<NodeId, Failed>,
+    table: &OrdMap<NodeId, Member>,
+    rng: &mut impl Rng,
+) -> Option<(NodeId, SocketAddr)> {
+    let lost: Vec<(&NodeId, &Failed)> = book
+        .iter()
+        .filter(|(id, _)| !table.get(*id).is_some_and(|m| m.state.is_live()))
+        .collect();
+    if lost.is_empty() {
+        return None;
+    }
+    // Self is always alive in its own table.
+    let alive = table.values().filter(|m| m.state.is_live()).count().max(1);
+    let chance = lost.len() as f64 / alive as f64;
+    if rng.gen::<f64>() >= chance {
+        return None;
+    }
+    let (id, f) = lost[rng.gen_range(0..lost.len())];
+    Some((id.clone(), f.addr))
+}
+
+/// The addresses of members declared dead within `window` before `now` and
+/// not live again: gossip rounds still include them for a while (memberlist's
+/// `GossipToTheDeadTime`), so that a member wrongly declared dead (the other
+/// side of a healed partition) hears it and refutes at once, instead of
+/// waiting to be picked by a reconnection or a push-pull.
+pub fn recently_failed(
+    book: &OrdMap<NodeId, Failed>,
+    table: &OrdMap<NodeId, Member>,
+    now: tokio::time::Instant,
+    window: std::time::Duration,
+) -> Vec<SocketAddr> {
+    book.iter()
+        .filter(|(id, f)| {
+            now.saturating_duration_since(f.since) < window
+                && !table.get(*id).is_some_and(|m| m.state.is_live())
+        })
+        .map(|(_, f)| f.addr)
+        .collect()
+}
+
+/// The seed addresses that no live member of the table (other than us) is
+/// at: the seeds a node must keep trying. Our own address is never missing.
+pub fn missing_seeds(
+    seeds: &[SocketAddr],
+    table: &OrdMap<NodeId, Member>,
+    me: &NodeId,
+    my_addr: SocketAddr,
+) -> Vec<SocketAddr> {
+    let live: std::collections::BTreeSet<SocketAddr> = table
+        .values()
+        .filter(|m| &m.id != me && m.state.is_live())
+        .map(|m| m.addr)
+        .collect();
+    let mut out: Vec<SocketAddr> = seeds
+        .iter()
+        .filter(|a| **a != my_addr && !live.contains(a))
+        .copied()
+        .collect();
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// Whether the table holds a live member other than us.
+pub fn knows_someone(table: &OrdMap<NodeId, Member>, me: &NodeId) -> bool {
+    table.values().any(|m| &m.id != me && m.state.is_live())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::MemberState;
+    use rand::rngs::SmallRng;
+    use rand::SeedableRng;
+    use tokio::time::Instant;
+
+    fn addr(p: u16) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], p))
+    }
+
+    fn table(members: &[(&str, u16, MemberState)]) -> OrdMap<NodeId, Member> {
+        members
+            .iter()
+            .map(|(id, p, st)| {
+                let m = Member {
+                    state: *st,
+                    ..Member::new_alive(NodeId::new(id), addr(*p), 0)
+                };
+                (m.id.clone(), m)
+            })
+            .collect()
+    }
+
+    fn book(ids: &[(&str, u16)]) -> OrdMap<NodeId, Failed> {
+        let now = Instant::now();
+        ids.iter()
+            .map(|(id, p)| {
+                (
+                    NodeId::new(id),
+                    Failed {
+                        addr: addr(*p),
+                        since: now,
+                    },
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn tries_reclaimed_members_at_serfs_rate() {
+        use MemberState::*;
+        // 4 alive (self included), 2 booked, one of them already reclaimed
+        // from the table: each tick tries with probability 2/4.
+        let t = table(&[
+            ("me", 1, Alive),
+            ("a", 2, Alive),
+            ("b", 3, Alive),
+            ("c", 4, Suspect),
+            ("x", 9, Dead),
+        ]);
+        let b = book(&[("x", 9), ("y", 10)]);
+        let mut rng = SmallRng::seed_from_u64(1);
+        let mut tried = std::collections::BTreeMap::new();
+        let n = 10_000;
+        for _ in 0..n {
+            if let Some((id, a)) = pick(&b, &t, &mut rng) {
+                assert!(id.as_str() == "x" && a == addr(9) || id.as_str() == "y" && a == addr(10));
+                *tried.entry(id).or_insert(0) += 1;
+            }
+        }
+        let total: i32 = tried.values().sum();
+        assert!((4_500..5_500).contains(&total), "{total} of {n}");
+        assert!(tried.values().all(|c| *c > 2_000), "{tried:?}");
+    }
+
+    #[test]
+    fn always_tries_when_more_are_lost_than_alive_and_never_when_none() {
+        use MemberState::*;
+        let t = table(&[("me", 1, Alive)]);
+        let b = book(&[("x", 9), ("y", 10)]);
+        let mut rng = SmallRng::seed_from_u64(2);
+        for _ in 0..100 {
+            assert!(pick(&b, &t, &mut rng).is_some());
+        }
+        // A booked member that is back alive is not lost.
+        let t = table(&[("me", 1, Alive), ("x", 9, Alive)]);
+        let b = book(&[("x", 9)]);
+        for _ in 0..100 {
+            assert!(pick(&b, &t, &mut rng).is_none());
+        }
+    }
+
+    #[test]
+    fn only_recent_failures_still_get_gossip() {
+        use MemberState::*;
+        let t0 = Instant::now();
+        let mut b = book(&[("x", 9), ("y", 10), ("z", 11)]);
+        b.insert(
+            NodeId::new("old"),
+            Failed {
+                addr: addr(12),
+                since: t0 - std::time::Duration::from_secs(60),
+            },
+        );
+        let t = table(&[("me", 1, Alive), ("x", 9, Dead), ("z", 11, Alive)]);
+        let got = recently_failed(&b, &t, t0, std::time::Duration::from_secs(30));
+        assert_eq!(got, vec![addr(9), addr(10)]);
+    }
+
+    #[test]
+    fn seeds_not_live_are_missing() {
+        use MemberState::*;
+        let t = table(&[
+            ("me", 1, Alive),
+            ("a", 2, Alive),
+            ("b", 3, Dead),
+            ("c", 4, Suspect),
+        ]);
+        let me = NodeId::new("me");
+        let seeds = [addr(1), addr(2), addr(3), addr(4), addr(5), addr(5)];
+        assert_eq!(
+            missing_seeds(&seeds, &t, &me, addr(1)),
+            vec![addr(3), addr(5)]
+        );
+        assert!(knows_someone(&t, &me));
+        assert!(!knows_someone(
+            &table(&[("me", 1, Alive), ("b", 3, Dead)]),
+            &me
+        ));
+    }
+}
