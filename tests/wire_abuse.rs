@@ -10,12 +10,12 @@
 use std::net::{SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
 
-use gossip::seeds::LiteralResolver;
 use gossip::config::Config;
 use gossip::messages::GetMembers;
 use gossip::node::start_on_udp;
 use gossip::protocol::wire::{encode_msg, frame_plain, DigestEntry, Framer, KeyOpKind, Msg};
 use gossip::protocol::{Member, MemberState, NodeId};
+use gossip::seeds::LiteralResolver;
 
 const CLUSTER: &str = "default";
 const TABLE: usize = 20;
