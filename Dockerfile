@@ -11,7 +11,8 @@
 # On a fresh clone a plain `docker-compose build` fails on purpose: the file's
 # name is the instruction, so the error reads "stat docker/gossip (built by:
 # bash docker/build.sh): file does not exist". There is no base image to
-# compile in, so the binary must come from the host.
+# compile in, so the binary must come from the host. (The name holds a slash:
+# on disk it is the file "build.sh)" in the folder "gossip (built by: bash docker".)
 #
 # The image records the commit it was built from in the OCI label
 # org.opencontainers.image.revision; test/lib.sh (the Docker tests, demo.sh)

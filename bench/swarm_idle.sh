@@ -37,14 +37,20 @@ cleanup() {
     done
     if [ "$JOINED" = 1 ]; then
         docker swarm leave --force >/dev/null 2>&1
-        [ "$MADE_GWBRIDGE" = 1 ] && docker network rm docker_gwbridge >/dev/null 2>&1
+        if [ "$MADE_GWBRIDGE" = 1 ]; then
+            for _ in $(seq 1 10); do
+                docker network rm docker_gwbridge >/dev/null 2>&1 && break
+                sleep 1
+            done
+        fi
     fi
     exit "$rc"
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-docker image inspect gossip:latest >/dev/null 2>&1 || bash docker/build.sh
+export GOSSIP_IMAGE="${GOSSIP_IMAGE:-gossip:latest}"
+docker image inspect "$GOSSIP_IMAGE" >/dev/null 2>&1 || bash docker/build.sh
 if [ "$(docker info --format '{{.Swarm.LocalNodeState}}')" != active ]; then
     docker network inspect docker_gwbridge >/dev/null 2>&1 || MADE_GWBRIDGE=1
     docker swarm init --advertise-addr 127.0.0.1 >/dev/null

@@ -22,7 +22,11 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 root=$PWD
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$root/target}"
 triple=x86_64-unknown-linux-gnu
+# The name holds a slash, so it is the file "build.sh)" in the folder
+# "gossip (built by: bash docker": odd on disk, but a build without it fails
+# with "stat docker/gossip (built by: bash docker/build.sh): file does not exist".
 out="docker/gossip (built by: bash docker/build.sh)"
+mkdir -p "$(dirname "$out")"
 GOSSIP_COMMIT="$(git rev-parse HEAD 2>/dev/null || echo unknown)"
 export GOSSIP_COMMIT
 

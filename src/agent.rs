@@ -7,7 +7,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use tokio::sync::mpsc;
 
-use crate::config::{self, Config};
+use crate::config::{self, Config, DnsListen};
 use crate::identity;
 use crate::messages::{HasLeft, Leave};
 use crate::node::{start_node, NodeOptions};
@@ -124,6 +124,16 @@ async fn run_node(cfg: Config, addr: SocketAddr) -> i32 {
     };
     let server_handle = server.handle();
     actix_rt::spawn(server);
+    let dns = match start_dns(&cfg, &node) {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("{e}");
+            return EXIT_CONFIG;
+        }
+    };
+    let dns_note = dns.as_ref().map_or(String::from("DNS off"), |d| {
+        format!("DNS on {} (UDP+TCP)", d.addr)
+    });
     let security = match &keyring {
         k if !k.keys.is_empty() => format!(
             "encrypted (AES-256-GCM, {} key(s){})",
@@ -138,7 +148,7 @@ async fn run_node(cfg: Config, addr: SocketAddr) -> i32 {
         _ => "PLAINTEXT: no GOSSIP_KEY, anyone who can send UDP here can join or lie".into(),
     };
     log::info!(
-        "node {} up (gossip {}): gossip on {} (advertised {addr}), API on http://{api_addr}{}, cluster {:?}, {security}",
+        "node {} up (gossip {}): gossip on {} (advertised {addr}), API on http://{api_addr}{}, {dns_note}, cluster {:?}, {security}",
         cfg.node_id,
         crate::VERSION,
         cfg.bind_socket_addr(),
@@ -159,7 +169,45 @@ async fn run_node(cfg: Config, addr: SocketAddr) -> i32 {
 
     let _ = left_rx.recv().await;
     server_handle.stop(false).await;
+    drop(dns);
     EXIT_OK
+}
+
+/// Starts the DNS server where DNS_ADDR says. An address given explicitly
+/// that cannot be bound is a config error; the default one (derived from
+/// NODE_PORT) only costs the DNS server, with a warning, so that agents
+/// started without thinking about DNS still start.
+fn start_dns(
+    cfg: &Config,
+    node: &crate::node::NodeHandle,
+) -> Result<Option<crate::dns::DnsServer>, String> {
+    let (addr, given) = match cfg.dns_listen() {
+        DnsListen::Off => return Ok(None),
+        DnsListen::Default(a) => (a, false),
+        DnsListen::Given(a) => (a, true),
+    };
+    let recursors = cfg
+        .dns_recursors
+        .0
+        .iter()
+        .filter_map(|r| crate::dns::forward::parse_recursor(r).ok())
+        .collect();
+    match crate::dns::start(
+        addr,
+        crate::dns::DnsSettings::from_config(cfg),
+        recursors,
+        node.snapshot.clone(),
+        node.metrics.clone(),
+    ) {
+        Ok(server) => Ok(Some(server)),
+        Err(e) if given => Err(format!(
+            "config error: DNS_ADDR: cannot listen on {addr} (UDP and TCP): {e}"
+        )),
+        Err(e) => {
+            log::warn!("DNS off: cannot listen on {addr} (the default DNS_ADDR): {e}; set DNS_ADDR to another ip:port, or to off");
+            Ok(None)
+        }
+    }
 }
 
 async fn wait_for_signal() {

@@ -89,6 +89,8 @@ pub const RANGES: &[(&str, f64, f64)] = &[
     ("max_services", 0.0, 1024.0),
     ("loss_in", 0.0, 1.0),
     ("loss_out", 0.0, 1.0),
+    ("dns_ttl", 0.0, 86_400.0),
+    ("a_record_limit", 0.0, 1_000.0),
 ];
 
 /// `1 to 65535`, `0 to 1`: a range as config.yml and the errors write it.
@@ -333,6 +335,12 @@ pub struct Config {
     pub api_token: Option<String>,
     pub data_dir: Option<String>,
 
+    pub dns_addr: Option<String>,
+    pub dns_domain: String,
+    pub dns_ttl: u32,
+    pub a_record_limit: usize,
+    pub only_passing: bool,
+    pub dns_recursors: StringList,
     /// Checks from the environment, `SERVICE_CHECK_<NAME>` (not a file key):
     /// by service id.
     #[serde(skip)]
@@ -389,6 +397,12 @@ impl Default for Config {
             encryption: Encryption::default(),
             api_token: None,
             data_dir: None,
+            dns_addr: None,
+            dns_domain: "gossip.".into(),
+            dns_ttl: 0,
+            a_record_limit: 0,
+            only_passing: false,
+            dns_recursors: StringList::default(),
             env_checks: Default::default(),
         }
     }
@@ -438,6 +452,12 @@ pub const KEYS: &[&str] = &[
     "gossip_key",
     "api_token",
     "data_dir",
+    "dns_addr",
+    "dns_domain",
+    "dns_ttl",
+    "a_record_limit",
+    "only_passing",
+    "dns_recursors",
 ];
 
 /// Top-level keys of a YAML file with their line numbers (a key is a line
@@ -721,6 +741,7 @@ impl Config {
                 "must not be empty (leave it unset for none)",
             ));
         }
+        self.validate_dns()?;
         if declared.len() > self.max_services {
             return Err(err(
                 "SERVICES",
@@ -763,6 +784,8 @@ impl Config {
             ("max_services", self.max_services as f64),
             ("loss_in", self.loss_in),
             ("loss_out", self.loss_out),
+            ("dns_ttl", self.dns_ttl as f64),
+            ("a_record_limit", self.a_record_limit as f64),
         ]
     }
 
@@ -880,6 +903,53 @@ impl Config {
     }
 }
 
+/// Where the DNS server listens (`DNS_ADDR`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DnsListen {
+    Off,
+    /// Derived from NODE_PORT: a busy port there only costs the DNS server.
+    Default(SocketAddr),
+    /// Given explicitly: not being able to listen there is a config error.
+    Given(SocketAddr),
+}
+
+impl Config {
+    fn validate_dns(&self) -> Result<(), ConfigError> {
+        if let Some(a) = &self.dns_addr {
+            if a != "off" {
+                a.parse::<SocketAddr>()
+                    .map_err(|_| err("DNS_ADDR", format!("{a:?} is not ip:port (or \"off\")")))?;
+            }
+        }
+        crate::dns::name::normalize_domain(&self.dns_domain).map_err(|e| err("DNS_DOMAIN", e))?;
+        if self.dns_recursors.0.len() > 8 {
+            return Err(err("DNS_RECURSORS", "at most 8 servers"));
+        }
+        for r in &self.dns_recursors.0 {
+            crate::dns::forward::parse_recursor(r).map_err(|e| err("DNS_RECURSORS", e))?;
+        }
+        Ok(())
+    }
+
+    pub fn dns_listen(&self) -> DnsListen {
+        match self.dns_addr.as_deref() {
+            Some("off") => DnsListen::Off,
+            Some(a) => a
+                .parse()
+                .map(DnsListen::Given)
+                .unwrap_or(DnsListen::Default(default_dns_addr(self.node_port))),
+            None => DnsListen::Default(default_dns_addr(self.node_port)),
+        }
+    }
+}
+
+/// `127.0.0.1:(NODE_PORT + 654)`: 8600 for the default NODE_PORT, Consul's
+/// DNS port, and side by side for agents on consecutive ports.
+pub fn default_dns_addr(node_port: u16) -> SocketAddr {
+    let port = (node_port as u32 + 654) % 65536;
+    SocketAddr::from(([127, 0, 0, 1], port.max(1) as u16))
+}
+
 /// `127.0.0.1:(NODE_PORT + 1000)`, wrapping into the valid range.
 pub fn default_api_addr(node_port: u16) -> SocketAddr {
     let port = (node_port as u32 + 1000) % 65536;
@@ -963,11 +1033,71 @@ mod tests {
             (&[("NODE_ID", "n"), ("API_ADDR", "nowhere")], "API_ADDR"),
             (&[("NODE_ID", "n"), ("GOSSIP_KEY", "short")], "GOSSIP_KEY"),
             (&[("NODE_ID", "n"), ("API_TOKEN", "x")], "API_TOKEN"),
+            (&[("NODE_ID", "n"), ("DNS_ADDR", "on")], "DNS_ADDR"),
+            (
+                &[("NODE_ID", "n"), ("DNS_DOMAIN", "bad_domain.")],
+                "DNS_DOMAIN",
+            ),
+            (&[("NODE_ID", "n"), ("DNS_DOMAIN", "")], "DNS_DOMAIN"),
+            (&[("NODE_ID", "n"), ("DNS_TTL", "-1")], "DNS_TTL"),
+            (&[("NODE_ID", "n"), ("DNS_TTL", "90000")], "DNS_TTL"),
+            (
+                &[("NODE_ID", "n"), ("A_RECORD_LIMIT", "5000")],
+                "A_RECORD_LIMIT",
+            ),
+            (
+                &[("NODE_ID", "n"), ("ONLY_PASSING", "sometimes")],
+                "ONLY_PASSING",
+            ),
+            (
+                &[("NODE_ID", "n"), ("DNS_RECURSORS", "dns.google")],
+                "DNS_RECURSORS",
+            ),
         ];
         for (vars, key) in cases {
             let e = load(None, false, &env(vars)).unwrap_err();
             assert_eq!(&e.key, key, "{vars:?} gave {e}");
         }
+    }
+
+    #[test]
+    fn dns_listens_on_loopback_next_to_the_node_port_unless_told() {
+        let c = load(None, false, &env(&[("NODE_ID", "n")])).unwrap();
+        assert_eq!(
+            c.dns_listen(),
+            DnsListen::Default("127.0.0.1:8600".parse().unwrap())
+        );
+        let c = load(
+            None,
+            false,
+            &env(&[("NODE_ID", "n"), ("NODE_PORT", "8001")]),
+        )
+        .unwrap();
+        assert_eq!(
+            c.dns_listen(),
+            DnsListen::Default("127.0.0.1:8655".parse().unwrap())
+        );
+        let c = load(None, false, &env(&[("NODE_ID", "n"), ("DNS_ADDR", "off")])).unwrap();
+        assert_eq!(c.dns_listen(), DnsListen::Off);
+        let c = load(
+            None,
+            false,
+            &env(&[
+                ("NODE_ID", "n"),
+                ("DNS_ADDR", "0.0.0.0:53"),
+                ("DNS_DOMAIN", "Consul"),
+                ("DNS_RECURSORS", "10.0.0.2, 10.0.0.3:5353"),
+                ("ONLY_PASSING", "true"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(
+            c.dns_listen(),
+            DnsListen::Given("0.0.0.0:53".parse().unwrap())
+        );
+        assert_eq!(crate::dns::DnsSettings::from_config(&c).domain, "consul.");
+        assert_eq!(c.dns_recursors.0.len(), 2);
+        assert!(c.only_passing);
     }
 
     #[test]

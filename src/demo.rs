@@ -29,7 +29,7 @@ pub fn run(nodes: usize) -> i32 {
 }
 
 async fn view(node: &NodeHandle) -> Vec<crate::protocol::Member> {
-    node.membership.send(GetMembers).await.unwrap_or_default()
+    node.snapshot.borrow().members().cloned().collect()
 }
 
 /// Waits until `check` holds for every node in `nodes`, up to `limit`.

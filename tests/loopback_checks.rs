@@ -211,6 +211,11 @@ fn checks_through_the_api_and_the_cli() {
     )
     .unwrap();
     assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(
+        r.json().unwrap()["health"],
+        "critical",
+        "the checks decide the health, not the caller"
+    );
     let (ok, out) = gossip_cli(
         &api,
         &["check", "warn", "job-ttl", "--note", "queue is long"],
@@ -242,6 +247,15 @@ fn checks_through_the_api_and_the_cli() {
         .find(|c| c["id"] == "service:web")
         .unwrap();
     assert!(http["output"].as_str().unwrap().contains("200"), "{http}");
+    let r = http_put_json(&api, "/v1/checks/job-ttl/pass", &json!({"not": "a note"})).unwrap();
+    assert_eq!(r.status, 400, "unknown body field: {}", r.body);
+    let long = "x".repeat(5000);
+    let r = http_put_json(&api, "/v1/checks/job-ttl/pass", &json!({ "note": long })).unwrap();
+    assert_eq!(r.status, 400, "note too long: {}", r.body);
+    let r = http_put_json(&api, "/v1/checks/job-ttl/maybe", &json!({})).unwrap();
+    assert_eq!(r.status, 404, "{}", r.body);
+    let r = http_delete(&api, "/v1/checks").unwrap();
+    assert_eq!(r.status, 405, "{}", r.body);
     let r = http_put_json(&api, "/v1/checks/nope/pass", &json!({})).unwrap();
     assert_eq!(r.status, 404, "{}", r.body);
     let r = http_put_json(&api, "/v1/checks/service:web/pass", &json!({})).unwrap();

@@ -501,11 +501,16 @@ impl FailureDetector {
     /// its "dead" reaches everyone), and guards against a refutation that got
     /// lost on its way to this one node.
     fn expire(&mut self, id: &NodeId, ctx: &mut Context<Self>) {
-        // A refutation we have not caught up with yet cancels it here.
+        let timed_out = self.suspicions.get(id).map(|(s, _)| s.incarnation);
+        // A refutation we have not caught up with yet cancels it here; a
+        // suspicion at a newer incarnation replaces it, with its own timer.
         self.catch_up(ctx);
         let Some((s, _)) = self.suspicions.get(id) else {
             return;
         };
+        if Some(s.incarnation) != timed_out {
+            return;
+        }
         let (incarnation, own_evidence) = (s.incarnation, s.own_evidence);
         let current = self
             .live(id)

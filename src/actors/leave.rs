@@ -2,8 +2,14 @@
 //! `gossip leave`) into a graceful exit.
 //!
 //! 1. membership marks us `left` at incarnation + 1 and spreads it;
-//! 2. wait until the rumor engine has sent that LEAVE `fanout` times, or
-//!    `leave_timeout` passes;
+//! 2. wait until the rumor engine has sent that LEAVE as often as it sends any
+//!    rumor (its retransmit limit: memberlist's leave, too, waits for its
+//!    broadcast to finish), or `leave_timeout` passes. Waiting for only the
+//!    first `fanout` sends loses leaves when many nodes leave at once
+//!    (scaling 50 tasks down to 20): those first sends go to random peers
+//!    that are mostly leaving too, and a node that has left relays nothing,
+//!    so the survivors never hear of it and declare it dead. The later sends
+//!    go to peers that have not left (their LEAVEs have arrived by then);
 //! 3. stop probing and gossiping, silence the transport;
 //! 4. tell the owner of the node (`HasLeft`), who exits.
 //!
@@ -19,8 +25,12 @@ use tokio::sync::watch;
 use super::supervisor::{guard, Crash};
 use crate::messages::*;
 
+/// `LeaveCoordinator::new`'s `sends` for "the LEAVE's whole retransmit
+/// limit" (the rumor engine caps a wait at that limit).
+pub const ALL_SENDS: u32 = u32::MAX;
+
 pub struct LeaveCoordinator {
-    fanout: u32,
+    sends: u32,
     timeout: Duration,
     membership: Recipient<LeaveCluster>,
     rumor: Recipient<WaitSent>,
@@ -35,7 +45,7 @@ pub struct LeaveCoordinator {
 impl LeaveCoordinator {
     #[allow(clippy::too_many_arguments)]
     pub fn new(
-        fanout: u32,
+        sends: u32,
         timeout: Duration,
         membership: Recipient<LeaveCluster>,
         rumor: Recipient<WaitSent>,
@@ -45,7 +55,7 @@ impl LeaveCoordinator {
     ) -> Self {
         let (done, _) = watch::channel(false);
         LeaveCoordinator {
-            fanout,
+            sends,
             timeout,
             membership,
             rumor,
@@ -77,13 +87,13 @@ impl Handler<Leave> for LeaveCoordinator {
                 self.transport.clone(),
                 self.owner.clone(),
             );
-            let (fanout, timeout, done) = (self.fanout, self.timeout, self.done.clone());
+            let (sends, timeout, done) = (self.sends, self.timeout, self.done.clone());
             actix_rt::spawn(async move {
                 log::info!("leaving the cluster");
                 if let Ok(record) = membership.send(LeaveCluster).await {
                     let wait = rumor.send(WaitSent {
                         id: record.id.clone(),
-                        times: fanout,
+                        times: sends,
                     });
                     if tokio::time::timeout(timeout, wait).await.is_err() {
                         log::warn!(

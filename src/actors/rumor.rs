@@ -218,7 +218,9 @@ impl Handler<WaitSent> for Rumor {
     type Result = ResponseFuture<()>;
     fn handle(&mut self, m: WaitSent, _: &mut Context<Self>) -> Self::Result {
         let (tx, rx) = oneshot::channel();
-        let times = m.times.min(self.peer_count() as u32);
+        // The queue drops a rumor at its retransmit limit: a wait for more
+        // would never end.
+        let times = m.times.min(self.limit()).min(self.peer_count() as u32);
         if times == 0 {
             let _ = tx.send(());
         } else {

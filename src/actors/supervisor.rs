@@ -7,7 +7,12 @@
 //! restarts it: the actor value (and so its state) is kept, its timers are
 //! cleared, `Supervised::restarting` resets what must not survive, and
 //! `started` runs again to set the timers up anew. The actor's address never
-//! changes, so nobody holding it notices more than a lost message or two.
+//! changes. What an actor knows of the member table it does not keep from
+//! messages: it reads it from the published snapshot (`snapshot.rs`), and
+//! `started` catches up with the newest one, so a restart loses no change
+//! to the table, however many were published meanwhile. What a panic can
+//! still lose is the message being handled and transient evidence (a probe
+//! in flight, a confirmation), which the protocol repeats anyway.
 
 use actix::dev::ContextFut;
 use actix::prelude::*;

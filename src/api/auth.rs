@@ -54,7 +54,11 @@ pub const CORE_OPEN_GETS: &[&str] = &[
 ];
 
 /// Every face's open GET patterns. A face adds its own slice here.
-pub const OPEN_ROUTES: &[&[&str]] = &[CORE_OPEN_GETS, super::consul::OPEN_GETS];
+pub const OPEN_ROUTES: &[&[&str]] = &[
+    CORE_OPEN_GETS,
+    super::checks::OPEN_GETS,
+    super::consul::OPEN_GETS,
+];
 
 fn open_defs() -> &'static [ResourceDef] {
     static DEFS: OnceLock<Vec<ResourceDef>> = OnceLock::new();

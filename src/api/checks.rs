@@ -17,10 +17,16 @@ use crate::node::NodeHandle;
 use crate::protocol::checks::{parse_ttl_verb, CheckKind, CheckState, MAX_NOTE};
 use crate::protocol::services::Health;
 
+/// Open without the token (`auth.rs`): the list is a read.
+pub const OPEN_GETS: &[&str] = &["/v1/checks"];
+
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/v1/checks", web::get().to(list))
-        .route("/v1/checks/{id}/{verb}", web::put().to(report))
-        .route("/v1/checks/{id}/{verb}", web::post().to(report));
+    cfg.service(super::resource("/v1/checks", "GET").get(list))
+        .service(
+            super::resource("/v1/checks/{id}/{verb}", "PUT, POST")
+                .put(report)
+                .post(report),
+        );
 }
 
 /// One check as `GET /v1/checks` shows it.

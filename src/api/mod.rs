@@ -149,7 +149,12 @@ async fn register(node: web::Data<NodeHandle>, body: StrictJson<RegisterBody>) -
         checks: defs,
     };
     match node.registry.send(msg).await {
-        Ok(Ok(())) => HttpResponse::Ok().json(svc),
+        // The instance as stored: its health is the checks' to decide.
+        Ok(Ok(())) => match node.registry.send(LocalServices).await {
+            Ok(list) => HttpResponse::Ok()
+                .json(list.into_iter().find(|s| s.id() == svc.id()).unwrap_or(svc)),
+            Err(_) => HttpResponse::Ok().json(svc),
+        },
         Ok(Err(e)) => error(actix_web::http::StatusCode::BAD_REQUEST, e),
         Err(_) => unavailable(),
     }
@@ -242,9 +247,10 @@ async fn keys_change(node: web::Data<NodeHandle>, body: StrictJson<KeyRequest>) 
     if cluster && keyed {
         // Tell every live member directly, sealed with our (new) primary
         // key; three times, 100 ms apart, since UDP may lose one.
-        if let Ok(members) = node.membership.send(GetMembers).await {
-            let peers: Vec<SocketAddr> = members
-                .iter()
+        {
+            let snap = node.snapshot.borrow().clone();
+            let peers: Vec<SocketAddr> = snap
+                .members()
                 .filter(|m| m.id != node.id && m.state.is_live())
                 .map(|m| m.addr)
                 .collect();

@@ -144,6 +144,7 @@ impl Collector for NodeCollector {
             )?;
             m.encode_histogram::<NoLabelSet>(h.sum_seconds, h.count, &h.buckets, None)?;
         }
+        self.encode_dns(&mut enc)?;
         {
             let h = self.metrics.check_latency.read();
             let mut m = enc.encode_descriptor(
@@ -168,6 +169,55 @@ impl Collector for NodeCollector {
             .encode_gauge(&1i64)?;
         }
         Ok(())
+    }
+}
+
+impl NodeCollector {
+    /// The DNS server's families (`dns/metrics.rs`).
+    fn encode_dns(&self, enc: &mut DescriptorEncoder) -> std::fmt::Result {
+        let dns = &self.metrics.dns;
+        {
+            let mut m = enc.encode_descriptor(
+                "gossip_dns_queries",
+                "DNS queries answered, by query type and response code",
+                None,
+                MetricType::Counter,
+            )?;
+            for (qtype, code, n) in dns.queries() {
+                m.encode_family(&[("type", qtype), ("rcode", code)])?
+                    .encode_counter::<NoLabelSet, u64, f64>(&n, None)?;
+            }
+        }
+        let get = |c: &std::sync::atomic::AtomicU64| Metrics::get(c);
+        counter(
+            enc,
+            "gossip_dns_malformed",
+            "DNS requests that did not decode (answered FORMERR, or dropped without a header)",
+            None,
+            get(&dns.malformed),
+        )?;
+        counter(
+            enc,
+            "gossip_dns_truncated",
+            "DNS answers cut to fit a UDP datagram, with TC set",
+            None,
+            get(&dns.truncated),
+        )?;
+        counter(
+            enc,
+            "gossip_dns_forwarded",
+            "DNS questions outside the domain sent to dns_recursors",
+            None,
+            get(&dns.forwarded),
+        )?;
+        let (buckets, sum, count) = dns.latency();
+        let mut m = enc.encode_descriptor(
+            "gossip_dns_latency",
+            "time from reading a DNS request to having its answer",
+            Some(&Unit::Seconds),
+            MetricType::Histogram,
+        )?;
+        m.encode_histogram::<NoLabelSet>(sum, count, &buckets, None)
     }
 }
 

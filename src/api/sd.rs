@@ -102,15 +102,15 @@ pub fn target_groups(
 }
 
 /// `GET /v1/sd/prometheus[?service=NAME]`.
+/// Reads the published snapshot (no round trip through Membership).
 pub async fn prometheus(node: web::Data<NodeHandle>, q: web::Query<SdQuery>) -> HttpResponse {
-    match node.membership.send(crate::messages::GetMembers).await {
-        Ok(ms) => HttpResponse::Ok().json(target_groups(
-            &ms,
-            q.service.as_deref().filter(|s| !s.is_empty()),
-            q.include_critical,
-        )),
-        Err(_) => super::unavailable(),
-    }
+    let snap = node.snapshot.borrow().clone();
+    let ms: Vec<Member> = snap.members().cloned().collect();
+    HttpResponse::Ok().json(target_groups(
+        &ms,
+        q.service.as_deref().filter(|s| !s.is_empty()),
+        q.include_critical,
+    ))
 }
 
 #[cfg(test)]

@@ -51,6 +51,12 @@ pub const AGENT_ENV_KEYS: &[&str] = &[
     "FANOUT",
     "LOSS_IN",
     "LOSS_OUT",
+    "DNS_ADDR",
+    "DNS_DOMAIN",
+    "DNS_TTL",
+    "A_RECORD_LIMIT",
+    "ONLY_PASSING",
+    "DNS_RECURSORS",
 ];
 
 /// Tests inside one test binary run on parallel threads; clusters of 7-10
@@ -222,6 +228,39 @@ fn udp_free(port: u16) -> bool {
 
 fn tcp_free(port: u16) -> bool {
     TcpListener::bind(("127.0.0.1", port)).is_ok()
+}
+
+/// A port free for both UDP and TCP on 127.0.0.1 right now (for a DNS
+/// server, which takes both).
+pub fn free_udp_tcp_port() -> u16 {
+    for _ in 0..100 {
+        let Ok(udp) = UdpSocket::bind("127.0.0.1:0") else {
+            continue;
+        };
+        let Ok(addr) = udp.local_addr() else { continue };
+        if TcpListener::bind(addr).is_ok() {
+            return addr.port();
+        }
+    }
+    panic!("no port free for both UDP and TCP on 127.0.0.1");
+}
+
+/// Whether the external `tool` can run. Missing, the test is skipped with
+/// a note, except under `CI=true`, where a missing tool is a failure.
+pub fn require_tool(tool: &str, version_arg: &str) -> bool {
+    let ok = Command::new(tool)
+        .arg(version_arg)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok();
+    if !ok {
+        if std::env::var("CI").as_deref() == Ok("true") {
+            panic!("{tool} is not installed (CI=true: .ci/run must install it)");
+        }
+        eprintln!("SKIP: {tool} is not installed");
+    }
+    ok
 }
 
 /// A random base port `P` in 20000..60000 such that UDP `P..P+count` and TCP

@@ -150,6 +150,47 @@ async fn wait_sent_resolves_after_enough_transmissions() {
 }
 
 #[actix::test]
+async fn wait_sent_for_every_send_ends_at_the_retransmit_limit() {
+    tokio::time::pause();
+    // 20 peers: the limit is 4 * 2 = 8 sends, fewer than the peers.
+    let (r, out) = start(20);
+    r.do_send(Spread {
+        member: member("me", 1, 1, MemberState::Left),
+        by: None,
+    });
+    let waited = r.send(WaitSent {
+        id: id("me"),
+        times: crate::actors::leave::ALL_SENDS,
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    settle(1).await;
+    let eager = out.take().len();
+    assert_eq!(eager, 3, "the eager push");
+    // Five more sends in gossip rounds reach the limit.
+    r.do_send(GossipRound {
+        peers: (0..5).map(|i| addr(9000 + i)).collect(),
+    });
+    let res = tokio::time::timeout(std::time::Duration::from_millis(50), waited).await;
+    assert!(res.is_ok(), "resolved once sent 8 times");
+}
+
+#[actix::test]
+async fn wait_sent_for_every_send_waits_past_the_eager_push() {
+    tokio::time::pause();
+    let (r, _out) = start(20);
+    r.do_send(Spread {
+        member: member("me", 1, 1, MemberState::Left),
+        by: None,
+    });
+    let waited = r.send(WaitSent {
+        id: id("me"),
+        times: crate::actors::leave::ALL_SENDS,
+    });
+    let res = tokio::time::timeout(std::time::Duration::from_millis(50), waited).await;
+    assert!(res.is_err(), "the eager push alone (3 sends) is not enough");
+}
+
+#[actix::test]
 async fn a_rumor_too_large_for_a_datagram_is_dropped_and_counted() {
     use crate::protocol::services::{Service, ServiceSet};
     tokio::time::pause();

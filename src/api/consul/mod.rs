@@ -133,7 +133,11 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             )
             .service(get("/members", reads::agent_members))
             .service(get("/services", reads::agent_services))
-            .service(get("/checks", reads::agent_checks))
+            .service(
+                web::resource("/checks")
+                    .route(web::get().to(reads::agent_checks))
+                    .default_service(web::to(method_not_allowed("GET"))),
+            )
             .service(put("/service/register").route(web::put().to(writes::register)))
             .service(put("/service/deregister/{id}").route(web::put().to(writes::deregister)))
             .service(put("/check/{verb}/{id}").route(web::put().to(writes::check_update)))

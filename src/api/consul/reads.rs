@@ -9,6 +9,7 @@ use serde_json::json;
 
 use super::blocking::{answer, parse_query, IndexBook, QueryOpts};
 use super::{json_body, render, text_error};
+use crate::messages::LocalChecks;
 use crate::node::NodeHandle;
 use crate::snapshot::Snapshot;
 
@@ -150,17 +151,21 @@ pub async fn agent_services(node: Node, book: Book, req: HttpRequest) -> HttpRes
     .await
 }
 
-/// This agent's checks: one per own instance, with the instance's health.
-pub async fn agent_checks(node: Node, book: Book, req: HttpRequest) -> HttpResponse {
-    read(&req, &node, &book, "agent/checks".into(), |s, _, _| {
-        let checks: std::collections::BTreeMap<_, _> = render::health_state(s, None)
-            .into_iter()
-            .filter(|c| c.node == s.me.as_str() && !c.service_id.is_empty())
-            .map(|c| (c.check_id.clone(), c))
-            .collect();
-        to_json(&checks)
-    })
-    .await
+/// This agent's checks, as its Checks actor runs them (their state lives
+/// on this node only, not in the snapshot), by check id.
+pub async fn agent_checks(node: Node) -> HttpResponse {
+    let Ok(states) = node.registry.send(LocalChecks).await else {
+        return text_error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "the agent is restarting an actor; try again",
+        );
+    };
+    let snap = node.snapshot.borrow().clone();
+    let checks: std::collections::BTreeMap<_, _> = states
+        .iter()
+        .map(|c| (c.def.id.clone(), render::local_check(&snap, c)))
+        .collect();
+    json_body(Some(snap.index), to_json(&checks))
 }
 
 pub async fn agent_self(node: Node) -> HttpResponse {

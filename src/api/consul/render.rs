@@ -18,6 +18,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::types::*;
+use crate::protocol::checks::{CheckKind, CheckState};
 use crate::protocol::services::{Health, Service};
 use crate::protocol::{Member, MemberState};
 use crate::snapshot::Snapshot;
@@ -119,6 +120,31 @@ pub fn service_check(m: &Member, s: &Service) -> HealthCheck {
         service_name: s.name.clone(),
         service_tags: s.tags.clone(),
         kind: String::new(),
+        create_index: 1,
+        modify_index: 1,
+    }
+}
+
+/// One of this agent's own checks, as it runs it (`LocalChecks`).
+pub fn local_check(snap: &Snapshot, c: &CheckState) -> HealthCheck {
+    let own = snap.own();
+    let service = own.and_then(|m| m.services.list.iter().find(|s| s.id() == c.def.service_id));
+    HealthCheck {
+        node: snap.me.to_string(),
+        check_id: c.def.id.clone(),
+        name: c.def.name.clone(),
+        status: c.status.as_str().into(),
+        notes: String::new(),
+        output: c.output.clone(),
+        service_id: c.def.service_id.clone(),
+        service_name: service.map(|s| s.name.clone()).unwrap_or_default(),
+        service_tags: service.map(|s| s.tags.clone()).unwrap_or_default(),
+        kind: match c.def.kind {
+            CheckKind::Http(_) => "http",
+            CheckKind::Tcp(_) => "tcp",
+            CheckKind::Ttl(_) => "ttl",
+        }
+        .into(),
         create_index: 1,
         modify_index: 1,
     }

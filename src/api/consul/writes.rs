@@ -66,16 +66,6 @@ pub async fn deregister(node: Node, id: web::Path<String>) -> HttpResponse {
     }
 }
 
-/// Sends a TTL report to whoever runs this node's checks.
-async fn send_ttl(
-    _node: &NodeHandle,
-    m: TtlUpdate,
-) -> Result<Result<(), String>, actix::MailboxError> {
-    // Issue 13 gives the Registry a TtlUpdate handler; until it lands, no
-    // check runs on this agent, so every id is unknown.
-    Ok(Err(format!("no check {:?} on this node", m.check_id)))
-}
-
 /// `PUT /v1/agent/check/{pass,warn,fail}/{id}?note=...` and
 /// `PUT /v1/agent/check/update/{id}` with `{"Status", "Output"}`.
 pub async fn check_update(node: Node, req: HttpRequest, body: web::Bytes) -> HttpResponse {
@@ -104,7 +94,7 @@ pub async fn check_update(node: Node, req: HttpRequest, body: web::Bytes) -> Htt
         status,
         note,
     };
-    match send_ttl(&node, msg).await {
+    match node.registry.send(msg).await {
         Ok(Ok(())) => HttpResponse::Ok().finish(),
         // Consul's 404 for a check this agent does not run.
         Ok(Err(e)) if e.contains("no check") => text_error(
