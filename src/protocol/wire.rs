@@ -307,8 +307,12 @@ pub fn unframe(datagram: &[u8]) -> Result<(u8, &[u8]), DecodeError> {
 
 /// Decodes a plaintext envelope body and checks it belongs to `cluster`.
 pub fn decode_envelope(body: &[u8], cluster: &str) -> Result<Envelope, DecodeError> {
-    let env: Envelope =
-        rmp_serde::from_slice(body).map_err(|e| DecodeError::Body(e.to_string()))?;
+    // A legitimate envelope nests about 8 deep; msgpack's default limit of
+    // 1,024 lets a crafted one recurse deep enough to overflow a thread's
+    // stack (found by fuzzing), which aborts the process.
+    let mut de = rmp_serde::Deserializer::from_read_ref(body);
+    de.set_max_depth(MAX_NESTING);
+    let env = Envelope::deserialize(&mut de).map_err(|e| DecodeError::Body(e.to_string()))?;
     if env.version != PROTOCOL_VERSION {
         return Err(DecodeError::Version(env.version));
     }
@@ -319,6 +323,8 @@ pub fn decode_envelope(body: &[u8], cluster: &str) -> Result<Envelope, DecodeErr
     Ok(env)
 }
 
+/// Deepest msgpack nesting accepted in an envelope.
+pub const MAX_NESTING: usize = 32;
 /// Longest node id accepted from the wire: what `NODE_ID` accepts at start.
 pub const MAX_NODE_ID_LEN: usize = 64;
 /// Most services one member record may carry: the largest `max_services`.
