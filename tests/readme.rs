@@ -282,3 +282,31 @@ fn configuration_errors_are_as_written() {
     }
     assert!(ran >= 2, "ran {ran} configuration examples");
 }
+
+/// With `RUST_LOG=info` the demo interleaves seven nodes' logs: every
+/// membership line names the node that wrote it (issue 18, item 6).
+#[test]
+fn the_demos_node_logs_name_their_node() {
+    let _g = serial();
+    let dir = workdir("demo-logs");
+    let (code, out, err) = run_script(
+        &dir,
+        "RUST_LOG=info gossip demo",
+        false,
+        Duration::from_secs(90),
+    );
+    assert_eq!(code, 0, "gossip demo failed:\n{out}\n{err}");
+    let lines: Vec<&str> = err
+        .lines()
+        .filter(|l| l.contains(": member ") || l.contains("joined the cluster"))
+        .collect();
+    assert!(lines.len() >= 7, "too few membership lines:\n{err}");
+    for l in lines {
+        let msg = l.split("] ").nth(1).unwrap_or(l);
+        let writer = msg.split(':').next().unwrap_or("");
+        assert!(
+            writer.starts_with("node") && !writer.contains(' '),
+            "this line does not say which node wrote it: {l}"
+        );
+    }
+}

@@ -163,7 +163,7 @@ impl Gossip {
             return;
         }
         self.joined = true;
-        log::info!("joined the cluster ({} known)", known + 1);
+        log::info!("{}: joined the cluster ({} known)", self.s.me, known + 1);
         for delay in FOLLOW_UP_SYNCS {
             ctx.run_later(delay, |act, ctx| {
                 guard(ctx, |_| {

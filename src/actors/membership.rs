@@ -343,7 +343,8 @@ impl Membership {
             if rumor.state != MemberState::Alive {
                 Metrics::inc(&self.metrics.suspicions_refuted);
                 log::info!(
-                    "refuting: we were called {} at incarnation {}; now at {inc}",
+                    "{}: refuting: we were called {} at incarnation {}; now at {inc}",
+                    self.me,
                     rumor.state,
                     rumor.incarnation
                 );
@@ -484,9 +485,12 @@ impl Membership {
             } else {
                 log::Level::Info
             };
+            // Named by the node that saw it: the in-process demo runs seven
+            // nodes in one log.
             log::log!(
                 level,
-                "member {} {} incarnation {}: {from} -> {}{by_text}",
+                "{}: member {} {} incarnation {}: {from} -> {}{by_text}",
+                self.me,
                 after.id,
                 after.addr,
                 after.incarnation,
