@@ -43,11 +43,22 @@ fn on_path(bin: &str) -> Option<PathBuf> {
     })
 }
 
-/// The virtualenv with py-consul: `$CONSUL_VENV`, else `target/consul-venv`.
+/// Where `.ci/install-consul-clients.sh` puts the virtualenv: `$CONSUL_VENV`,
+/// else `$CARGO_TARGET_DIR/consul-venv`, else `target/consul-venv` (both
+/// from the repository root; not from `CARGO_TARGET_TMPDIR`, which moves
+/// under `--target TRIPLE`).
+fn venv_dir() -> PathBuf {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    match (std::env::var_os("CONSUL_VENV"), std::env::var_os("CARGO_TARGET_DIR")) {
+        (Some(v), _) => PathBuf::from(v),
+        (None, Some(t)) => root.join(t).join("consul-venv"),
+        (None, None) => root.join("target/consul-venv"),
+    }
+}
+
+/// The virtualenv's python, if it has py-consul.
 fn venv_python() -> Option<PathBuf> {
-    let venv = std::env::var_os("CONSUL_VENV")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("../consul-venv"));
+    let venv = venv_dir();
     let py = venv.join("bin/python");
     let ok = py.is_file()
         && Command::new(&py)
