@@ -49,7 +49,10 @@ fn on_path(bin: &str) -> Option<PathBuf> {
 /// under `--target TRIPLE`).
 fn venv_dir() -> PathBuf {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    match (std::env::var_os("CONSUL_VENV"), std::env::var_os("CARGO_TARGET_DIR")) {
+    match (
+        std::env::var_os("CONSUL_VENV"),
+        std::env::var_os("CARGO_TARGET_DIR"),
+    ) {
         (Some(v), _) => PathBuf::from(v),
         (None, Some(t)) => root.join(t).join("consul-venv"),
         (None, None) => root.join("target/consul-venv"),
