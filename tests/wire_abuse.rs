@@ -52,20 +52,25 @@ fn fake(i: usize) -> Member {
     )
 }
 
-#[actix::test]
-async fn strangers_get_at_most_twice_what_they_send_for_every_datagram_type() {
+/// One node on a real UDP socket on 127.0.0.1, with default settings.
+async fn start_node(id: &str, seed: u64) -> gossip::node::NodeHandle {
     let cfg = Config {
-        node_id: "target".into(),
+        node_id: id.into(),
         ..Config::default()
     };
-    let node = start_on_udp(
+    start_on_udp(
         &cfg,
         "127.0.0.1:0".parse().unwrap(),
-        1,
+        seed,
         Box::new(LiteralResolver),
     )
     .await
-    .unwrap();
+    .unwrap()
+}
+
+#[actix::test]
+async fn strangers_get_at_most_twice_what_they_send_for_every_datagram_type() {
+    let node = start_node("target", 1).await;
     let target = node.addr;
     assert_eq!(target.ip().to_string(), "127.0.0.1");
 
@@ -200,18 +205,7 @@ async fn strangers_get_at_most_twice_what_they_send_for_every_datagram_type() {
 
 #[actix::test]
 async fn a_ping_req_for_a_stranger_makes_the_node_ping_no_one() {
-    let cfg = Config {
-        node_id: "relay".into(),
-        ..Config::default()
-    };
-    let node = start_on_udp(
-        &cfg,
-        "127.0.0.1:0".parse().unwrap(),
-        2,
-        Box::new(LiteralResolver),
-    )
-    .await
-    .unwrap();
+    let node = start_node("relay", 2).await;
     let victim = socket();
     let attacker = socket();
     let a = attacker.local_addr().unwrap();
