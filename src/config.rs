@@ -376,7 +376,7 @@ impl Default for Config {
             probe_timeout_ms: 500,
             indirect_checks: 3,
             retransmit_mult: 4,
-            suspicion_min_ms: 1800,
+            suspicion_min_ms: 2100,
             suspicion_mult: 0.9,
             suspicion_max_mult: 3.0,
             suspicion_confirmations: 2,

@@ -9,6 +9,11 @@
 //! the period: it accuses the target (Suspect). A suspicion becomes Dead when
 //! its timer expires; independent confirmations shorten the timer.
 //!
+//! Its timers are data (`protocol::timers`): one ordered queue of `Due`
+//! values and a single actix timer armed for the earliest, so a wake-up
+//! costs nothing for the hundreds of suspicion timers a partition leaves
+//! pending (actix polls every `run_later` of an actor on every wake-up).
+//!
 //! The members it probes, their states and who accused each suspect come
 //! from the published snapshot: on each new one it diffs the snapshot it
 //! last saw against it, and adds to or removes from the probe order, starts
@@ -37,13 +42,39 @@ use crate::messages::*;
 use crate::metrics::Metrics;
 use crate::protocol::awareness::Awareness;
 use crate::protocol::probe_order::ProbeOrder;
-use crate::protocol::suspicion::{bounds, Suspicion, SuspicionParams};
+use crate::protocol::suspicion::{
+    bounds, suspect_probe_chance, wanted, Suspicion, SuspicionParams,
+};
+use crate::protocol::timers::{TimerKey, Timers};
 use crate::protocol::wire::{encode_msg, Msg};
 use crate::protocol::{Member, MemberState, NodeId};
 use crate::snapshot::{changes, Snapshot, SnapshotRx};
 
 /// A relay sends its nack after this fraction of the probe timeout.
 const RELAY_NACK_FRACTION: f64 = 0.8;
+
+/// A member that hears of a suspicion and is chosen to check it probes the
+/// suspect within this fraction of a probe interval: soon, so that a crash
+/// collects its confirmations by the time the first accuser's timer reaches
+/// its minimum, yet spread out so the probers do not all ping at once.
+const SUSPECT_CHECK_SPREAD: f64 = 0.2;
+
+/// What the detector's timers do when they fire.
+#[derive(Debug)]
+enum Due {
+    /// The next round-robin probe.
+    Tick,
+    /// A probe's direct phase is over: ask relays (PING-REQ).
+    Indirect { seq: u32, addr: SocketAddr },
+    /// A probe's period is over: accuse or confirm if nothing answered.
+    Conclude { seq: u32 },
+    /// A probe relayed for another node got no ack in time: nack it.
+    RelayNack { seq: u32 },
+    /// Probe a suspect someone else accused.
+    CheckSuspect { id: NodeId, incarnation: u64 },
+    /// A suspicion's timer.
+    Expire { id: NodeId },
+}
 
 #[derive(Clone, Debug)]
 pub struct FailureSettings {
@@ -59,6 +90,7 @@ pub struct FailureSettings {
 struct Probe {
     target: NodeId,
     incarnation: u64,
+    sent: Instant,
     acked: bool,
     expected_nacks: u32,
     nacks: u32,
@@ -77,7 +109,14 @@ pub struct FailureDetector {
     /// The snapshot the probe order and the suspicions agree with.
     seen: Arc<Snapshot>,
     awareness: Awareness,
-    suspicions: HashMap<NodeId, (Suspicion, SpawnHandle)>,
+    timers: Timers<Due>,
+    /// The one actix timer, armed for the earliest of `timers`.
+    alarm: Option<(Instant, SpawnHandle)>,
+    suspicions: HashMap<NodeId, (Suspicion, TimerKey)>,
+    /// Our accusations on their way through membership: the member, the
+    /// incarnation accused and when the unanswered probe was sent, which is
+    /// when the suspicion's clock starts once the snapshot shows it.
+    accused: HashMap<NodeId, (u64, Instant)>,
     probes: HashMap<u32, Probe>,
     relays: HashMap<u32, Relay>,
     /// Probes of our own name at another address (`ProbeOwnName`): acked?
@@ -110,7 +149,10 @@ impl FailureDetector {
             order: ProbeOrder::default(),
             snapshots,
             seen,
+            timers: Timers::default(),
+            alarm: None,
             suspicions: HashMap::new(),
+            accused: HashMap::new(),
             probes: HashMap::new(),
             relays: HashMap::new(),
             name_probes: HashMap::new(),
@@ -165,7 +207,7 @@ impl FailureDetector {
                     let by = now.accusers.get(&m.id).cloned();
                     let by = by.unwrap_or_else(|| m.id.clone());
                     if by != self.s.me {
-                        self.check_suspect_soon(m.id.clone(), m.incarnation, ctx);
+                        self.check_suspect_soon(m.id.clone(), m.incarnation);
                     }
                     self.start_suspicion(m, by, ctx);
                 }
@@ -206,12 +248,66 @@ impl FailureDetector {
         });
     }
 
-    fn schedule_probe(&mut self, ctx: &mut Context<Self>) {
-        let period = self.awareness.scale(self.s.probe_interval);
-        ctx.run_later(period, |act, ctx| {
-            guard(ctx, |ctx| act.probe(ctx));
-            act.schedule_probe(ctx);
-        });
+    fn after(&mut self, wait: Duration, due: Due) -> TimerKey {
+        self.timers.schedule(Instant::now() + wait, due)
+    }
+
+    /// Points the one actix timer at the earliest due timer. Called at the
+    /// end of everything that may have scheduled or cancelled one.
+    fn arm(&mut self, ctx: &mut Context<Self>) {
+        let next = self.timers.next();
+        if self.alarm.as_ref().map(|(at, _)| *at) == next {
+            return;
+        }
+        if let Some((_, h)) = self.alarm.take() {
+            ctx.cancel_future(h);
+        }
+        if let Some(at) = next {
+            let wait = at.saturating_duration_since(Instant::now());
+            let h = ctx.run_later(wait, |act, ctx| {
+                act.alarm = None;
+                act.fire(ctx);
+            });
+            self.alarm = Some((at, h));
+        }
+    }
+
+    /// Runs every timer that is due, then re-arms.
+    fn fire(&mut self, ctx: &mut Context<Self>) {
+        let now = Instant::now();
+        while let Some(due) = self.timers.pop_due(now) {
+            if guard(ctx, |ctx| self.on_due(due, ctx)).is_none() {
+                return; // panicked: the actor restarts and re-arms
+            }
+        }
+        self.arm(ctx);
+    }
+
+    fn on_due(&mut self, due: Due, ctx: &mut Context<Self>) {
+        match due {
+            Due::Tick => {
+                self.probe(ctx);
+                let period = self.awareness.scale(self.s.probe_interval);
+                self.after(period, Due::Tick);
+            }
+            Due::Indirect { seq, addr } => self.probe_indirectly(seq, addr),
+            Due::Conclude { seq } => self.conclude(seq, ctx),
+            Due::RelayNack { seq } => {
+                if let Some(r) = self.relays.remove(&seq) {
+                    self.send(r.origin, vec![Msg::Nack { seq: r.origin_seq }]);
+                }
+            }
+            Due::CheckSuspect { id, incarnation } => {
+                self.catch_up(ctx);
+                let still = self
+                    .live(&id)
+                    .filter(|m| m.state == MemberState::Suspect && m.incarnation == incarnation);
+                if let Some(m) = still.filter(|_| !self.stopped) {
+                    self.probe_member(m);
+                }
+            }
+            Due::Expire { id } => self.expire(&id, ctx),
+        }
     }
 
     fn next_target(&mut self) -> Option<Member> {
@@ -230,34 +326,34 @@ impl FailureDetector {
         }
         self.catch_up(ctx);
         if let Some(target) = self.next_target() {
-            self.probe_member(target, ctx);
+            self.probe_member(target);
         }
     }
 
-    /// A suspicion raised by someone else is checked at once: one extra probe
-    /// of the suspect, at a random moment within the next probe interval (so
-    /// that the whole cluster does not probe it in the same instant). A dead
-    /// member is thus confirmed by several probers about one period after the
-    /// first accusation, and its suspicion falls to the minimum timeout; a
+    /// A suspicion raised by someone else is checked soon by a few members:
+    /// each that hears of it probes the suspect with a chance that makes
+    /// about `suspect_probers` (9) probers in all, at a random moment within
+    /// `SUSPECT_CHECK_SPREAD` of a probe interval. A crashed member is thus
+    /// confirmed about one period after the first accusation, when the first
+    /// accuser's timer (counted from its own probe) nears its minimum; a
     /// healthy one gets pings that carry the suspicion, and refutes sooner.
-    fn check_suspect_soon(&mut self, id: NodeId, incarnation: u64, ctx: &mut Context<Self>) {
-        let delay = self.s.probe_interval.mul_f64(self.rng.gen::<f64>());
-        ctx.run_later(delay, move |act, ctx| {
-            guard(ctx, |ctx| {
-                act.catch_up(ctx);
-                let still = act
-                    .live(&id)
-                    .filter(|m| m.state == MemberState::Suspect && m.incarnation == incarnation);
-                if let Some(m) = still {
-                    if !act.stopped {
-                        act.probe_member(m, ctx);
-                    }
-                }
-            });
-        });
+    /// Every member probing every suspect, as before, cost N pings and up to
+    /// N failed-probe confirmations per false suspicion: at 30% loss, where
+    /// a fifth of all probes fail, that was most of the cluster's traffic.
+    fn check_suspect_soon(&mut self, id: NodeId, incarnation: u64) {
+        let k = self.s.suspicion.confirmations;
+        if !self
+            .rng
+            .gen_bool(suspect_probe_chance(k, self.seen.live.len()))
+        {
+            return;
+        }
+        let spread = self.s.probe_interval.mul_f64(SUSPECT_CHECK_SPREAD);
+        let delay = spread.mul_f64(self.rng.gen::<f64>());
+        self.after(delay, Due::CheckSuspect { id, incarnation });
     }
 
-    fn probe_member(&mut self, target: Member, ctx: &mut Context<Self>) {
+    fn probe_member(&mut self, target: Member) {
         let seq = self.seq();
         let mut msgs = vec![Msg::Ping {
             seq,
@@ -275,6 +371,7 @@ impl FailureDetector {
             Probe {
                 target: target.id.clone(),
                 incarnation: target.incarnation,
+                sent: Instant::now(),
                 acked: false,
                 expected_nacks: 0,
                 nacks: 0,
@@ -284,12 +381,9 @@ impl FailureDetector {
         self.send(target.addr, msgs);
         let timeout = self.awareness.scale(self.s.probe_timeout);
         let period = self.awareness.scale(self.s.probe_interval);
-        ctx.run_later(timeout, move |act, ctx| {
-            guard(ctx, |_| act.probe_indirectly(seq, target.addr));
-        });
-        ctx.run_later(period, move |act, ctx| {
-            guard(ctx, |ctx| act.conclude(seq, ctx));
-        });
+        let addr = target.addr;
+        self.after(timeout, Due::Indirect { seq, addr });
+        self.after(period, Due::Conclude { seq });
     }
 
     fn probe_indirectly(&mut self, seq: u32, addr: SocketAddr) {
@@ -330,11 +424,18 @@ impl FailureDetector {
         }
         Metrics::inc(&self.metrics.probes_failed);
         // Lifeguard: relays that did not even send a nack point at our own
-        // network; with no relays at all we cannot tell, so blame ourselves a bit.
+        // network. Without relays memberlist blames itself a little for any
+        // failed probe; we do so only when relays are configured off. In a
+        // two-member cluster there is nobody to ask, and a failed probe of
+        // the one peer says nothing about us: blaming ourselves would stretch
+        // our suspicion timeout (times 3 after two probes) exactly when the
+        // peer has crashed.
         let delta = if p.expected_nacks > 0 {
             p.expected_nacks.saturating_sub(p.nacks)
-        } else {
+        } else if self.s.indirect_checks == 0 {
             1
+        } else {
+            0
         };
         self.health(delta as i32);
         self.catch_up(ctx);
@@ -345,11 +446,14 @@ impl FailureDetector {
             return;
         }
         match m.state {
-            MemberState::Alive => self.accuse.do_send(Accuse {
-                id: m.id,
-                incarnation: m.incarnation,
-                state: MemberState::Suspect,
-            }),
+            MemberState::Alive => {
+                self.accused.insert(m.id.clone(), (m.incarnation, p.sent));
+                self.accuse.do_send(Accuse {
+                    id: m.id,
+                    incarnation: m.incarnation,
+                    state: MemberState::Suspect,
+                })
+            }
             MemberState::Suspect => {
                 // Someone else suspects it too: our failed probe confirms it.
                 let me = self.s.me.clone();
@@ -364,7 +468,7 @@ impl FailureDetector {
         }
     }
 
-    fn on_probe_msg(&mut self, from: SocketAddr, msg: Msg, ctx: &mut Context<Self>) {
+    fn on_probe_msg(&mut self, from: SocketAddr, msg: Msg) {
         if self.stopped {
             return;
         }
@@ -417,60 +521,64 @@ impl FailureDetector {
                 // (its indirect phase starts one probe timeout in, and lasts
                 // one more): a late nack counts as a missing one, and would
                 // wrongly raise the origin's local health score.
-                ctx.run_later(
-                    self.s.probe_timeout.mul_f64(RELAY_NACK_FRACTION),
-                    move |act, ctx| {
-                        guard(ctx, |_| {
-                            if let Some(r) = act.relays.remove(&my_seq) {
-                                act.send(r.origin, vec![Msg::Nack { seq: r.origin_seq }]);
-                            }
-                        });
-                    },
-                );
+                let wait = self.s.probe_timeout.mul_f64(RELAY_NACK_FRACTION);
+                self.after(wait, Due::RelayNack { seq: my_seq });
             }
             _ => {}
         }
     }
 
-    fn schedule_expiry(
-        &self,
-        id: NodeId,
-        deadline: Instant,
-        ctx: &mut Context<Self>,
-    ) -> SpawnHandle {
-        let wait = deadline.saturating_duration_since(Instant::now());
-        ctx.run_later(wait, move |act, ctx| {
-            guard(ctx, |ctx| act.expire(&id, ctx));
-        })
+    /// When a suspicion expires for this node now: its timeout stretched by
+    /// our health multiplier (a node missing acks waits longer).
+    fn due(&self, s: &Suspicion) -> Instant {
+        s.deadline(self.awareness.multiplier())
+    }
+
+    fn schedule_expiry(&mut self, id: &NodeId, at: Instant) -> TimerKey {
+        self.timers.schedule(at, Due::Expire { id: id.clone() })
+    }
+
+    /// Moves a running suspicion's timer to `at`.
+    fn reschedule(&mut self, id: &NodeId, at: Instant) {
+        let Some(old) = self.suspicions.get(id).map(|(_, k)| *k) else {
+            return;
+        };
+        self.timers.cancel(old);
+        let key = self.schedule_expiry(id, at);
+        if let Some((_, k)) = self.suspicions.get_mut(id) {
+            *k = key;
+        }
     }
 
     fn start_suspicion(&mut self, m: &Member, by: NodeId, ctx: &mut Context<Self>) {
-        if let Some((s, h)) = self.suspicions.get(&m.id) {
+        // Our own accusation starts the clock when its probe went out.
+        let own_probe = self.accused.remove(&m.id);
+        if let Some((s, key)) = self.suspicions.get(&m.id) {
             if s.incarnation >= m.incarnation {
                 self.confirm(m, by, ctx);
                 return;
             }
-            ctx.cancel_future(*h);
+            let key = *key;
+            self.timers.cancel(key);
         }
-        let (min, max) = bounds(&self.s.suspicion, self.seen.live.len().max(1));
+        let members = self.seen.live.len().max(1);
+        let (min, max) = bounds(&self.s.suspicion, members);
         let own_evidence = by == self.s.me;
-        let mut s = Suspicion::new(
-            m.incarnation,
-            by,
-            Instant::now(),
-            min,
-            max,
-            self.s.suspicion.confirmations,
-        );
+        let started = match own_probe {
+            Some((incarnation, sent)) if own_evidence && incarnation == m.incarnation => sent,
+            _ => Instant::now(),
+        };
+        let k = wanted(self.s.suspicion.confirmations, members);
+        let mut s = Suspicion::new(m.incarnation, by, started, min, max, k);
         s.own_evidence = own_evidence;
-        let handle = self.schedule_expiry(m.id.clone(), s.deadline(), ctx);
-        self.suspicions.insert(m.id.clone(), (s, handle));
+        let key = self.schedule_expiry(&m.id, self.due(&s));
+        self.suspicions.insert(m.id.clone(), (s, key));
     }
 
     /// Records a confirmation; true if it is one worth passing on (see
     /// `Suspicion::confirm`).
-    fn confirm(&mut self, m: &Member, by: NodeId, ctx: &mut Context<Self>) -> bool {
-        let Some((s, h)) = self.suspicions.get_mut(&m.id) else {
+    fn confirm(&mut self, m: &Member, by: NodeId, _ctx: &mut Context<Self>) -> bool {
+        let Some((s, _)) = self.suspicions.get_mut(&m.id) else {
             return false;
         };
         if s.incarnation != m.incarnation {
@@ -483,18 +591,16 @@ impl FailureDetector {
         if !counted && !newly_own {
             return false;
         }
-        let (deadline, old) = (s.deadline(), *h);
-        ctx.cancel_future(old);
-        let handle = self.schedule_expiry(m.id.clone(), deadline, ctx);
-        if let Some((_, h)) = self.suspicions.get_mut(&m.id) {
-            *h = handle;
-        }
+        let s = s.clone();
+        let at = self.due(&s);
+        self.reschedule(&m.id, at);
         counted
     }
 
-    fn cancel_suspicion(&mut self, id: &NodeId, ctx: &mut Context<Self>) {
-        if let Some((_, h)) = self.suspicions.remove(id) {
-            ctx.cancel_future(h);
+    fn cancel_suspicion(&mut self, id: &NodeId, _ctx: &mut Context<Self>) {
+        self.accused.remove(id);
+        if let Some((_, key)) = self.suspicions.remove(id) {
+            self.timers.cancel(key);
         }
     }
 
@@ -517,6 +623,12 @@ impl FailureDetector {
         if Some(s.incarnation) != timed_out {
             return;
         }
+        // Our health may have worsened since the timer was set: wait on.
+        let due = self.due(s);
+        if due > Instant::now() {
+            self.reschedule(id, due);
+            return;
+        }
         let (incarnation, own_evidence) = (s.incarnation, s.own_evidence);
         let current = self
             .live(id)
@@ -527,14 +639,8 @@ impl FailureDetector {
         };
         if !own_evidence {
             let retry = self.awareness.scale(self.s.probe_interval) + Duration::from_millis(10);
-            self.probe_member(m, ctx);
-            let again = id.clone();
-            let h = ctx.run_later(retry, move |act, ctx| {
-                guard(ctx, |ctx| act.expire(&again, ctx));
-            });
-            if let Some((_, old)) = self.suspicions.get_mut(id) {
-                *old = h;
-            }
+            self.probe_member(m);
+            self.reschedule(id, Instant::now() + retry);
             return;
         }
         let (s, _) = self.suspicions.remove(id).expect("present");
@@ -552,24 +658,17 @@ impl Actor for FailureDetector {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
-        // After a restart the timers are gone: re-arm running suspicions.
-        let pending: Vec<(NodeId, Instant)> = self
-            .suspicions
-            .iter()
-            .map(|(id, (s, _))| (id.clone(), s.deadline()))
-            .collect();
-        for (id, deadline) in pending {
-            let h = self.schedule_expiry(id.clone(), deadline, ctx);
-            if let Some((_, old)) = self.suspicions.get_mut(&id) {
-                *old = h;
-            }
-        }
+        // The timer queue survives a restart (suspicions keep their
+        // deadlines); the actix timer that woke us for it does not.
+        self.alarm = None;
+        let probe_period = self.awareness.scale(self.s.probe_interval);
+        self.after(probe_period, Due::Tick);
         // Then catch up with the snapshot (everything published while we
         // were down is in the newest one) and follow every new one; the
         // restart cleared the stream with the timers, so it is added anew.
         self.catch_up(ctx);
         ctx.add_stream(changes(&self.snapshots));
-        self.schedule_probe(ctx);
+        self.arm(ctx);
     }
 }
 
@@ -577,19 +676,25 @@ impl Supervised for FailureDetector {
     fn restarting(&mut self, _: &mut Context<Self>) {
         self.probes.clear();
         self.relays.clear();
+        // Probes in flight are forgotten, and `started` schedules the next
+        // tick: only the suspicions' timers (and checks of them) carry over.
+        self.timers
+            .retain(|d| matches!(d, Due::Expire { .. } | Due::CheckSuspect { .. }));
     }
 }
 
 impl Handler<ProbeMsg> for FailureDetector {
     type Result = ();
     fn handle(&mut self, m: ProbeMsg, ctx: &mut Context<Self>) {
-        guard(ctx, |ctx| self.on_probe_msg(m.from, m.msg, ctx));
+        guard(ctx, |_| self.on_probe_msg(m.from, m.msg));
+        self.arm(ctx);
     }
 }
 
 impl StreamHandler<()> for FailureDetector {
     fn handle(&mut self, _: (), ctx: &mut Context<Self>) {
         guard(ctx, |ctx| self.catch_up(ctx));
+        self.arm(ctx);
     }
     /// The publisher is gone (the node is shutting down): nothing to follow.
     fn finished(&mut self, _: &mut Context<Self>) {}
@@ -610,6 +715,7 @@ impl Handler<Confirmation> for FailureDetector {
                 });
             }
         });
+        self.arm(ctx);
     }
 }
 

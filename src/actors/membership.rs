@@ -309,7 +309,7 @@ impl Membership {
         self.update_gauges();
     }
 
-    fn on_self_rumor(&mut self, rumor: &Member) {
+    fn on_self_rumor(&mut self, rumor: &Member, accuser: Option<&NodeId>) {
         if self.leaving {
             return;
         }
@@ -372,14 +372,16 @@ impl Membership {
             self.announce_self(own.clone());
         }
         if refute_directly {
-            self.send_refutation(own);
+            self.send_refutation(own, accuser);
         }
     }
 
     /// A refutation races the suspicion's timers on every node, so besides
-    /// the rumor it goes straight to up to `DIRECT_REFUTATION_PEERS` random
-    /// live members (all of them in a small cluster).
-    fn send_refutation(&mut self, own: Member) {
+    /// the rumor it goes straight to the accuser named in the rumor (whose
+    /// timer, counted from its unanswered probe, runs out first) and to up
+    /// to `DIRECT_REFUTATION_PEERS` random live members (all of them in a
+    /// small cluster).
+    fn send_refutation(&mut self, own: Member, accuser: Option<&NodeId>) {
         let peers: Vec<SocketAddr> = self
             .view
             .iter()
@@ -391,6 +393,14 @@ impl Membership {
             member: own,
             by: None,
         });
+        let accuser_addr = accuser
+            .filter(|id| **id != self.me)
+            .and_then(|id| self.view.get(id))
+            .filter(|m| m.state.is_live())
+            .map(|m| m.addr);
+        if let Some(addr) = accuser_addr {
+            self.send_to(addr, vec![msg.clone()]);
+        }
         for i in rand::seq::index::sample(&mut self.rng, peers.len(), n) {
             self.send_to(peers[i], vec![msg.clone()]);
         }
@@ -409,7 +419,7 @@ impl Membership {
             return;
         }
         if member.id == self.me {
-            return self.on_self_rumor(&member);
+            return self.on_self_rumor(&member, by.as_ref());
         }
         if known.is_none() && member.state != MemberState::Alive {
             // Bad news about a member we do not know (never did, or whose

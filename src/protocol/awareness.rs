@@ -3,8 +3,9 @@
 //! A node that misses acks, receives no nacks from its relays, or has to
 //! refute suspicions about itself is probably the slow one. Its score rises,
 //! and its own probe interval and probe timeout are multiplied by
-//! `score + 1`, so an overloaded node accuses others less. Successful probes
-//! lower the score again.
+//! `score + 1`, so an overloaded node accuses others less; so are its
+//! suspicion timeouts, so it also waits longer before declaring anyone dead
+//! (`protocol::suspicion`). Successful probes lower the score again.
 
 use std::time::Duration;
 
@@ -33,8 +34,14 @@ impl Awareness {
         self.score = s.clamp(0, (self.max_mult - 1) as i64) as u32;
     }
 
+    /// What this node's periods and timeouts are multiplied by: 1 when
+    /// healthy, up to `max_mult`.
+    pub fn multiplier(&self) -> u32 {
+        self.score + 1
+    }
+
     pub fn scale(&self, d: Duration) -> Duration {
-        d * (self.score + 1)
+        d * self.multiplier()
     }
 }
 

@@ -18,6 +18,7 @@ pub mod seeds;
 pub mod services;
 pub mod suspicion;
 pub mod sync_plan;
+pub mod timers;
 pub mod view;
 pub mod wire;
 

@@ -15,6 +15,22 @@
 //! `docker pause`) can wake up and refute before anyone declares it dead, and
 //! grows with log10(N) because the refutation needs about log(N) gossip hops
 //! to reach everyone. See config.yml for the numbers and the trade-off.
+//!
+//! Three adjustments to Lifeguard's formula:
+//!
+//! * **The clock starts at the unanswered probe.** The node whose own probe
+//!   failed counts its suspicion from when it sent that probe, not from the
+//!   end of the probe period: the member has been silent since then, so a
+//!   freeze shorter than `min` is still refuted in time, and a crash is
+//!   declared `min` after the probe instead of `probe_interval + min`.
+//! * **k follows the cluster** ([`wanted`]): only `N - 2` members can confirm
+//!   (not the suspect, not the first accuser), so a 3-node cluster wants one
+//!   confirmation and a 2-node cluster none. Waiting for confirmations that
+//!   cannot come kept small clusters' timers near `max` (memberlist sets k to
+//!   0 below k + 2 members).
+//! * **The node's own health stretches it** (`Awareness::scale`): a node
+//!   that is itself missing acks and nacks waits longer before declaring
+//!   anyone dead, as Lifeguard stretches its probe interval and timeout.
 
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -40,6 +56,32 @@ pub fn bounds(p: &SuspicionParams, n: usize) -> (Duration, Duration) {
     let min = scaled.max(p.suspicion_min);
     let max = min.mul_f64(p.suspicion_max_mult.max(1.0));
     (min, max)
+}
+
+/// How many confirmations a suspicion waits for in a cluster of `members`
+/// (counting this node and the suspect): at most `k`, and no more than the
+/// `members - 2` that could send one.
+pub fn wanted(k: u32, members: usize) -> u32 {
+    let able = members.saturating_sub(2).min(u32::MAX as usize) as u32;
+    k.min(able)
+}
+
+/// How many members, on average, probe a suspect when they hear of the
+/// suspicion (besides their round-robin probes): enough that `k` of their
+/// probes fail within a fraction of a period when the suspect has really
+/// crashed, few enough that a false suspicion at high loss does not bring
+/// the whole cluster's pings (and their failed probes' confirmations) down
+/// on one member. With 3(k+1) = 9 expected probers and k = 2, fewer than two
+/// probe one time in 800 (Poisson), and the round-robin probes still come.
+pub fn suspect_probers(k: u32) -> f64 {
+    3.0 * (k as f64 + 1.0)
+}
+
+/// The chance that this node probes a suspect it heard of, in a cluster of
+/// `members` (`members - 2` candidates: not the suspect, not its accuser).
+pub fn suspect_probe_chance(k: u32, members: usize) -> f64 {
+    let candidates = members.saturating_sub(2).max(1) as f64;
+    (suspect_probers(k) / candidates).min(1.0)
 }
 
 /// The timeout after `n` independent confirmations, wanting `k`.
@@ -107,8 +149,15 @@ impl Suspicion {
         (self.accusers.len() as u32).saturating_sub(1)
     }
 
-    pub fn deadline(&self) -> Instant {
-        self.started + timeout(self.min, self.max, self.confirmations(), self.k)
+    /// The timeout as it stands, for a healthy node.
+    pub fn timeout(&self) -> Duration {
+        timeout(self.min, self.max, self.confirmations(), self.k)
+    }
+
+    /// When it expires for a node whose health multiplier is `stretch`
+    /// (`Awareness::multiplier`, 1 when healthy).
+    pub fn deadline(&self, stretch: u32) -> Instant {
+        self.started + self.timeout() * stretch.max(1)
     }
 }
 
@@ -157,19 +206,50 @@ mod tests {
             Duration::from_secs(6),
             2,
         );
-        assert_eq!(s.deadline(), t0 + Duration::from_secs(6));
+        assert_eq!(s.deadline(1), t0 + Duration::from_secs(6));
+        assert_eq!(
+            s.deadline(3),
+            t0 + Duration::from_secs(18),
+            "an unhealthy node waits longer"
+        );
         assert!(
             !s.confirm(NodeId::new("a")),
             "the first accuser again is no confirmation"
         );
         assert!(s.confirm(NodeId::new("b")));
-        assert!(s.deadline() < t0 + Duration::from_secs(6));
+        assert!(s.deadline(1) < t0 + Duration::from_secs(6));
         assert!(s.confirm(NodeId::new("c")));
-        assert_eq!(s.deadline(), t0 + Duration::from_secs(2));
+        assert_eq!(s.deadline(1), t0 + Duration::from_secs(2));
         assert!(
             !s.confirm(NodeId::new("d")),
             "beyond k a confirmation changes nothing and is not passed on"
         );
         assert_eq!(s.confirmations(), 2);
+    }
+
+    #[test]
+    fn small_clusters_want_only_the_confirmations_they_can_send() {
+        assert_eq!(wanted(2, 20), 2);
+        assert_eq!(wanted(2, 4), 2);
+        assert_eq!(
+            wanted(2, 3),
+            1,
+            "one member besides the accuser and the suspect"
+        );
+        assert_eq!(wanted(2, 2), 0, "nobody can confirm");
+        assert_eq!(wanted(2, 0), 0);
+        let (min, max) = (Duration::from_secs(2), Duration::from_secs(6));
+        assert_eq!(timeout(min, max, 0, wanted(2, 2)), min);
+        assert_eq!(timeout(min, max, 1, wanted(2, 3)), min);
+    }
+
+    #[test]
+    fn suspect_probing_is_bounded_in_large_clusters_and_total_in_small_ones() {
+        assert_eq!(suspect_probe_chance(2, 5), 1.0);
+        assert_eq!(suspect_probe_chance(2, 11), 1.0);
+        assert!((suspect_probe_chance(2, 20) - 0.5).abs() < 1e-9);
+        let expected = suspect_probe_chance(2, 1000) * 998.0;
+        assert!((expected - 9.0).abs() < 1e-9, "{expected}");
+        assert_eq!(suspect_probe_chance(2, 0), 1.0, "no panic on an empty view");
     }
 }

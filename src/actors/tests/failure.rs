@@ -258,6 +258,7 @@ async fn answers_pings_meant_for_it_only() {
 async fn suspicion_expires_into_dead_at_the_maximum_timeout() {
     tokio::time::pause();
     let mut f = start(1_000_000); // no probing during the test
+    join_four(&mut f.t); // members able to confirm: k stays 2
     let a = member("a", 9001, 4, MemberState::Alive);
     f.t.set(&a);
     // Our own accusation (after our own failed probe), no confirmations:
@@ -275,6 +276,7 @@ async fn suspicion_expires_into_dead_at_the_maximum_timeout() {
 async fn confirmations_shorten_the_suspicion() {
     tokio::time::pause();
     let mut f = start(1_000_000);
+    join_four(&mut f.t);
     let a = member("a", 9001, 0, MemberState::Alive);
     f.t.set(&a);
     let sa = Member {
@@ -335,8 +337,10 @@ async fn local_health_rises_on_failures_and_refutations_and_slows_probing() {
     tokio::time::pause();
     let mut f = start(1000);
     let a = member("a", 9001, 0, MemberState::Alive);
-    f.t.set(&a);
-    // One member, no relays: every failed probe raises the score by one.
+    let b = member("b", 9002, 0, MemberState::Alive);
+    f.t.set_all(&[a, b]);
+    // Two members: a failed probe of one asks the other, which sends no
+    // nack either: the score rises by one.
     settle(2010).await;
     assert_eq!(f.fd.send(GetAwareness).await.unwrap(), 1);
     f.t.refute();
@@ -378,28 +382,53 @@ async fn stops_probing_and_answering_after_stop() {
     assert!(f.accuses.is_empty());
 }
 
+/// Plays the healthy rest of the cluster for `ms` milliseconds: acks every
+/// ping to a member other than `dead`, and nacks every ping-req about
+/// `dead` (the relay's own ping went unanswered), so that this node's
+/// health score stays at 0 and only `dead` fails its probes.
+async fn healthy_cluster_but(f: &Fixture, dead: &Member, ms: u64) {
+    let mut answered = std::collections::BTreeSet::new();
+    for _ in 0..ms / 50 {
+        settle(50).await;
+        for (to, m) in decoded(&f.sends.all()) {
+            let reply = match m {
+                Msg::Ping { seq, .. } if to != dead.addr => Msg::Ack { seq },
+                Msg::PingReq { seq, target, .. } if target == dead.id => Msg::Nack { seq },
+                _ => continue,
+            };
+            if answered.insert((to, format!("{reply:?}"))) {
+                f.fd.do_send(ProbeMsg {
+                    from: to,
+                    sender: id("relay"),
+                    msg: reply,
+                });
+            }
+        }
+    }
+}
+
 #[actix::test]
 async fn a_suspicion_heard_from_others_is_checked_with_an_extra_probe() {
     tokio::time::pause();
     let mut f = start(1000);
     // Many members, so the round-robin alone would rarely reach "a" soon.
-    let ms = join_four(&mut f.t);
+    join_four(&mut f.t);
     let a = member("a", 9100, 0, MemberState::Alive);
     f.t.set(&a);
     f.t.accuse(&a, "x");
-    settle(1000).await;
+    healthy_cluster_but(&f, &a, 300).await;
     let pings_to_a = decoded(&f.sends.all())
         .iter()
         .filter(|(to, m)| *to == a.addr && matches!(m, Msg::Ping { .. }))
         .count();
     assert!(
         pings_to_a >= 1,
-        "the suspect was probed within one interval"
+        "the suspect was probed within 0.2 s of an interval"
     );
     // Unanswered, it is our confirmation: spread with us as the accuser, and
     // the suspicion (x, then us) ends at the 2-confirmation rule's middle step
-    // rather than the 5.4 s maximum.
-    settle(1100).await;
+    // (3.1 s) rather than the 5.4 s maximum.
+    healthy_cluster_but(&f, &a, 1000).await;
     assert!(
         f.spreads
             .all()
@@ -408,7 +437,8 @@ async fn a_suspicion_heard_from_others_is_checked_with_an_extra_probe() {
         "{:?}",
         f.spreads.all()
     );
-    settle(2000).await;
+    assert_eq!(f.fd.send(GetAwareness).await.unwrap(), 0, "relays nacked");
+    healthy_cluster_but(&f, &a, 2000).await;
     assert!(
         f.accuses
             .all()
@@ -416,7 +446,6 @@ async fn a_suspicion_heard_from_others_is_checked_with_an_extra_probe() {
             .any(|x| x.id == a.id && x.state == MemberState::Dead),
         "dead well before 5.4 s"
     );
-    let _ = ms;
 }
 
 #[actix::test]
@@ -529,4 +558,36 @@ async fn probing_a_dead_member_through_answering_relays_does_not_hurt_local_heal
     // Failed probes of t are excused by the relay's nack: the score never
     // rises.
     assert_eq!(worst, 0);
+}
+
+/// In a two-member cluster a failed probe of the one peer says nothing about
+/// this node (there is nobody to ask): its health score, which stretches its
+/// suspicion timeouts, stays at 0 while the peer is dead. The peer is
+/// declared dead at the suspicion minimum (k = 0: nobody can confirm),
+/// counted from when the unanswered probe was sent, not from when its
+/// period ended or the suspicion was published.
+#[actix::test]
+async fn a_lone_peer_is_declared_dead_at_the_minimum_counted_from_the_probe() {
+    tokio::time::pause();
+    let mut f = start(1000);
+    let a = member("a", 9001, 0, MemberState::Alive);
+    f.t.set(&a);
+    // Probes at 1, 2 and 3 s, each unanswered; the one sent at 2 s
+    // concludes (and accuses) at 3 s.
+    settle(3010).await;
+    assert_eq!(f.fd.send(GetAwareness).await.unwrap(), 0);
+    assert!(!f.accuses.is_empty(), "our failed probes accused it");
+    // Membership publishes our accusation: the clock started at 2.0 s, so
+    // dead at 2.0 + 1.8 = 3.8 s.
+    f.t.accuse(&a, "me");
+    settle(690).await;
+    let dead = |f: &Fixture| {
+        f.accuses
+            .all()
+            .iter()
+            .any(|x| x.id == a.id && x.state == MemberState::Dead)
+    };
+    assert!(!dead(&f), "not before 3.7 s");
+    settle(200).await;
+    assert!(dead(&f), "dead by 3.9 s: {:?}", f.accuses.all());
 }

@@ -489,7 +489,7 @@ async fn a_joiner_announces_itself_and_its_own_record_is_spread() {
 }
 
 #[actix::test]
-async fn a_refutation_also_goes_straight_to_every_member() {
+async fn a_refutation_goes_straight_to_its_accuser_and_every_member() {
     tokio::time::pause();
     let f = start().await;
     f.ms.do_send(rumor(member("a", 2000, 0, MemberState::Alive), None));
@@ -502,9 +502,15 @@ async fn a_refutation_also_goes_straight_to_every_member() {
         Some("a"),
     ));
     settle(1).await;
-    let mut to: Vec<_> = f.sends.take().into_iter().map(|s| s.to).collect();
-    to.sort();
-    assert_eq!(to, vec![addr(2000), addr(2001)], "live members only");
+    let to: Vec<_> = f.sends.take().into_iter().map(|s| s.to).collect();
+    assert_eq!(
+        to[0],
+        addr(2000),
+        "the accuser first: its timer runs out first"
+    );
+    let mut rest = to[1..].to_vec();
+    rest.sort();
+    assert_eq!(rest, vec![addr(2000), addr(2001)], "then live members only");
 }
 
 #[actix::test]
