@@ -112,6 +112,7 @@ async fn run_node(cfg: Config, addr: SocketAddr) -> i32 {
             metrics,
             formed: None,
             exit_on_name_taken: true,
+            clock_origin: None,
         },
     );
     let api_addr = cfg.api_socket_addr();

@@ -8,9 +8,10 @@
 //! nodes and simulated nodes; only the link and the seed resolver differ.
 
 use actix::prelude::*;
-use rand::SeedableRng;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
+use tokio::time::Instant;
 
 use crate::actors::checks::Checks;
 use crate::actors::failure::{FailureDetector, FailureSettings};
@@ -71,6 +72,23 @@ pub struct NodeOptions {
     /// and we are the newcomer: the agent does; the simulator and tests
     /// only see the `name_conflict` event.
     pub exit_on_name_taken: bool,
+    /// The instant probe steps count from, shared by every node (the
+    /// simulator's start); `None` for agents, which use wall-clock
+    /// multiples of the probe interval (`wall_clock_origin`).
+    pub clock_origin: Option<Instant>,
+}
+
+/// The latest instant that was a whole multiple of `interval` on the wall
+/// clock: agents whose clocks agree (NTP) count the same probe steps from
+/// it, which is what makes the shared probe schedule work across hosts.
+fn wall_clock_origin(interval: Duration) -> Instant {
+    let since_epoch = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    let into_step = since_epoch.as_nanos() % interval.as_nanos().max(1);
+    Instant::now()
+        .checked_sub(Duration::from_nanos(into_step as u64))
+        .unwrap_or_else(Instant::now)
 }
 
 fn salt(seed: u64, name: &str) -> u64 {
@@ -178,9 +196,8 @@ pub fn start_node(
 
     // A warm start: the formed view (shared with every other node until
     // this one changes it) and a rotation of the shared probe order.
-    let mut rng = rand::rngs::SmallRng::seed_from_u64(salt(opts.seed, "formed"));
     let formed = opts.formed.as_ref().map(|f| {
-        let order = ProbeOrder::rotated(&f.order, &f.order_index, &me, &mut rng);
+        let order = ProbeOrder::formed(&f.ring, &f.order_index, &me);
         (f, order)
     });
 
@@ -233,6 +250,9 @@ pub fn start_node(
             awareness_max_mult: cfg.awareness_max_mult,
             suspicion: cfg.suspicion_params(),
             seed: salt(opts.seed, "failure"),
+            step_origin: opts
+                .clock_origin
+                .unwrap_or_else(|| wall_clock_origin(ms(cfg.probe_interval_ms))),
         },
         snapshot.clone(),
         rumor.clone().recipient(),
@@ -364,6 +384,7 @@ pub async fn start_on_udp(
             metrics,
             formed: None,
             exit_on_name_taken: false,
+            clock_origin: None,
         },
     ))
 }

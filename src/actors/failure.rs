@@ -41,7 +41,7 @@ use super::supervisor::{guard, Crash};
 use crate::messages::*;
 use crate::metrics::Metrics;
 use crate::protocol::awareness::Awareness;
-use crate::protocol::probe_order::ProbeOrder;
+use crate::protocol::probe_order::{step, ProbeOrder};
 use crate::protocol::suspicion::{
     bounds, suspect_probe_chance, wanted, Suspicion, SuspicionParams,
 };
@@ -85,6 +85,9 @@ pub struct FailureSettings {
     pub awareness_max_mult: u32,
     pub suspicion: SuspicionParams,
     pub seed: u64,
+    /// Probe steps are counted from here (`protocol::probe_order`): an
+    /// instant every node of the cluster agrees on, to within a period.
+    pub step_origin: Instant,
 }
 
 struct Probe {
@@ -145,8 +148,8 @@ impl FailureDetector {
         FailureDetector {
             awareness: Awareness::new(s.awareness_max_mult),
             rng: SmallRng::seed_from_u64(s.seed),
+            order: ProbeOrder::new(&s.me),
             s,
-            order: ProbeOrder::default(),
             snapshots,
             seen,
             timers: Timers::default(),
@@ -199,7 +202,7 @@ impl FailureDetector {
             if m.id == self.s.me {
                 continue;
             }
-            self.order.insert(m.id.clone(), &mut self.rng);
+            self.order.insert(m.id.clone());
             let already = old
                 .is_some_and(|o| o.state == MemberState::Suspect && o.incarnation == m.incarnation);
             match m.state {
@@ -310,14 +313,11 @@ impl FailureDetector {
         }
     }
 
-    fn next_target(&mut self) -> Option<Member> {
-        for _ in 0..self.order.len() {
-            let id = self.order.next(&mut self.rng)?;
-            if let Some(m) = self.live(&id) {
-                return Some(m);
-            }
-        }
-        None
+    /// This step's member on the shared schedule (`protocol::probe_order`).
+    fn next_target(&self) -> Option<Member> {
+        let elapsed = Instant::now().saturating_duration_since(self.s.step_origin);
+        let step = step(elapsed, self.s.probe_interval);
+        self.order.at_step(step).find_map(|id| self.live(id))
     }
 
     fn probe(&mut self, ctx: &mut Context<Self>) {
@@ -661,8 +661,11 @@ impl Actor for FailureDetector {
         // The timer queue survives a restart (suspicions keep their
         // deadlines); the actix timer that woke us for it does not.
         self.alarm = None;
+        // The first probe at a random phase within a period: nodes started
+        // together do not all probe in the same instant.
         let probe_period = self.awareness.scale(self.s.probe_interval);
-        self.after(probe_period, Due::Tick);
+        let phase = probe_period.mul_f64(self.rng.gen::<f64>());
+        self.after(phase, Due::Tick);
         // Then catch up with the snapshot (everything published while we
         // were down is in the newest one) and follow every new one; the
         // restart cleared the stream with the timers, so it is added anew.

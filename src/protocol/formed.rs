@@ -14,37 +14,36 @@
 //! Agents never use it: they join.
 
 use imbl::{OrdSet, Vector};
-use rand::seq::SliceRandom;
-use rand::Rng;
 use tokio::time::Instant;
 
 use super::member::{Member, NodeId};
+use super::probe_order::ProbeOrder;
 use super::view::View;
 
 #[derive(Clone, Debug)]
 pub struct Formed {
     /// The membership actor's table: every member, self included.
     pub view: View,
-    /// One shuffled probe order and its index (each node rotates it).
-    pub order: Vector<NodeId>,
+    /// The probe ring and its index (`ProbeOrder::formed` takes each node
+    /// off its own copy).
+    pub ring: Vector<(u64, NodeId)>,
     pub order_index: OrdSet<NodeId>,
 }
 
 impl Formed {
     /// `members` must all be alive records with distinct ids.
-    pub fn new(members: &[Member], max_members: usize, rng: &mut impl Rng) -> Self {
+    pub fn new(members: &[Member], max_members: usize) -> Self {
         let now = Instant::now();
         let mut view = View::new(max_members);
         for m in members {
             // Errors only when the table is full; the caller sized it.
             let _ = view.apply(m, now);
         }
-        let mut ids: Vec<NodeId> = members.iter().map(|m| m.id.clone()).collect();
-        ids.shuffle(rng);
+        let ids: Vec<NodeId> = members.iter().map(|m| m.id.clone()).collect();
         Formed {
             view,
             order_index: ids.iter().cloned().collect(),
-            order: ids.into_iter().collect(),
+            ring: ProbeOrder::ring_of(ids),
         }
     }
 }
@@ -52,8 +51,6 @@ impl Formed {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use rand::rngs::SmallRng;
-    use rand::SeedableRng;
     use std::net::SocketAddr;
 
     #[test]
@@ -64,10 +61,10 @@ mod tests {
                 Member::new_alive(NodeId::new(&format!("n{i}")), addr, 0)
             })
             .collect();
-        let f = Formed::new(&members, 100, &mut SmallRng::seed_from_u64(1));
+        let f = Formed::new(&members, 100);
         assert_eq!(f.view.len(), 20);
         assert_eq!(f.view.live_count(), 20);
-        assert_eq!(f.order.len(), 20);
+        assert_eq!(f.ring.len(), 20);
         assert_eq!(f.order_index.len(), 20);
         assert_eq!(f.view.live().len(), 20);
         // Two views built from the same records in another order hash the same.

@@ -581,6 +581,7 @@ impl Sim {
                 metrics: metrics.clone(),
                 formed,
                 exit_on_name_taken: false,
+                clock_origin: Some(self.origin),
             },
         );
         // A fresh row for the new life; events from a previous life's actors

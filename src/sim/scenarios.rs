@@ -320,7 +320,7 @@ fn start_formed(sim: &mut Sim, health: &mut Health) {
         .collect();
     // The nodes' own bound (config.yml's), so the table is the one they keep.
     let max_members = Config::default().max_members;
-    let formed = Formed::new(&members, max_members, &mut sim.rng);
+    let formed = Formed::new(&members, max_members);
     sim.obs.borrow_mut().preload(n);
     for i in 0..n {
         sim.start_with(i, &[], Some(formed.clone()));

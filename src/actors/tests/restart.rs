@@ -35,6 +35,7 @@ fn fd_settings() -> FailureSettings {
             confirmations: 2,
         },
         seed: 5,
+        step_origin: tokio::time::Instant::now(),
     }
 }
 
