@@ -8,6 +8,8 @@ foundation issues with one command:
     python3 bench/loopback.py --kill --join     # a subset
     python3 bench/loopback.py --loss-soak 10    # 20 nodes, 20% loss, 10 minutes
     python3 bench/loopback.py --all --json      # JSON on stdout, table on stderr
+    python3 bench/loopback.py --kill --nodes 3 --runs 5      # small clusters (2 works: one survivor)
+    python3 bench/loopback.py --nodes 100 --join --kill --freeze --idle
 
 Measurements
   --join7    7 processes: time from the last start until all list all 7 alive
@@ -20,10 +22,22 @@ Measurements
   --services registration (PUT /v1/services) visible at all N, median
   --leave    graceful leave (SIGTERM): `left` at all N-1 others; exit code;
              restart with the same NODE_ID rejoins (higher incarnation)
-  --idle     10 idle nodes for --idle-secs (30): RSS (VmRSS), CPU % of a core
-             (utime+stime from /proc/PID/stat), bytes in/out per node per second
-             (from GET /v1/stats)
+  --idle     10 idle nodes (N when --nodes is given) for --idle-secs (30): RSS
+             (VmRSS), CPU % of a core (utime+stime from /proc/PID/stat), bytes
+             in/out per node per second (from GET /v1/stats)
   --loss-soak MINUTES  N nodes with LOSS_IN=0.2: false dead/left reports
+
+Every measurement prints its median and every run. Polling: one thread per
+agent, one kept-alive HTTP connection each, a pause of 10 ms between polls up
+to 20 nodes and 1 ms per node beyond (100 ms at 100; --poll-ms overrides), so
+that the harness does not take the CPU the agents need; the kill rows say how
+much it used. Time limits grow with N beyond 40. Port blocks: agent i gossips
+on base+i (UDP), serves the API on base+1000+i and DNS on base+654+i (unless
+--env DNS_ADDR=off), all below the kernel's ephemeral port range.
+
+Go memberlist is not measured by this harness here (no Go toolchain on this
+machine); each measurement prints memberlist's published figure for the same
+measurement where there is one (issue 17, ../shared/notes/protocol-reference.md).
 
 Python 3 standard library only. Uses target/release/gossip (built with
 `cargo build --release` when missing, or always with --build). Every process
@@ -105,36 +119,187 @@ def log(msg):
 
 
 # ---------------------------------------------------------------------------
-# HTTP (Connection: close, short timeouts)
+# HTTP: one kept-alive connection per (thread, agent), short timeouts
 # ---------------------------------------------------------------------------
+#
+# Polling 100 agents every few tens of ms with a fresh TCP connection per
+# request would cost a connect, an accept and a TIME_WAIT socket each time
+# (thousands a second, enough to run through the ephemeral port range in a
+# minute) and more CPU than the agents use. Each polling thread keeps one
+# connection per agent instead; the agents' API keeps it alive.
+
+_CONNS = threading.local()
+
+
+def _pool():
+    d = getattr(_CONNS, "d", None)
+    if d is None:
+        d = _CONNS.d = {}
+    return d
+
+
+def drop_conns():
+    """Closes this thread's kept connections (a cluster going away, a
+    polling thread ending)."""
+    for pool in (_pool(), _lean_pool()):
+        for c in pool.values():
+            c.close()
+        pool.clear()
+
 
 def req(method, addr, path, body=None, timeout=1.0):
     """Returns (status, parsed JSON or None) or None if the API did not answer."""
-    host, port = addr.rsplit(":", 1)
-    conn = http.client.HTTPConnection(host, int(port), timeout=timeout)
-    try:
-        headers = {"Connection": "close"}
-        data = None
-        if body is not None:
-            data = json.dumps(body).encode()
-            headers["Content-Type"] = "application/json"
-        conn.request(method, path, body=data, headers=headers)
-        r = conn.getresponse()
-        raw = r.read()
+    pool = _pool()
+    headers = {}
+    data = None
+    if body is not None:
+        data = json.dumps(body).encode()
+        headers["Content-Type"] = "application/json"
+    for _ in range(2):
+        conn = pool.pop(addr, None)
+        reused = conn is not None
+        if conn is None:
+            host, port = addr.rsplit(":", 1)
+            conn = http.client.HTTPConnection(host, int(port), timeout=timeout)
+        conn.timeout = timeout
+        if conn.sock is not None:
+            conn.sock.settimeout(timeout)
+        try:
+            conn.request(method, path, body=data, headers=headers)
+            r = conn.getresponse()
+            raw = r.read()
+        except (ConnectionError, http.client.RemoteDisconnected):
+            conn.close()
+            if reused:
+                continue  # the agent closed an idle kept connection: once more, afresh
+            return None
+        except (OSError, http.client.HTTPException):
+            # a timeout included: no second try, a frozen agent would cost twice
+            conn.close()
+            return None
+        if r.will_close:
+            conn.close()
+        else:
+            pool[addr] = conn
         try:
             parsed = json.loads(raw) if raw else None
         except ValueError:
             parsed = None
         return r.status, parsed
-    except (OSError, http.client.HTTPException):
-        return None
-    finally:
-        conn.close()
+    return None
+
+
+class _Unsupported(Exception):
+    """An answer the lean client does not read (no Content-Length)."""
+
+
+class _LeanGet:
+    """A kept-alive HTTP/1.1 connection that only sends GETs and reads
+    answers with a Content-Length. http.client spends about 0.25 ms of CPU
+    per request on header parsing; this spends a tenth of that, which is
+    what lets one process poll 100 agents 20 times a second (about 2,000
+    requests a second) without taking a whole core."""
+
+    def __init__(self, addr, timeout):
+        host, port = addr.rsplit(":", 1)
+        self.host = addr
+        self.sock = socket.create_connection((host, int(port)), timeout=timeout)
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.buf = b""
+
+    def close(self):
+        self.sock.close()
+
+    def get(self, path, timeout):
+        """(status, body bytes, the server keeps the connection)."""
+        self.sock.settimeout(timeout)
+        self.sock.sendall(("GET %s HTTP/1.1\r\nHost: %s\r\n\r\n" % (path, self.host)).encode())
+        buf = self.buf
+        while True:
+            end = buf.find(b"\r\n\r\n")
+            if end >= 0:
+                break
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                raise http.client.RemoteDisconnected("closed before an answer")
+            buf += chunk
+        head = buf[:end].decode("latin-1").lower()
+        lines = head.split("\r\n")
+        parts = lines[0].split()
+        if len(parts) < 2 or not parts[0].startswith("http/1.") or not parts[1].isdigit():
+            raise http.client.BadStatusLine(lines[0])
+        length, keep = None, True
+        for line in lines[1:]:
+            k, _, v = line.partition(":")
+            k, v = k.strip(), v.strip()
+            if k == "content-length":
+                length = int(v)
+            elif k == "connection" and v == "close":
+                keep = False
+            elif k == "transfer-encoding":
+                raise _Unsupported(v)
+        if length is None:
+            raise _Unsupported("no content-length")
+        body_at = end + 4
+        while len(buf) - body_at < length:
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                raise http.client.IncompleteRead(buf[body_at:], length)
+            buf += chunk
+        self.buf = buf[body_at + length:]
+        return int(parts[1]), buf[body_at:body_at + length], keep
+
+
+_LEAN = threading.local()
+
+
+def _lean_pool():
+    d = getattr(_LEAN, "d", None)
+    if d is None:
+        d = _LEAN.d = {}
+    return d
+
+
+def get_json(addr, path, timeout=1.0):
+    """GET on a kept-alive lean connection: (status, parsed JSON or None),
+    or None if the API did not answer. Answers the lean client does not
+    read go through req()."""
+    pool = _lean_pool()
+    for _ in range(2):
+        conn = pool.pop(addr, None)
+        reused = conn is not None
+        try:
+            if conn is None:
+                conn = _LeanGet(addr, timeout)
+            status, raw, keep = conn.get(path, timeout)
+        except _Unsupported:
+            conn.close()
+            return req("GET", addr, path, timeout=timeout)
+        except (ConnectionError, http.client.RemoteDisconnected):
+            if conn is not None:
+                conn.close()
+            if reused:
+                continue  # the agent closed an idle kept connection: once more, afresh
+            return None
+        except (OSError, ValueError, http.client.HTTPException):
+            # a timeout included: no second try, a frozen agent would cost twice
+            if conn is not None:
+                conn.close()
+            return None
+        if keep:
+            pool[addr] = conn
+        else:
+            conn.close()
+        try:
+            return status, (json.loads(raw) if raw else None)
+        except ValueError:
+            return status, None
+    return None
 
 
 def members(addr, timeout=1.0):
     """GET /v1/members -> {id: (state, incarnation)} or None."""
-    r = req("GET", addr, "/v1/members", timeout=timeout)
+    r = get_json(addr, "/v1/members", timeout=timeout)
     if not r or r[0] != 200 or not isinstance(r[1], list):
         return None
     out = {}
@@ -148,7 +313,7 @@ def members(addr, timeout=1.0):
 
 def service_nodes(addr, name, timeout=1.0):
     """GET /v1/services/NAME -> set of node ids, or None."""
-    r = req("GET", addr, "/v1/services/" + name, timeout=timeout)
+    r = get_json(addr, "/v1/services/" + name, timeout=timeout)
     if not r or r[0] != 200 or not isinstance(r[1], list):
         return None
     return {i.get("node") for i in r[1] if isinstance(i, dict)}
@@ -181,18 +346,59 @@ def _tcp_free(port):
         s.close()
 
 
+DNS_OFFSET = 654  # the agent's default DNS_ADDR: 127.0.0.1:(NODE_PORT + 654), UDP and TCP
 _USED_BASES = []
 
 
-def free_base(count):
+def _ephemeral_floor():
+    """The lowest port the kernel hands out to outgoing connections: blocks
+    stay below it, so that the harness's own client sockets (and anything
+    else on the machine) cannot take an agent's port between the check and
+    the agent's start."""
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            return int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
+def block_ports(base, count, dns):
+    """(UDP ports, TCP ports) a cluster of `count` agents from `base` binds:
+    gossip on base+i, the API on base+1000+i, DNS (unless off) on
+    base+654+i."""
+    udp = [base + i for i in range(count)]
+    tcp = [base + API_OFFSET + i for i in range(count)]
+    if dns:
+        udp += [base + DNS_OFFSET + i for i in range(count)]
+        tcp += [base + DNS_OFFSET + i for i in range(count)]
+    return udp, tcp
+
+
+def free_base(count, dns=True):
+    # agent i's DNS port (TCP) would be agent i-346's API port beyond this
+    limit = API_OFFSET - DNS_OFFSET if dns else API_OFFSET
+    if count > limit:
+        raise RuntimeError("at most %d agents per cluster with %s: their port blocks would overlap"
+                           % (limit, "DNS on (--env DNS_ADDR=off allows 1000)" if dns else "DNS off"))
+    span = API_OFFSET + count  # a block's ports lie in [base, base + span)
+    lo, hi = 20000, _ephemeral_floor() - span
+    if hi <= lo:
+        lo, hi = 1024, 65535 - span
     for _ in range(1000):
-        base = random.randrange(20000, 60000 - count)
-        if any(abs(base - b) < 200 for b in _USED_BASES):
+        base = random.randrange(lo, hi)
+        # blocks of clusters alive at the same time must not interleave
+        if any(abs(base - b) < span for b in _USED_BASES):
             continue
-        if all(_udp_free(base + i) and _tcp_free(base + API_OFFSET + i) for i in range(count)):
+        udp, tcp = block_ports(base, count, dns)
+        if all(_udp_free(p) for p in udp) and all(_tcp_free(p) for p in tcp):
             _USED_BASES.append(base)
             return base
-    raise RuntimeError("no free port block found")
+    raise RuntimeError("no free block of %d ports found below %d" % (span, hi + span))
+
+
+def release_base(base):
+    if base in _USED_BASES:
+        _USED_BASES.remove(base)
 
 
 # ---------------------------------------------------------------------------
@@ -202,7 +408,7 @@ def free_base(count):
 AGENT_ENV_KEYS = [
     "NODE_ID", "NODE_IP", "NODE_PORT", "SEED_NODES", "SERVICES", "API_ADDR",
     "BIND_ADDR", "BROADCAST", "CLUSTER_NAME", "GOSSIP_KEY", "API_TOKEN",
-    "LOSS_IN", "LOSS_OUT",
+    "LOSS_IN", "LOSS_OUT", "DNS_ADDR",
 ]
 
 
@@ -291,10 +497,11 @@ class Cluster:
         self.bench = bench
         self.name = name
         self.capacity = capacity
-        self.base = free_base(capacity)
-        self.cluster_name = "bench-%s-%d" % (name, self.base)
         self.env = dict(bench.extra_env)
         self.env.update(env or {})
+        # DNS_ADDR set (off, or an address) means no default DNS port to keep free
+        self.base = free_base(capacity, dns="DNS_ADDR" not in self.env)
+        self.cluster_name = "bench-%s-%d" % (name, self.base)
         self.logdir = bench.logdir / ("%s-%d" % (name, self.base))
         self.logdir.mkdir(parents=True, exist_ok=True)
         self.nodes = []
@@ -328,6 +535,7 @@ class Cluster:
     def wait_converged(self, nodes=None, timeout=60.0):
         """Every node in `nodes` lists exactly `nodes` as alive."""
         nodes = nodes or self.live()
+        timeout = scaled(timeout)
         want = {n.id for n in nodes}
         t0 = time.monotonic()
         last = ""
@@ -349,6 +557,7 @@ class Cluster:
         raise RuntimeError("cluster %s did not converge within %.0fs: %s" % (self.name, timeout, last))
 
     def wait_state(self, observers, subject_id, state, timeout=30.0):
+        timeout = scaled(timeout)
         t0 = time.monotonic()
         pending = list(observers)
         while pending and time.monotonic() - t0 < timeout:
@@ -367,19 +576,57 @@ class Cluster:
     def close(self):
         for n in self.nodes:
             n.kill()
+        drop_conns()
+        release_base(self.base)
 
 
 # ---------------------------------------------------------------------------
 # parallel polling
 # ---------------------------------------------------------------------------
 
-def first_times(observers, probe, t0, timeout, cadence=0.01):
-    """Poll every observer in its own thread (~`cadence`) until probe(node)
-    is true. Returns {node id: seconds after t0 or None on timeout}."""
+# Pause between two polls of one agent by its polling thread, and the factor
+# on the measurements' time limits; both set from --nodes in main().
+POLL_S = 0.01
+SCALE = 1.0
+
+
+def default_poll_s(n):
+    """10 ms up to 20 agents, then 1 ms per agent (100 ms at 100). Every
+    agent is polled by its own thread, and a poll of a 100-member list costs
+    this process about 0.3 ms of CPU (lean HTTP, JSON, the GIL shared by 100
+    threads): at a 10 ms pause 100 agents would want three cores, at 50 ms
+    it took 70% of one on this 2-core machine, at 100 ms about a third. The
+    price: a figure that is the last of 99 observers is late by about one
+    pause (0.1 s) instead of 0.01 s."""
+    return 0.01 if n <= 20 else 0.001 * n
+
+
+def scaled(secs):
+    return secs * SCALE
+
+
+def harness_cpu():
+    """CPU seconds used by this process (all its polling threads) so far."""
+    t = os.times()
+    return t.user + t.system
+
+
+def first_times(observers, probe, t0, timeout, cadence=None):
+    """Poll every observer in its own thread (POLL_S between polls) until
+    probe(node) is true. Returns {node id: seconds after t0 or None on
+    timeout}."""
+    cadence = POLL_S if cadence is None else cadence
+    timeout = scaled(timeout)
     result = {}
     lock = threading.Lock()
 
     def run(o):
+        try:
+            poll(o)
+        finally:
+            drop_conns()
+
+    def poll(o):
         while True:
             ok = False
             try:
@@ -420,6 +667,51 @@ def median(xs):
 
 def fmt_s(x):
     return "n/a" if x is None else "%.3f s" % x
+
+
+def fmt_runs(xs):
+    return " ".join("n/a" if x is None else "%.2f" % x for x in xs)
+
+
+# Go memberlist cannot be measured by this harness here: it needs a Go
+# program speaking the same HTTP API, and this machine has no Go toolchain
+# (nothing but crates, Debian and PyPI packages can be installed). What the
+# same harness measured earlier on this kind of machine (2 cores): issue 17
+# (SIGKILL one, dead everywhere, median) and
+# ../shared/notes/protocol-reference.md (20 and 10 members).
+MEMBERLIST = {
+    "kill": {3: "6.33 s (ours then 6.03 s), issue 17",
+             7: "5.46 s (ours then 3.40 s), issue 17",
+             20: "6.7 s until none lists it alive, protocol-reference.md",
+             100: "10.37 s (ours then 4.40 s), issue 17"},
+    "join": {20: "0.35 s, protocol-reference.md"},
+    "idle": {10: "143 B/s received, 12.8 MB, 0.17% of a core, protocol-reference.md"},
+    "freeze": "a 3 s SIGSTOP declared dead by none, protocol-reference.md",
+    "loss": "10 members, 20% loss, 60 s: none falsely failed, protocol-reference.md",
+}
+NO_GO = "no Go toolchain here"
+
+
+def memberlist_note(what, n):
+    known = MEMBERLIST.get(what, {})
+    if isinstance(known, str):
+        return "%s; published: %s" % (NO_GO, known)
+    if n in known:
+        return "%s; published at %d: %s" % (NO_GO, n, known[n])
+    return "%s; published at %s nodes, not %d" % (NO_GO, ", ".join(str(k) for k in sorted(known)) or "no", n)
+
+
+def kill_target(n):
+    """(target text, limit in s or None) for dead at every survivor. Issue
+    17: a median of at most 2.8 s at 20 nodes, and at 2 and 3 nodes within
+    the 20-node median; at 100, better than memberlist's 10.37 s."""
+    if n == 20:
+        return "<= 2.8 s (issue 17; memberlist 6.7 s)", 2.8
+    if n in (2, 3):
+        return "<= 2.8 s (issue 17: within the 20-node median)", 2.8
+    if n == 100:
+        return "< 10.37 s (memberlist, issue 17)", 10.37
+    return "", None
 
 
 # ---------------------------------------------------------------------------
@@ -512,13 +804,16 @@ class Bench:
             c.close()
         m = median(runs)
         self.results["join"] = {"nodes": N, "runs_s": runs, "median_s": m}
-        self.row("%d procs: new node alive in all %d views (median of %d)" % (N, N, runs_n), fmt_s(m),
-                 "<= 0.3 s (memberlist 0.34 s)", m is not None and m <= 0.3)
+        small = N <= 20  # the 0.3 s target is the 20-node one
+        self.row("%d procs: new node alive in all %d views (median of %d; runs)" % (N, N, runs_n),
+                 "%s; %s" % (fmt_s(m), fmt_runs(runs)), "<= 0.3 s" if small else "",
+                 (m is not None and m <= 0.3) if small else None)
+        self.row("  Go memberlist, same measurement", "not measured here", memberlist_note("join", N))
 
     # (c) N processes, SIGKILL one
     def kill(self):
         N = self.args.nodes
-        all_dead, none_alive, first = [], [], []
+        all_dead, none_alive, first, cpu = [], [], [], []
         for r in range(self.args.runs):
             c = Cluster(self, "kill", N)
             try:
@@ -528,8 +823,11 @@ class Bench:
                 # probe ticks share a phase: a fixed settle time would always
                 # kill at the same point of the probe period. Randomise it.
                 self.settle(5 + random.uniform(0, 2))
-                victim = random.choice(c.nodes[2:])
+                # not one of the two seeds, but at 2 and 3 nodes there is no
+                # choice (at 2, node2 is the victim and node1 the survivor)
+                victim = random.choice(c.nodes[2:] or c.nodes[1:])
                 survivors = [n for n in c.nodes if n is not victim]
+                cpu0 = harness_cpu()
                 t0 = time.monotonic()
                 victim.signal(signal.SIGKILL)
                 victim.wait(5)
@@ -548,27 +846,38 @@ class Bench:
                     return st in ("dead", "gone")
 
                 dead_t = first_times(survivors, probe, t0, timeout=60)
+                cpu.append(100.0 * (harness_cpu() - cpu0) / (time.monotonic() - t0))
                 wd = worst(dead_t)
                 wn = max(not_alive_t.values()) if len(not_alive_t) == len(survivors) else None
                 f = min(not_alive_t.values()) if not_alive_t else None
                 all_dead.append(wd)
                 if wd is None:
-                    self.anomaly("kill run %d: %s not reported dead by %s within 60 s (logs %s)"
-                                 % (r + 1, victim.id, [k for k, v in dead_t.items() if v is None], c.logdir))
+                    self.anomaly("kill run %d: %s not reported dead by %s within %.0f s (logs %s)"
+                                 % (r + 1, victim.id, [k for k, v in dead_t.items() if v is None], scaled(60),
+                                    c.logdir))
                 none_alive.append(wn)
                 first.append(f)
                 log("  kill run %d (%s): first suspicion %s, none lists it alive %s, dead at all %d survivors %s"
-                    % (r + 1, victim.id, fmt_s(f), fmt_s(wn), len(survivors), fmt_s(wd)))
+                    " (harness CPU %.0f%% of a core)"
+                    % (r + 1, victim.id, fmt_s(f), fmt_s(wn), len(survivors), fmt_s(wd), cpu[-1]))
             finally:
                 c.close()
         m = median(all_dead)
         self.results["kill"] = {"nodes": N, "dead_everywhere_s": all_dead, "not_alive_everywhere_s": none_alive,
                                 "first_suspicion_s": first, "median_dead_everywhere_s": m,
-                                "median_not_alive_everywhere_s": median(none_alive)}
-        self.row("%d procs, SIGKILL one: first suspicion (median)" % N, fmt_s(median(first)))
-        self.row("%d procs, SIGKILL one: no survivor lists it alive (median)" % N, fmt_s(median(none_alive)))
-        self.row("%d procs, SIGKILL one: dead at every survivor (median of %d)" % (N, self.args.runs), fmt_s(m),
-                 "<= 4.0 s (memberlist 6.7 s)", m is not None and m <= 4.0)
+                                "median_not_alive_everywhere_s": median(none_alive), "poll_ms": POLL_S * 1000,
+                                "harness_cpu_pct": cpu}
+        self.row("%d procs, SIGKILL one: first suspicion (median; runs)" % N,
+                 "%s; %s" % (fmt_s(median(first)), fmt_runs(first)))
+        self.row("%d procs, SIGKILL one: no survivor lists it alive (median; runs)" % N,
+                 "%s; %s" % (fmt_s(median(none_alive)), fmt_runs(none_alive)))
+        target, limit = kill_target(N)
+        self.row("%d procs, SIGKILL one: dead at every survivor (median of %d; runs)" % (N, self.args.runs),
+                 "%s; %s" % (fmt_s(m), fmt_runs(all_dead)), target,
+                 None if limit is None else (m is not None and m <= limit))
+        self.row("  polled every %.0f ms per agent; the harness used %.0f%% of a core (median)"
+                 % (POLL_S * 1000, median(cpu) or 0), "")
+        self.row("  Go memberlist, same measurement", "not measured here", memberlist_note("kill", N))
 
     # (d) SIGSTOP 2 s, SIGCONT
     def freeze(self):
@@ -583,7 +892,7 @@ class Bench:
             self.settle(5)
             for r in range(self.args.runs):
                 self.settle(random.uniform(0, 2))  # random phase w.r.t. the probe ticks
-                victim = random.choice(c.nodes[2:])
+                victim = random.choice(c.nodes[2:] or c.nodes[1:])
                 observers = [n for n in c.nodes if n is not victim]
                 samples = {o.id: [] for o in observers}
                 stop = threading.Event()
@@ -593,7 +902,8 @@ class Bench:
                         v = members(o.api, timeout=0.5)
                         if v is not None:
                             samples[o.id].append((time.monotonic(), v.get(victim.id, ("gone",))[0]))
-                        time.sleep(0.01)
+                        time.sleep(POLL_S)
+                    drop_conns()
 
                 threads = [threading.Thread(target=sampler, args=(o,), daemon=True) for o in observers]
                 for t in threads:
@@ -644,8 +954,10 @@ class Bench:
                                   "worst_alive_after_resume_s": worst_rec}
         self.row("%d procs, SIGSTOP %.0fs: ever reported dead (%d runs)" % (N, freeze_s, len(runs)),
                  "yes" if any_dead else "no", "no", not any_dead)
-        self.row("%d procs, SIGSTOP %.0fs: alive everywhere after resume (worst)" % (N, freeze_s), fmt_s(worst_rec),
+        self.row("%d procs, SIGSTOP %.0fs: alive everywhere after resume (worst; runs)" % (N, freeze_s),
+                 "%s; %s" % (fmt_s(worst_rec), fmt_runs(r["alive_everywhere_after_resume_s"] for r in runs)),
                  "<= 2 s", worst_rec is not None and worst_rec <= 2.0)
+        self.row("  Go memberlist, same measurement", "not measured here", memberlist_note("freeze", N))
 
     # (e) registration visible at all N
     def services(self):
@@ -695,7 +1007,7 @@ class Bench:
             c.wait_converged(timeout=90)
             self.settle(3)
             for r in range(self.args.runs):
-                leaver = random.choice(c.nodes[2:])
+                leaver = random.choice(c.nodes[2:] or c.nodes[1:])
                 others = [n for n in c.nodes if n is not leaver]
                 saw_dead = set()
 
@@ -758,7 +1070,7 @@ class Bench:
 
     # (f) idle
     def idle(self):
-        n = 10
+        n = self.args.idle_nodes
         window = self.args.idle_secs
         c = Cluster(self, "idle", n)
         try:
@@ -826,12 +1138,15 @@ class Bench:
         self.row("idle: CPU per node, % of a core (mean / max)", "%.2f / %.2f %%" % (cpu["mean"], cpu["max"]),
                  "<= 1 %", cpu["max"] <= 1.0)
         b = res["bytes_in_per_s"]
+        # memberlist's 143 B/s was measured at 10 nodes; per-node traffic
+        # grows with N (digests, membership in pings), so no target elsewhere
         self.row("idle: bytes received per node per s (mean / max)", "%.0f / %.0f B/s" % (b["mean"], b["max"]),
-                 "< 141 B/s (memberlist, 10 nodes)", b["mean"] < 141)
+                 "< 141 B/s" if n == 10 else "", (b["mean"] < 141) if n == 10 else None)
         bo = res["bytes_out_per_s"]
         dg = res["datagrams_in_per_s"]
         self.row("idle: bytes sent per node per s (mean); datagrams in per s (mean)",
                  "%.0f B/s; %.1f /s" % (bo["mean"], dg["mean"]))
+        self.row("  Go memberlist, same measurement", "not measured here", memberlist_note("idle", n))
 
     # (g) loss soak
     def loss_soak(self):
@@ -883,6 +1198,7 @@ class Bench:
                  % (N, loss * 100, minutes), "%d / %d" % (len(subjects), len(false_pairs)), "0",
                  not false_pairs)
         self.row("  suspect sightings (sweeps every 0.5 s over all nodes)", "%d in %d sweeps" % (suspect_sightings, sweeps))
+        self.row("  Go memberlist, same measurement", "not measured here", memberlist_note("loss", N))
 
     def table(self, out):
         w1 = max(len(r[0]) for r in self.rows) if self.rows else 10
@@ -892,6 +1208,14 @@ class Bench:
         for fig, meas, target, ok in self.rows:
             mark = "" if ok is None else ("  ok" if ok else "  MISSED")
             print("%-*s  %-*s  %s%s" % (w1, fig, w2, meas, target, mark), file=out)
+
+
+def load_note():
+    try:
+        with open("/proc/loadavg") as f:
+            return "load average %s" % " ".join(f.read().split()[:3])
+    except OSError:
+        return "load average unknown"
 
 
 def ensure_binary(args):
@@ -917,7 +1241,10 @@ def main():
     ap.add_argument("--idle", action="store_true")
     ap.add_argument("--loss-soak", type=float, metavar="MINUTES", help="N nodes with LOSS_IN=0.2 for MINUTES")
     ap.add_argument("--soak-loss", type=float, default=0.2, help="loss fraction for --loss-soak (0.2)")
-    ap.add_argument("--nodes", type=int, default=20, help="cluster size for join/kill/freeze/services/leave/soak (20)")
+    ap.add_argument("--nodes", type=int,
+                    help="cluster size for join/kill/freeze/services/leave/soak (20) and, when given, idle (10)")
+    ap.add_argument("--poll-ms", type=float,
+                    help="pause between two polls of one agent (10 ms up to 20 nodes, then 1 ms per node)")
     ap.add_argument("--runs", type=int, default=3, help="repetitions per measurement (3)")
     ap.add_argument("--freeze-secs", type=float, default=2.0)
     ap.add_argument("--idle-secs", type=float, default=30.0)
@@ -940,10 +1267,25 @@ def main():
         ap.error("nothing to do: give --all or some of --join7 --join --kill --freeze --services --leave --idle --loss-soak")
     if args.seed is not None:
         random.seed(args.seed)
+    args.idle_nodes = args.nodes if args.nodes is not None else 10
+    if args.nodes is None:
+        args.nodes = 20
+    if args.nodes < 2:
+        ap.error("--nodes wants at least 2 (a kill needs a survivor, a join a node to join), got %d" % args.nodes)
+    if args.runs < 1:
+        ap.error("--runs wants at least 1, got %d" % args.runs)
+    if args.poll_ms is not None and not 0 < args.poll_ms <= 10000:
+        ap.error("--poll-ms wants a pause in (0, 10000] ms, got %s" % args.poll_ms)
+    global POLL_S, SCALE
+    POLL_S = args.poll_ms / 1000 if args.poll_ms is not None else default_poll_s(args.nodes)
+    # time limits (convergence, detection) grow with the cluster: 100
+    # processes start, join and settle more slowly on 2 cores than 20
+    SCALE = max(1.0, args.nodes / 40)
 
     ensure_binary(args)
     bench = Bench(args)
-    log("binary %s; logs in %s" % (bench.binary, bench.logdir))
+    log("binary %s; logs in %s; %d nodes, each polled every %.0f ms; %s"
+        % (bench.binary, bench.logdir, args.nodes, POLL_S * 1000, load_note()))
     t_start = time.monotonic()
     failed = None
     try:
@@ -986,7 +1328,8 @@ def main():
         print("\nanomalies:", file=out)
         for a in bench.anomalies:
             print("  " + a, file=out)
-    print("\n(total %.0f s)" % bench.results["wall_s"], file=out)
+    bench.results["load_at_end"] = load_note()
+    print("\n(total %.0f s; %s at the end)" % (bench.results["wall_s"], bench.results["load_at_end"]), file=out)
     if args.json:
         print(json.dumps(bench.results, indent=2, default=str))
     if args.keep_logs or failed or bench.anomalies:
