@@ -183,8 +183,10 @@ if [ "${RENDER_ONLY:-0}" != 1 ]; then
     fi
     if [ "$DRY_RUN" = 1 ]; then
         echo "$RUNS runs (dry run: nothing was run, nothing written)"
-        exit 0
     fi
+fi
+if [ "$DRY_RUN" = 1 ]; then
+    exit 0
 fi
 python3 bench/sim_report.py "$OUT" > bench/results/sim_matrix.md
 # BENCHMARKS.md: the hand-written part, then the generated section.
