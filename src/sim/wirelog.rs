@@ -9,7 +9,8 @@
 //!   sent, by kind (count and bytes), for each phase between markers.
 //!
 //! Both record from the moment the loss is turned on (`start`), so forming
-//! the cluster costs nothing, until the faults stop (`stop`).
+//! the cluster costs nothing, until the faults stop (`stop`). The `join`
+//! scenario, which is all forming, records nothing.
 //!
 //! Log lines (tab-separated; times in virtual ms; nodes and members as slots):
 //!
