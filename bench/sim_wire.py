@@ -10,6 +10,10 @@ src/sim/wirelog.rs for the format) and answers two questions:
         late (the dead rumor reached it late, or never, and its own timer
         decided).
 
+    python3 bench/sim_wire.py nacks trace.tsv [--window 8000]
+        failure scenario: the relays' nacks lost for probes of the victims
+        (each missing one raises the prober's local health score).
+
     python3 bench/sim_wire.py deaths trace.tsv
         soak scenario: every death (all of them false) traced: who declared
         it, the declarer's probes of the member and how they failed, whether
@@ -269,6 +273,32 @@ def tail(args):
               f"last rumor-learner at {last} ms (first verdict {first[v]['dead']} ms)")
 
 
+def nacks(args):
+    """Failure scenario: the failed probes of the victims in the first
+    seconds after the crash, and the relays' nacks that did not come back
+    (each one raises the prober's local health score by one)."""
+    t0, victims = crash_marker(args.trace)
+    tr = Trace(args.trace, members=set(victims))
+    miss, probes, asked, back = Counter(), Counter(), 0, 0
+    for (x, v), reqs in tr.ping_reqs.items():
+        byseq = defaultdict(int)
+        for sent, seq, _, _ in reqs:
+            if t0 <= sent < t0 + args.window:
+                byseq[seq] += 1
+        for seq, n in byseq.items():
+            r = min(n, tr.nacks_in.get(x, {}).get(seq, 0))
+            probes[x] += 1
+            asked += n
+            back += r
+            miss[x] += n - r
+    if not probes:
+        sys.exit("no probe of a victim went to relays in that window")
+    print(f"{len(probes)} nodes probed victims through relays in the {args.window} ms after the crash; per node "
+          f"{statistics.mean(probes.values()):.1f} such failed probes; relays asked {asked}, nacks back {back} "
+          f"({back / max(1, asked):.1%}); missing nacks per node: mean {statistics.mean(miss.values()):.2f}, "
+          f"max {max(miss.values())}")
+
+
 def deaths(args):
     tr = Trace(args.trace)
     dd = sorted((e[0], n, m, e[3]) for (n, m), l in tr.events.items() for e in l if e[1] == "failed")
@@ -401,6 +431,9 @@ def main():
     a.add_argument("--nominal", type=int, default=4200,
                    help="ms from a victim's first probe to its first verdict when nothing goes wrong "
                         "(probe period + minimum suspicion timeout + slack; 1 + 2.7 + 0.5 s at 1,000 nodes)")
+    n = sub.add_parser("nacks")
+    n.add_argument("trace")
+    n.add_argument("--window", type=int, default=8000, help="ms after the crash")
     b = sub.add_parser("deaths")
     b.add_argument("trace")
     c = sub.add_parser("traffic")
@@ -408,7 +441,7 @@ def main():
     c.add_argument("--from", dest="from_ms", type=int)
     c.add_argument("--to", dest="to_ms", type=int)
     args = ap.parse_args()
-    {"tail": tail, "deaths": deaths, "traffic": traffic}[args.cmd](args)
+    {"tail": tail, "nacks": nacks, "deaths": deaths, "traffic": traffic}[args.cmd](args)
 
 
 if __name__ == "__main__":
