@@ -24,6 +24,7 @@ pub mod network;
 pub mod observer;
 pub mod report;
 pub mod scenarios;
+pub mod wirelog;
 
 use actix::prelude::*;
 use rand::rngs::SmallRng;
@@ -386,8 +387,13 @@ pub fn run(args: SimArgs) -> i32 {
         eprintln!("error: {e}");
         return 2;
     }
+    if let Err(e) = wirelog::init() {
+        eprintln!("error: {e}");
+        return 2;
+    }
     let json = args.json;
     let report = simulate(&args);
+    wirelog::finish();
     if json {
         println!(
             "{}",
@@ -641,6 +647,36 @@ impl Sim {
         self.net.resume(i);
         self.slots[i].life = Life::Up;
         self.obs.borrow_mut().set_counted(i, true);
+    }
+
+    /// With `SIM_WIRE_LOG`: starts recording, and logs every change of a
+    /// node's local health score (sampled every 50 virtual ms) while it lasts.
+    pub fn start_wire_log(&self, what: &str) {
+        if !wirelog::enabled() {
+            return;
+        }
+        let now = self.now_ms();
+        wirelog::start(now, what);
+        let metrics: Vec<Arc<Metrics>> = self
+            .slots
+            .iter()
+            .filter_map(|s| s.metrics.last().cloned())
+            .collect();
+        let origin = self.origin;
+        actix_rt::spawn(async move {
+            let mut last = vec![0u64; metrics.len()];
+            while wirelog::recording() {
+                let at = Instant::now().saturating_duration_since(origin).as_millis() as u64;
+                for (i, m) in metrics.iter().enumerate() {
+                    let v = Metrics::get(&m.health_score);
+                    if v != last[i] {
+                        wirelog::health(at, i, v);
+                        last[i] = v;
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        });
     }
 
     /// Datagrams and bytes sent by every node so far, all lives included.

@@ -40,6 +40,7 @@ use std::rc::Rc;
 use std::time::Duration;
 use tokio::time::Instant;
 
+use super::wirelog;
 use crate::messages::Inbound;
 
 /// Port every simulated node listens on.
@@ -328,23 +329,27 @@ impl Net {
         {
             let mut n = self.0.borrow_mut();
             n.stats.sent += 1;
+            let now = n.now_ms();
             if n.is_cut(from, to) {
                 n.stats.cut += 1;
+                wirelog::datagram(now, None, "cut", from, to, &data);
                 return;
             }
             if n.p.loss > 0.0 && n.rng.gen::<f64>() < n.p.loss {
                 n.stats.lost += 1;
+                wirelog::datagram(now, None, "lost", from, to, &data);
                 return;
             }
-            let now = n.now_ms();
             if n.p.dup > 0.0 && n.rng.gen::<f64>() < n.p.dup {
                 n.stats.duplicated += 1;
                 let at = now + n.delay();
+                wirelog::datagram(now, Some(at), "ok", from, to, &data);
                 if n.schedule(at, (from, to, data.clone())) {
                     new_buckets.push(at);
                 }
             }
             let at = now + n.delay();
+            wirelog::datagram(now, Some(at), "ok", from, to, &data);
             if n.schedule(at, (from, to, data)) {
                 new_buckets.push(at);
             }

@@ -388,6 +388,9 @@ impl Observer {
 
     pub fn on_event(&mut self, x: usize, e: &MemberEvent) {
         self.events += 1;
+        if super::wirelog::recording() {
+            super::wirelog::event(self.now_ms(), x, e);
+        }
         if e.kind == EventKind::SelfRefuted {
             if self.trace.is_some_and(|(t, _)| t == x) {
                 eprintln!(

@@ -142,6 +142,7 @@ pub async fn run(sim: &mut Sim) -> Report {
                 }
                 r.wall_setup_ms = wall.elapsed().as_millis() as u64;
                 sim.net.set_loss(a.loss);
+                sim.start_wire_log(&format!("loss {}", a.loss));
                 match s {
                     Scenario::Soak => soak(sim, &mut r).await,
                     Scenario::Dissemination => dissemination(sim, &mut r).await,
@@ -204,6 +205,7 @@ pub async fn run(sim: &mut Sim) -> Report {
         }
     }
 
+    super::wirelog::stop(sim.now_ms());
     // Faults stop; all live nodes must come to agree.
     let wall = std::time::Instant::now();
     let (settle, disagreements) = settle(sim).await;
@@ -409,6 +411,7 @@ async fn dissemination(sim: &mut Sim, r: &mut Report) -> Result<Window, String> 
     });
     let meter = Meter::start(sim);
     let t0 = sim.now_ms();
+    super::wirelog::marker(t0, &format!("register {owner}"));
     let reg = sim
         .handle(owner)
         .registry
@@ -455,6 +458,17 @@ async fn failure(sim: &mut Sim, r: &mut Report, health: &mut Health) -> Result<W
         sim.crash(v);
         health.close(v, t0);
     }
+    super::wirelog::marker(
+        t0,
+        &format!(
+            "crash {}",
+            victims
+                .iter()
+                .map(|v| v.to_string())
+                .collect::<Vec<_>>()
+                .join(" ")
+        ),
+    );
     {
         // The goal is about the victims only: survivors may suspect one
         // another under loss meanwhile.
