@@ -94,6 +94,8 @@ struct Probe {
     target: NodeId,
     incarnation: u64,
     sent: Instant,
+    /// The target was already suspect: an extra probe (see `conclude`).
+    of_suspect: bool,
     acked: bool,
     expected_nacks: u32,
     nacks: u32,
@@ -372,6 +374,7 @@ impl FailureDetector {
                 target: target.id.clone(),
                 incarnation: target.incarnation,
                 sent: Instant::now(),
+                of_suspect: target.state == MemberState::Suspect,
                 acked: false,
                 expected_nacks: 0,
                 nacks: 0,
@@ -394,6 +397,19 @@ impl FailureDetector {
             return;
         }
         let target = p.target.clone();
+        // The direct ping again, beside the relays: when datagrams are
+        // being lost, a second round trip halves the chance that a healthy
+        // member fails its probe (0.22 to 0.11 at 30% loss), and with it
+        // the false suspicions whose rumors and refutations make most of
+        // the traffic at high loss. It costs one datagram, only when the
+        // first ack is late.
+        self.send(
+            addr,
+            vec![Msg::Ping {
+                seq,
+                target: target.clone(),
+            }],
+        );
         let relays = self.seen.live.sample(
             self.s.indirect_checks,
             &[&target, &self.s.me],
@@ -429,8 +445,14 @@ impl FailureDetector {
         // two-member cluster there is nobody to ask, and a failed probe of
         // the one peer says nothing about us: blaming ourselves would stretch
         // our suspicion timeout (times 3 after two probes) exactly when the
-        // peer has crashed.
-        let delta = if p.expected_nacks > 0 {
+        // peer has crashed. Extra probes of suspects do not count either:
+        // their number follows the suspicions going round, not our network,
+        // and at 10% loss (a fifth of relay nacks lost) they raised every
+        // node's score to 5 within seconds of a 20-node crash, stretching
+        // every period 6x.
+        let delta = if p.of_suspect {
+            0
+        } else if p.expected_nacks > 0 {
             p.expected_nacks.saturating_sub(p.nacks)
         } else if self.s.indirect_checks == 0 {
             1
@@ -483,7 +505,9 @@ impl FailureDetector {
                 } else if let Some(p) = self.probes.get_mut(&seq) {
                     if !p.acked {
                         p.acked = true;
+                        let (target, incarnation) = (p.target.clone(), p.incarnation);
                         self.health(-1);
+                        self.answered(&target, incarnation);
                     }
                 } else if let Some(r) = self.relays.remove(&seq) {
                     self.send(r.origin, vec![Msg::Ack { seq: r.origin_seq }]);
@@ -595,6 +619,20 @@ impl FailureDetector {
         let at = self.due(&s);
         self.reschedule(&m.id, at);
         counted
+    }
+
+    /// Our probe of `id` at `incarnation` was answered. If we suspect it
+    /// there, whatever failed probe of ours made us an accuser no longer
+    /// holds: we go back to needing a failed probe of our own before we
+    /// declare it dead (see `expire`). Its refutation may simply not have
+    /// reached us yet: in the simulator, 7 of 12 false deaths at 30% loss
+    /// were declared by nodes that had had an ack since.
+    fn answered(&mut self, id: &NodeId, incarnation: u64) {
+        if let Some((s, _)) = self.suspicions.get_mut(id) {
+            if s.incarnation == incarnation {
+                s.own_evidence = false;
+            }
+        }
     }
 
     fn cancel_suspicion(&mut self, id: &NodeId, _ctx: &mut Context<Self>) {

@@ -309,11 +309,20 @@ impl Membership {
         self.update_gauges();
     }
 
-    fn on_self_rumor(&mut self, rumor: &Member, accuser: Option<&NodeId>) {
+    fn on_self_rumor(&mut self, rumor: &Member, accuser: Option<&NodeId>, sender: &NodeId) {
         if self.leaving {
             return;
         }
         let mut own = self.own();
+        let stale_accusation =
+            rumor.state != MemberState::Alive && rumor.incarnation < own.incarnation;
+        if stale_accusation && accuser == Some(sender) {
+            // An accuser still pinging us with a suspicion we have refuted
+            // (its buddy message) missed our refutation: one lost datagram
+            // from the 30% of them in a lossy network, and its timer will
+            // declare us dead. Tell it directly.
+            self.answer_stale_accusation(own.clone(), sender);
+        }
         let another_holder = rumor.state == MemberState::Alive
             && rumor.addr != own.addr
             && rumor.incarnation >= own.incarnation;
@@ -381,6 +390,17 @@ impl Membership {
     /// timer, counted from its unanswered probe, runs out first) and to up
     /// to `DIRECT_REFUTATION_PEERS` random live members (all of them in a
     /// small cluster).
+    fn answer_stale_accusation(&mut self, own: Member, accuser: &NodeId) {
+        let Some(addr) = self.view.get(accuser).map(|m| m.addr) else {
+            return;
+        };
+        let msg = encode_msg(&Msg::Update {
+            member: own,
+            by: None,
+        });
+        self.send_to(addr, vec![msg]);
+    }
+
     fn send_refutation(&mut self, own: Member, accuser: Option<&NodeId>) {
         let peers: Vec<SocketAddr> = self
             .view
@@ -419,7 +439,7 @@ impl Membership {
             return;
         }
         if member.id == self.me {
-            return self.on_self_rumor(&member, by.as_ref());
+            return self.on_self_rumor(&member, by.as_ref(), sender);
         }
         if known.is_none() && member.state != MemberState::Alive {
             // Bad news about a member we do not know (never did, or whose

@@ -347,16 +347,22 @@ async fn local_health_rises_on_failures_and_refutations_and_slows_probing() {
     f.t.refute();
     settle(1).await;
     assert_eq!(f.fd.send(GetAwareness).await.unwrap(), 2);
-    // With a score of 2 the next probes come every 3 s instead of every 1 s.
-    let before = decoded(&f.sends.all())
-        .iter()
-        .filter(|(_, m)| matches!(m, Msg::Ping { .. }))
-        .count();
+    // With a score of 2 the next probes come every 3 s instead of every 1 s
+    // (a probe is counted once, though its ping is sent again with the
+    // ping-reqs).
+    let probes = |f: &Fixture| {
+        decoded(&f.sends.all())
+            .iter()
+            .filter_map(|(_, m)| match m {
+                Msg::Ping { seq, .. } => Some(*seq),
+                _ => None,
+            })
+            .collect::<std::collections::BTreeSet<u32>>()
+            .len()
+    };
+    let before = probes(&f);
     settle(2900).await;
-    let after = decoded(&f.sends.all())
-        .iter()
-        .filter(|(_, m)| matches!(m, Msg::Ping { .. }))
-        .count();
+    let after = probes(&f);
     assert!(
         after - before <= 1,
         "probed {} times in 2.9 s",
@@ -594,4 +600,21 @@ async fn a_lone_peer_is_declared_dead_at_the_minimum_counted_from_the_probe() {
     assert!(!dead(&f), "not before the probe + 1.8 s");
     settle(200).await;
     assert!(dead(&f), "dead at the probe + 1.8 s: {:?}", f.accuses.all());
+}
+
+/// When the ack is late, the ping goes out again with the ping-reqs: a
+/// second direct round trip for the probe (same sequence number).
+#[actix::test]
+async fn a_late_ack_sends_the_ping_again_beside_the_ping_reqs() {
+    tokio::time::pause();
+    let mut f = start(1000);
+    join_four(&mut f.t);
+    settle(1010).await;
+    let (target, seq) = first_ping(&f.sends);
+    settle(500).await;
+    let pings_of_probe = decoded(&f.sends.all())
+        .iter()
+        .filter(|(to, m)| *to == target && matches!(m, Msg::Ping { seq: s, .. } if *s == seq))
+        .count();
+    assert_eq!(pings_of_probe, 2, "the ping, then again with the ping-reqs");
 }
