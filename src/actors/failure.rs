@@ -622,17 +622,24 @@ impl FailureDetector {
     }
 
     /// Our probe of `id` at `incarnation` was answered. If we suspect it
-    /// there, whatever failed probe of ours made us an accuser no longer
-    /// holds: we go back to needing a failed probe of our own before we
-    /// declare it dead (see `expire`). Its refutation may simply not have
-    /// reached us yet: in the simulator, 7 of 12 false deaths at 30% loss
-    /// were declared by nodes that had had an ack since.
+    /// there, the evidence so far is stale: the suspicion starts over from
+    /// now, at its maximum timeout, and we need a failed probe of our own
+    /// again before we declare it dead (see `expire`). Its refutation has
+    /// probably just not reached us: in the simulator at 30% loss, 7 of 12
+    /// false deaths were declared by nodes that had had an ack since, and
+    /// re-probing every period until one probe failed (11% each) killed the
+    /// member within seconds.
     fn answered(&mut self, id: &NodeId, incarnation: u64) {
-        if let Some((s, _)) = self.suspicions.get_mut(id) {
-            if s.incarnation == incarnation {
-                s.own_evidence = false;
-            }
+        let Some((s, _)) = self.suspicions.get_mut(id) else {
+            return;
+        };
+        if s.incarnation != incarnation {
+            return;
         }
+        s.restart(Instant::now());
+        let s = s.clone();
+        let at = self.due(&s);
+        self.reschedule(id, at);
     }
 
     fn cancel_suspicion(&mut self, id: &NodeId, _ctx: &mut Context<Self>) {

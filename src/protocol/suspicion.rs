@@ -145,6 +145,17 @@ impl Suspicion {
         self.confirmations() < self.k && self.accusers.insert(by)
     }
 
+    /// The member answered one of our probes: the evidence so far is
+    /// stale. The clock starts again at `now` with no confirmations (the
+    /// first accuser stays on record) and without our own evidence.
+    pub fn restart(&mut self, now: Instant) {
+        let first = self.accusers.iter().next().cloned();
+        self.accusers.clear();
+        self.accusers.extend(first);
+        self.started = now;
+        self.own_evidence = false;
+    }
+
     pub fn confirmations(&self) -> u32 {
         (self.accusers.len() as u32).saturating_sub(1)
     }
@@ -251,5 +262,23 @@ mod tests {
         let expected = suspect_probe_chance(2, 1000) * 998.0;
         assert!((expected - 9.0).abs() < 1e-9, "{expected}");
         assert_eq!(suspect_probe_chance(2, 0), 1.0, "no panic on an empty view");
+    }
+
+    #[test]
+    fn an_answer_restarts_the_clock_at_the_maximum_without_our_evidence() {
+        let t0 = Instant::now();
+        let (min, max) = (Duration::from_secs(2), Duration::from_secs(6));
+        let mut s = Suspicion::new(3, NodeId::new("a"), t0, min, max, 2);
+        s.own_evidence = true;
+        assert!(s.confirm(NodeId::new("b")));
+        assert!(s.confirm(NodeId::new("c")));
+        assert_eq!(s.deadline(1), t0 + min);
+        let later = t0 + Duration::from_secs(1);
+        s.restart(later);
+        assert_eq!(s.confirmations(), 0);
+        assert!(!s.own_evidence);
+        assert_eq!(s.deadline(1), later + max);
+        assert!(!s.confirm(NodeId::new("a")), "the first accuser is kept");
+        assert!(s.confirm(NodeId::new("b")), "old confirmations count again");
     }
 }
