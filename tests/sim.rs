@@ -92,7 +92,11 @@ fn failure_50_in_a_cluster_formed_by_joins() {
 /// every accusation used to be passed on by every node that had not seen it,
 /// so one crash cost O(N^2) rumors (290 datagrams per node per second here,
 /// 20 million rumors at 1,000 nodes). Confirmations now travel only while
-/// they shorten the suspicion (the first k, as in memberlist).
+/// they shorten the suspicion (the first k, as in memberlist). The rate is
+/// over the scenario's window, which ends when the last victim is dead
+/// everywhere: since detection counts from the unanswered probe (3.0 s here
+/// instead of 3.8 s) the same rumors fill a shorter window, about 85
+/// datagrams per node per second; the flood was 290.
 #[test]
 fn a_crash_costs_no_flood_of_confirmations() {
     let mut a = args(Scenario::Failure, 200);
@@ -100,7 +104,7 @@ fn a_crash_costs_no_flood_of_confirmations() {
     let r = simulate(&a);
     check(&r);
     assert!(
-        r.msgs_per_node_s < 80.0,
+        r.msgs_per_node_s < 120.0,
         "{} datagrams per node per second during the failure",
         r.msgs_per_node_s
     );
