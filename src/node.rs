@@ -79,16 +79,21 @@ pub struct NodeOptions {
 }
 
 /// The latest instant that was a whole multiple of `interval` on the wall
-/// clock: agents whose clocks agree (NTP) count the same probe steps from
-/// it, which is what makes the shared probe schedule work across hosts.
-fn wall_clock_origin(interval: Duration) -> Instant {
+/// clock, and which multiple it was (the step number): agents whose clocks
+/// agree (NTP) number their probe steps alike, whenever each started,
+/// which is what makes the shared probe schedule work across hosts.
+fn wall_clock_origin(interval: Duration) -> (Instant, u64) {
     let since_epoch = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap_or_default();
-    let into_step = since_epoch.as_nanos() % interval.as_nanos().max(1);
-    Instant::now()
-        .checked_sub(Duration::from_nanos(into_step as u64))
-        .unwrap_or_else(Instant::now)
+    let interval = interval.as_nanos().max(1);
+    let into_step = since_epoch.as_nanos() % interval;
+    let step = (since_epoch.as_nanos() / interval).min(u64::MAX as u128) as u64;
+    let origin = Instant::now().checked_sub(Duration::from_nanos(into_step as u64));
+    match origin {
+        Some(origin) => (origin, step),
+        None => (Instant::now(), 0),
+    }
 }
 
 fn salt(seed: u64, name: &str) -> u64 {
@@ -241,6 +246,10 @@ pub fn start_node(
     );
     supervise(rumor_ctx, rumor_actor, metrics.clone());
 
+    let (step_origin, first_step) = match opts.clock_origin {
+        Some(origin) => (origin, 0),
+        None => wall_clock_origin(ms(cfg.probe_interval_ms)),
+    };
     let failure_actor = FailureDetector::new(
         FailureSettings {
             me: me.clone(),
@@ -250,9 +259,8 @@ pub fn start_node(
             awareness_max_mult: cfg.awareness_max_mult,
             suspicion: cfg.suspicion_params(),
             seed: salt(opts.seed, "failure"),
-            step_origin: opts
-                .clock_origin
-                .unwrap_or_else(|| wall_clock_origin(ms(cfg.probe_interval_ms))),
+            step_origin,
+            first_step,
         },
         snapshot.clone(),
         rumor.clone().recipient(),

@@ -86,8 +86,10 @@ pub struct FailureSettings {
     pub suspicion: SuspicionParams,
     pub seed: u64,
     /// Probe steps are counted from here (`protocol::probe_order`): an
-    /// instant every node of the cluster agrees on, to within a period.
+    /// instant that is a whole number of probe intervals from every other
+    /// node's, numbered `first_step`, so that all nodes number a step alike.
     pub step_origin: Instant,
+    pub first_step: u64,
 }
 
 struct Probe {
@@ -292,8 +294,8 @@ impl FailureDetector {
         match due {
             Due::Tick => {
                 self.probe(ctx);
-                let period = self.awareness.scale(self.s.probe_interval);
-                self.after(period, Due::Tick);
+                let at = self.next_tick(self.awareness.multiplier());
+                self.timers.schedule(at, Due::Tick);
             }
             Due::Indirect { seq, addr } => self.probe_indirectly(seq, addr),
             Due::Conclude { seq } => self.conclude(seq, ctx),
@@ -315,10 +317,43 @@ impl FailureDetector {
         }
     }
 
+    /// Where this node's ticks fall within a probe period: spread by ring
+    /// rank (`ProbeOrder::phase`), so that the probes one member receives
+    /// in consecutive steps come from neighbours on the ring, `1/n` of a
+    /// period apart in phase, and are about one period apart in time
+    /// (random phases left gaps of up to two periods).
+    fn phase_origin(&self) -> Instant {
+        self.s.step_origin + self.s.probe_interval.mul_f64(self.order.phase())
+    }
+
+    /// The step this node is at now: the number of whole periods since
+    /// its phase origin, rounded (a tick fires a hair after its instant).
+    fn current_step(&self) -> u64 {
+        let t = self.s.probe_interval;
+        let elapsed = Instant::now().saturating_duration_since(self.phase_origin());
+        self.s.first_step.wrapping_add(step(elapsed + t / 2, t))
+    }
+
+    /// The instant of this node's tick `periods` steps from now (at least
+    /// half a period away, so a change of phase never probes twice in one
+    /// step).
+    fn next_tick(&self, periods: u32) -> Instant {
+        let t = self.s.probe_interval;
+        let now = Instant::now();
+        let origin = self.phase_origin();
+        let elapsed = now.saturating_duration_since(origin);
+        let mut k = step(elapsed, t) + periods.max(1) as u64;
+        let mut at = origin + t.saturating_mul(k.min(u32::MAX as u64) as u32);
+        while at < now + t / 2 {
+            k += 1;
+            at = origin + t.saturating_mul(k.min(u32::MAX as u64) as u32);
+        }
+        at
+    }
+
     /// This step's member on the shared schedule (`protocol::probe_order`).
     fn next_target(&self) -> Option<Member> {
-        let elapsed = Instant::now().saturating_duration_since(self.s.step_origin);
-        let step = step(elapsed, self.s.probe_interval);
+        let step = self.current_step();
         self.order.at_step(step).find_map(|id| self.live(id))
     }
 
@@ -403,13 +438,22 @@ impl FailureDetector {
         // the false suspicions whose rumors and refutations make most of
         // the traffic at high loss. It costs one datagram, only when the
         // first ack is late.
-        self.send(
-            addr,
-            vec![Msg::Ping {
-                seq,
-                target: target.clone(),
-            }],
-        );
+        let mut again = vec![Msg::Ping {
+            seq,
+            target: target.clone(),
+        }];
+        if let Some(m) = self
+            .live(&target)
+            .filter(|m| m.state == MemberState::Suspect)
+        {
+            // With the buddy message again: a suspect that has refuted
+            // already answers an accuser it sees still behind.
+            again.push(Msg::Update {
+                member: m,
+                by: Some(self.s.me.clone()),
+            });
+        }
+        self.send(addr, again);
         let relays = self.seen.live.sample(
             self.s.indirect_checks,
             &[&target, &self.s.me],
@@ -706,11 +750,10 @@ impl Actor for FailureDetector {
         // The timer queue survives a restart (suspicions keep their
         // deadlines); the actix timer that woke us for it does not.
         self.alarm = None;
-        // The first probe at a random phase within a period: nodes started
-        // together do not all probe in the same instant.
-        let probe_period = self.awareness.scale(self.s.probe_interval);
-        let phase = probe_period.mul_f64(self.rng.gen::<f64>());
-        self.after(phase, Due::Tick);
+        // The first probe at this node's phase of the shared schedule (see
+        // `next_tick`): nodes started together do not all probe at once.
+        let at = self.next_tick(1);
+        self.timers.schedule(at, Due::Tick);
         // Then catch up with the snapshot (everything published while we
         // were down is in the newest one) and follow every new one; the
         // restart cleared the stream with the timers, so it is added anew.

@@ -121,6 +121,16 @@ impl ProbeOrder {
         }
     }
 
+    /// Where in a probe period this node ticks, as a fraction: its rank on
+    /// the ring over the ring's size. Neighbours on the ring tick `1/n` of
+    /// a period apart, so the successive probers of one member (which walk
+    /// the ring backwards one place per step) probe it about one period
+    /// apart.
+    pub fn phase(&self) -> f64 {
+        let mine = self.ring.binary_search(&self.me).unwrap_or_else(|at| at);
+        mine as f64 / (self.ring.len() + 1) as f64
+    }
+
     /// The member to probe at step `step`, and the ones after it on the
     /// ring (for when the first turns out not to be probeable).
     pub fn at_step(&self, step: u64) -> impl Iterator<Item = &NodeId> {
@@ -192,6 +202,38 @@ mod tests {
                 assert_eq!(targets.len(), n, "n {n} step {s}");
             }
         }
+    }
+
+    /// Phases spread the ticks evenly, and a member's successive probers
+    /// (one place back on the ring per step) tick 1/n of a period earlier
+    /// each: its probes come (n - 1)/n of a period apart, but once a round,
+    /// when the prober's rank wraps from 0 to n - 1, under two periods
+    /// apart. Random phases gave gaps anywhere between 0 and 2 periods.
+    #[test]
+    fn phases_are_ranks_and_a_members_probes_are_evenly_spaced() {
+        let n = 7;
+        let all = ids(n);
+        let orders: Vec<ProbeOrder> = all.iter().map(|me| order_of(me, &all)).collect();
+        let mut phases: Vec<f64> = orders.iter().map(|o| o.phase()).collect();
+        phases.sort_by(f64::total_cmp);
+        let want: Vec<f64> = (0..n).map(|i| i as f64 / n as f64).collect();
+        assert_eq!(phases, want);
+        let target = &all[3];
+        // When (in periods) `target` is probed at steps 0..n-2 (one round).
+        let times: Vec<f64> = (0..(n as u64 - 1))
+            .map(|s| {
+                let o = orders
+                    .iter()
+                    .find(|o| o.at_step(s).next() == Some(target))
+                    .unwrap();
+                s as f64 + o.phase()
+            })
+            .collect();
+        let gaps: Vec<f64> = times.windows(2).map(|w| w[1] - w[0]).collect();
+        let short = (n as f64 - 1.0) / n as f64;
+        let regular = gaps.iter().filter(|g| (**g - short).abs() < 1e-9).count();
+        assert!(regular >= gaps.len() - 1, "{times:?}");
+        assert!(gaps.iter().all(|g| *g < 2.0), "{times:?}");
     }
 
     #[test]

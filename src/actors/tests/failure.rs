@@ -36,6 +36,7 @@ fn settings(probe_interval_ms: u64) -> FailureSettings {
         },
         seed: 7,
         step_origin: tokio::time::Instant::now(),
+        first_step: 0,
     }
 }
 

@@ -36,6 +36,7 @@ fn fd_settings() -> FailureSettings {
         },
         seed: 5,
         step_origin: tokio::time::Instant::now(),
+        first_step: 0,
     }
 }
 
