@@ -183,7 +183,7 @@ impl FailureDetector {
 
     /// Brings the probe order and the suspicions up to the newest snapshot,
     /// by diffing the one last seen against it.
-    fn catch_up(&mut self, ctx: &mut Context<Self>) {
+    fn catch_up(&mut self) {
         let now = self.snapshots.borrow().clone();
         if Arc::ptr_eq(&now, &self.seen) {
             return;
@@ -199,7 +199,7 @@ impl FailureDetector {
             let Some(m) = new.filter(|m| m.state.is_live()) else {
                 if let Some(id) = old.or(new).map(|m| &m.id) {
                     self.order.remove(id);
-                    self.cancel_suspicion(id, ctx);
+                    self.cancel_suspicion(id);
                 }
                 continue;
             };
@@ -216,9 +216,9 @@ impl FailureDetector {
                     if by != self.s.me {
                         self.check_suspect_soon(m.id.clone(), m.incarnation);
                     }
-                    self.start_suspicion(m, by, ctx);
+                    self.start_suspicion(m, by);
                 }
-                MemberState::Alive => self.cancel_suspicion(&m.id, ctx),
+                MemberState::Alive => self.cancel_suspicion(&m.id),
                 _ => {}
             }
         }
@@ -283,29 +283,29 @@ impl FailureDetector {
     fn fire(&mut self, ctx: &mut Context<Self>) {
         let now = Instant::now();
         while let Some(due) = self.timers.pop_due(now) {
-            if guard(ctx, |ctx| self.on_due(due, ctx)).is_none() {
+            if guard(ctx, |_| self.on_due(due)).is_none() {
                 return; // panicked: the actor restarts and re-arms
             }
         }
         self.arm(ctx);
     }
 
-    fn on_due(&mut self, due: Due, ctx: &mut Context<Self>) {
+    fn on_due(&mut self, due: Due) {
         match due {
             Due::Tick => {
-                self.probe(ctx);
+                self.probe();
                 let at = self.next_tick(self.awareness.multiplier());
                 self.timers.schedule(at, Due::Tick);
             }
             Due::Indirect { seq, addr } => self.probe_indirectly(seq, addr),
-            Due::Conclude { seq } => self.conclude(seq, ctx),
+            Due::Conclude { seq } => self.conclude(seq),
             Due::RelayNack { seq } => {
                 if let Some(r) = self.relays.remove(&seq) {
                     self.send(r.origin, vec![Msg::Nack { seq: r.origin_seq }]);
                 }
             }
             Due::CheckSuspect { id, incarnation } => {
-                self.catch_up(ctx);
+                self.catch_up();
                 let still = self
                     .live(&id)
                     .filter(|m| m.state == MemberState::Suspect && m.incarnation == incarnation);
@@ -313,7 +313,7 @@ impl FailureDetector {
                     self.probe_member(m);
                 }
             }
-            Due::Expire { id } => self.expire(&id, ctx),
+            Due::Expire { id } => self.expire(&id),
         }
     }
 
@@ -342,13 +342,12 @@ impl FailureDetector {
         let now = Instant::now();
         let origin = self.phase_origin();
         let elapsed = now.saturating_duration_since(origin);
+        let slot = |k: u64| origin + t.saturating_mul(k.min(u32::MAX as u64) as u32);
         let mut k = step(elapsed, t) + periods.max(1) as u64;
-        let mut at = origin + t.saturating_mul(k.min(u32::MAX as u64) as u32);
-        while at < now + t / 2 {
+        while slot(k) < now + t / 2 {
             k += 1;
-            at = origin + t.saturating_mul(k.min(u32::MAX as u64) as u32);
         }
-        at
+        slot(k)
     }
 
     /// This step's member on the shared schedule (`protocol::probe_order`).
@@ -357,11 +356,11 @@ impl FailureDetector {
         self.order.at_step(step).find_map(|id| self.live(id))
     }
 
-    fn probe(&mut self, ctx: &mut Context<Self>) {
+    fn probe(&mut self) {
         if self.stopped {
             return;
         }
-        self.catch_up(ctx);
+        self.catch_up();
         if let Some(target) = self.next_target() {
             self.probe_member(target);
         }
@@ -390,19 +389,26 @@ impl FailureDetector {
         self.after(delay, Due::CheckSuspect { id, incarnation });
     }
 
-    fn probe_member(&mut self, target: Member) {
-        let seq = self.seq();
+    /// The ping of probe `seq`, with the buddy message when the target is
+    /// suspect: it learns of the suspicion at once and can refute (or, if
+    /// it has refuted already, answer us directly: we are behind).
+    fn ping(&self, seq: u32, target: &Member) -> Vec<Msg> {
         let mut msgs = vec![Msg::Ping {
             seq,
             target: target.id.clone(),
         }];
         if target.state == MemberState::Suspect {
-            // The buddy system: tell the suspect at once, so it can refute.
             msgs.push(Msg::Update {
                 member: target.clone(),
                 by: Some(self.s.me.clone()),
             });
         }
+        msgs
+    }
+
+    fn probe_member(&mut self, target: Member) {
+        let seq = self.seq();
+        let msgs = self.ping(seq, &target);
         self.probes.insert(
             seq,
             Probe {
@@ -438,21 +444,13 @@ impl FailureDetector {
         // the false suspicions whose rumors and refutations make most of
         // the traffic at high loss. It costs one datagram, only when the
         // first ack is late.
-        let mut again = vec![Msg::Ping {
-            seq,
-            target: target.clone(),
-        }];
-        if let Some(m) = self
-            .live(&target)
-            .filter(|m| m.state == MemberState::Suspect)
-        {
-            // With the buddy message again: a suspect that has refuted
-            // already answers an accuser it sees still behind.
-            again.push(Msg::Update {
-                member: m,
-                by: Some(self.s.me.clone()),
-            });
-        }
+        let again = match self.live(&target) {
+            Some(m) => self.ping(seq, &m),
+            None => vec![Msg::Ping {
+                seq,
+                target: target.clone(),
+            }],
+        };
         self.send(addr, again);
         let relays = self.seen.live.sample(
             self.s.indirect_checks,
@@ -475,7 +473,7 @@ impl FailureDetector {
         }
     }
 
-    fn conclude(&mut self, seq: u32, ctx: &mut Context<Self>) {
+    fn conclude(&mut self, seq: u32) {
         let Some(p) = self.probes.remove(&seq) else {
             return;
         };
@@ -504,7 +502,7 @@ impl FailureDetector {
             0
         };
         self.health(delta as i32);
-        self.catch_up(ctx);
+        self.catch_up();
         let Some(m) = self.live(&p.target) else {
             return;
         };
@@ -523,7 +521,7 @@ impl FailureDetector {
             MemberState::Suspect => {
                 // Someone else suspects it too: our failed probe confirms it.
                 let me = self.s.me.clone();
-                if self.confirm(&m, me.clone(), ctx) {
+                if self.confirm(&m, me.clone()) {
                     self.spread.do_send(Spread {
                         member: m,
                         by: Some(me),
@@ -618,12 +616,12 @@ impl FailureDetector {
         }
     }
 
-    fn start_suspicion(&mut self, m: &Member, by: NodeId, ctx: &mut Context<Self>) {
+    fn start_suspicion(&mut self, m: &Member, by: NodeId) {
         // Our own accusation starts the clock when its probe went out.
         let own_probe = self.accused.remove(&m.id);
         if let Some((s, key)) = self.suspicions.get(&m.id) {
             if s.incarnation >= m.incarnation {
-                self.confirm(m, by, ctx);
+                self.confirm(m, by);
                 return;
             }
             let key = *key;
@@ -645,7 +643,7 @@ impl FailureDetector {
 
     /// Records a confirmation; true if it is one worth passing on (see
     /// `Suspicion::confirm`).
-    fn confirm(&mut self, m: &Member, by: NodeId, _ctx: &mut Context<Self>) -> bool {
+    fn confirm(&mut self, m: &Member, by: NodeId) -> bool {
         let Some((s, _)) = self.suspicions.get_mut(&m.id) else {
             return false;
         };
@@ -686,7 +684,7 @@ impl FailureDetector {
         self.reschedule(id, at);
     }
 
-    fn cancel_suspicion(&mut self, id: &NodeId, _ctx: &mut Context<Self>) {
+    fn cancel_suspicion(&mut self, id: &NodeId) {
         self.accused.remove(id);
         if let Some((_, key)) = self.suspicions.remove(id) {
             self.timers.cancel(key);
@@ -701,11 +699,11 @@ impl FailureDetector {
     /// member has really crashed (its first accuser has seen it fail, and
     /// its "dead" reaches everyone), and guards against a refutation that got
     /// lost on its way to this one node.
-    fn expire(&mut self, id: &NodeId, ctx: &mut Context<Self>) {
+    fn expire(&mut self, id: &NodeId) {
         let timed_out = self.suspicions.get(id).map(|(s, _)| s.incarnation);
         // A refutation we have not caught up with yet cancels it here; a
         // suspicion at a newer incarnation replaces it, with its own timer.
-        self.catch_up(ctx);
+        self.catch_up();
         let Some((s, _)) = self.suspicions.get(id) else {
             return;
         };
@@ -757,7 +755,7 @@ impl Actor for FailureDetector {
         // Then catch up with the snapshot (everything published while we
         // were down is in the newest one) and follow every new one; the
         // restart cleared the stream with the timers, so it is added anew.
-        self.catch_up(ctx);
+        self.catch_up();
         ctx.add_stream(changes(&self.snapshots));
         self.arm(ctx);
     }
@@ -784,7 +782,7 @@ impl Handler<ProbeMsg> for FailureDetector {
 
 impl StreamHandler<()> for FailureDetector {
     fn handle(&mut self, _: (), ctx: &mut Context<Self>) {
-        guard(ctx, |ctx| self.catch_up(ctx));
+        guard(ctx, |_| self.catch_up());
         self.arm(ctx);
     }
     /// The publisher is gone (the node is shutting down): nothing to follow.
@@ -794,10 +792,10 @@ impl StreamHandler<()> for FailureDetector {
 impl Handler<Confirmation> for FailureDetector {
     type Result = ();
     fn handle(&mut self, c: Confirmation, ctx: &mut Context<Self>) {
-        guard(ctx, |ctx| {
+        guard(ctx, |_| {
             // The suspicion it confirms may be in a snapshot not seen yet.
-            self.catch_up(ctx);
-            if self.confirm(&c.member, c.by.clone(), ctx) {
+            self.catch_up();
+            if self.confirm(&c.member, c.by.clone()) {
                 // Pass the new confirmation on (only the first k, as
                 // memberlist does).
                 self.spread.do_send(Spread {

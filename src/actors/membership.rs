@@ -385,22 +385,31 @@ impl Membership {
         }
     }
 
+    fn answer_stale_accusation(&mut self, own: Member, accuser: &NodeId) {
+        let msg = encode_msg(&Msg::Update {
+            member: own,
+            by: None,
+        });
+        self.send_to_member(accuser, msg);
+    }
+
+    /// Sends `msg` to the live member `id` (not ourselves), if we know it.
+    fn send_to_member(&mut self, id: &NodeId, msg: EncodedMsg) {
+        let addr = Some(id)
+            .filter(|id| **id != self.me)
+            .and_then(|id| self.view.get(id))
+            .filter(|m| m.state.is_live())
+            .map(|m| m.addr);
+        if let Some(addr) = addr {
+            self.send_to(addr, vec![msg]);
+        }
+    }
+
     /// A refutation races the suspicion's timers on every node, so besides
     /// the rumor it goes straight to the accuser named in the rumor (whose
     /// timer, counted from its unanswered probe, runs out first) and to up
     /// to `DIRECT_REFUTATION_PEERS` random live members (all of them in a
     /// small cluster).
-    fn answer_stale_accusation(&mut self, own: Member, accuser: &NodeId) {
-        let Some(addr) = self.view.get(accuser).map(|m| m.addr) else {
-            return;
-        };
-        let msg = encode_msg(&Msg::Update {
-            member: own,
-            by: None,
-        });
-        self.send_to(addr, vec![msg]);
-    }
-
     fn send_refutation(&mut self, own: Member, accuser: Option<&NodeId>) {
         let peers: Vec<SocketAddr> = self
             .view
@@ -413,13 +422,8 @@ impl Membership {
             member: own,
             by: None,
         });
-        let accuser_addr = accuser
-            .filter(|id| **id != self.me)
-            .and_then(|id| self.view.get(id))
-            .filter(|m| m.state.is_live())
-            .map(|m| m.addr);
-        if let Some(addr) = accuser_addr {
-            self.send_to(addr, vec![msg.clone()]);
+        if let Some(accuser) = accuser {
+            self.send_to_member(accuser, msg.clone());
         }
         for i in rand::seq::index::sample(&mut self.rng, peers.len(), n) {
             self.send_to(peers[i], vec![msg.clone()]);

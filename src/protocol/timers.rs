@@ -24,12 +24,6 @@ pub struct TimerKey {
     seq: u64,
 }
 
-impl TimerKey {
-    pub fn at(&self) -> Instant {
-        self.at
-    }
-}
-
 #[derive(Debug)]
 pub struct Timers<T> {
     queue: BTreeMap<TimerKey, T>,
