@@ -773,3 +773,43 @@ async fn a_previous_life_at_our_own_address_is_outbid_at_once() {
     assert_eq!(own_spreads(&f), vec![(8, addr(1000))]);
     assert_eq!(probes.load(std::sync::atomic::Ordering::SeqCst), 0);
 }
+
+/// An accuser that missed our refutation and pings us again with its
+/// suspicion (its buddy message) gets our current record straight back.
+/// The same stale suspicion relayed by another node gets no answer: the
+/// relay is not the one whose timer is running.
+#[actix::test]
+async fn a_stale_accusation_from_its_accuser_gets_our_record_back() {
+    tokio::time::pause();
+    let f = start().await;
+    f.ms.do_send(rumor(member("a", 2000, 0, MemberState::Alive), None));
+    f.ms.do_send(rumor(member("b", 2001, 0, MemberState::Alive), None));
+    settle(1).await;
+    f.ms.do_send(rumor(
+        member("me", 1000, 0, MemberState::Suspect),
+        Some("a"),
+    ));
+    settle(1).await;
+    f.sends.take();
+    let stale = |sender: &str| Rumors {
+        from: addr(2000),
+        updates: vec![(member("me", 1000, 0, MemberState::Suspect), Some(id("a")))],
+        via_sync: false,
+        sender: id(sender),
+    };
+    f.ms.do_send(stale("b"));
+    settle(1).await;
+    assert!(f.sends.take().is_empty(), "relayed by b: no answer");
+    f.ms.do_send(stale("a"));
+    settle(1).await;
+    let sends = f.sends.take();
+    assert_eq!(sends.len(), 1);
+    assert_eq!(sends[0].to, addr(2000));
+    match &decoded(sends)[0] {
+        Msg::Update { member, .. } => {
+            assert_eq!(member.id, id("me"));
+            assert_eq!((member.state, member.incarnation), (MemberState::Alive, 1));
+        }
+        other => panic!("{other:?}"),
+    }
+}
