@@ -41,7 +41,7 @@ use super::supervisor::{guard, Crash};
 use crate::messages::*;
 use crate::metrics::Metrics;
 use crate::protocol::awareness::Awareness;
-use crate::protocol::probe_order::{step, ProbeOrder};
+use crate::protocol::probe_order::{phase, step, ProbeOrder};
 use crate::protocol::suspicion::{
     bounds, suspect_probe_chance, wanted, Suspicion, SuspicionParams,
 };
@@ -68,8 +68,14 @@ enum Due {
     Indirect { seq: u32, addr: SocketAddr },
     /// A probe's period is over: accuse or confirm if nothing answered.
     Conclude { seq: u32 },
+    /// A probe's indirect phase is half over with no ack: the direct ping
+    /// a third time.
+    Retry { seq: u32, addr: SocketAddr },
     /// A probe relayed for another node got no ack in time: nack it.
     RelayNack { seq: u32 },
+    /// A probe relayed for another node is half-way to its nack: ping the
+    /// target once more.
+    RelayRetry { seq: u32 },
     /// Probe a suspect someone else accused.
     CheckSuspect { id: NodeId, incarnation: u64 },
     /// A suspicion's timer.
@@ -96,8 +102,9 @@ struct Probe {
     target: NodeId,
     incarnation: u64,
     sent: Instant,
-    /// The target was already suspect: an extra probe (see `conclude`).
-    of_suspect: bool,
+    /// An extra probe, beside the round robin: of a suspect, or again of
+    /// a member we have just accused (see `conclude`).
+    extra: bool,
     acked: bool,
     expected_nacks: u32,
     nacks: u32,
@@ -106,6 +113,9 @@ struct Probe {
 struct Relay {
     origin: SocketAddr,
     origin_seq: u32,
+    /// Whom we ping for the origin, to ping again (`Due::RelayRetry`).
+    target: NodeId,
+    addr: SocketAddr,
 }
 
 pub struct FailureDetector {
@@ -298,7 +308,17 @@ impl FailureDetector {
                 self.timers.schedule(at, Due::Tick);
             }
             Due::Indirect { seq, addr } => self.probe_indirectly(seq, addr),
+            Due::Retry { seq, addr } => self.ping_again(seq, addr),
             Due::Conclude { seq } => self.conclude(seq),
+            Due::RelayRetry { seq } => {
+                if let Some(r) = self.relays.get(&seq) {
+                    let again = Msg::Ping {
+                        seq,
+                        target: r.target.clone(),
+                    };
+                    self.send(r.addr, vec![again]);
+                }
+            }
             Due::RelayNack { seq } => {
                 if let Some(r) = self.relays.remove(&seq) {
                     self.send(r.origin, vec![Msg::Nack { seq: r.origin_seq }]);
@@ -317,13 +337,12 @@ impl FailureDetector {
         }
     }
 
-    /// Where this node's ticks fall within a probe period: spread by ring
-    /// rank (`ProbeOrder::phase`), so that the probes one member receives
-    /// in consecutive steps come from neighbours on the ring, `1/n` of a
-    /// period apart in phase, and are about one period apart in time
-    /// (random phases left gaps of up to two periods).
+    /// Where this node's ticks fall within a probe period: its phase
+    /// (`probe_order::phase`), within the first tenth of the period, so
+    /// that the probes one member receives from its successive probers
+    /// come 0.9 to 1.1 periods apart.
     fn phase_origin(&self) -> Instant {
-        self.s.step_origin + self.s.probe_interval.mul_f64(self.order.phase())
+        self.s.step_origin + self.s.probe_interval.mul_f64(phase(&self.s.me))
     }
 
     /// The step this node is at now: the number of whole periods since
@@ -407,6 +426,11 @@ impl FailureDetector {
     }
 
     fn probe_member(&mut self, target: Member) {
+        let extra = target.state == MemberState::Suspect;
+        self.probe_member_as(target, extra);
+    }
+
+    fn probe_member_as(&mut self, target: Member, extra: bool) {
         let seq = self.seq();
         let msgs = self.ping(seq, &target);
         self.probes.insert(
@@ -415,7 +439,7 @@ impl FailureDetector {
                 target: target.id.clone(),
                 incarnation: target.incarnation,
                 sent: Instant::now(),
-                of_suspect: target.state == MemberState::Suspect,
+                extra,
                 acked: false,
                 expected_nacks: 0,
                 nacks: 0,
@@ -427,7 +451,41 @@ impl FailureDetector {
         let period = self.awareness.scale(self.s.probe_interval);
         let addr = target.addr;
         self.after(timeout, Due::Indirect { seq, addr });
+        self.after(
+            timeout + (period.saturating_sub(timeout)) / 2,
+            Due::Retry { seq, addr },
+        );
         self.after(period, Due::Conclude { seq });
+    }
+
+    /// The direct ping of probe `seq` again, if it is still unanswered:
+    /// beside the relays when the first ack is late, and once more half-way
+    /// through the indirect phase. When datagrams are being lost, each
+    /// extra round trip halves the chance that a healthy member fails its
+    /// probe (at 30% loss, 0.51 per round trip), and with it the false
+    /// suspicions whose rumors and refutations made most of the traffic at
+    /// high loss: each costs about three datagrams per member. A ping
+    /// costs one datagram, only while the ack is missing.
+    fn ping_again(&mut self, seq: u32, addr: SocketAddr) {
+        let Some(p) = self.probes.get(&seq) else {
+            return;
+        };
+        if p.acked || self.stopped {
+            return;
+        }
+        let (target, extra, incarnation) = (p.target.clone(), p.extra, p.incarnation);
+        let again = match self.live(&target) {
+            // An extra probe is of a suspect, or of a member we have just
+            // accused: its pings all carry the suspicion (unless the member
+            // has moved on to a new incarnation since).
+            Some(mut m) if extra && m.incarnation == incarnation => {
+                m.state = MemberState::Suspect;
+                self.ping(seq, &m)
+            }
+            Some(m) => self.ping(seq, &m),
+            None => vec![Msg::Ping { seq, target }],
+        };
+        self.send(addr, again);
     }
 
     fn probe_indirectly(&mut self, seq: u32, addr: SocketAddr) {
@@ -438,20 +496,7 @@ impl FailureDetector {
             return;
         }
         let target = p.target.clone();
-        // The direct ping again, beside the relays: when datagrams are
-        // being lost, a second round trip halves the chance that a healthy
-        // member fails its probe (0.22 to 0.11 at 30% loss), and with it
-        // the false suspicions whose rumors and refutations make most of
-        // the traffic at high loss. It costs one datagram, only when the
-        // first ack is late.
-        let again = match self.live(&target) {
-            Some(m) => self.ping(seq, &m),
-            None => vec![Msg::Ping {
-                seq,
-                target: target.clone(),
-            }],
-        };
-        self.send(addr, again);
+        self.ping_again(seq, addr);
         let relays = self.seen.live.sample(
             self.s.indirect_checks,
             &[&target, &self.s.me],
@@ -492,7 +537,7 @@ impl FailureDetector {
         // and at 10% loss (a fifth of relay nacks lost) they raised every
         // node's score to 5 within seconds of a 20-node crash, stretching
         // every period 6x.
-        let delta = if p.of_suspect {
+        let delta = if p.extra {
             0
         } else if p.expected_nacks > 0 {
             p.expected_nacks.saturating_sub(p.nacks)
@@ -513,23 +558,57 @@ impl FailureDetector {
             MemberState::Alive => {
                 self.accused.insert(m.id.clone(), (m.incarnation, p.sent));
                 self.accuse.do_send(Accuse {
-                    id: m.id,
+                    id: m.id.clone(),
                     incarnation: m.incarnation,
                     state: MemberState::Suspect,
-                })
+                });
+                // Probing on starts now (see `keeps_probing`), the ping
+                // carrying our accusation; a failed re-probe while the
+                // accusation is still on its way accuses once more, and
+                // stops there.
+                if !p.extra {
+                    let mut suspect = m;
+                    suspect.state = MemberState::Suspect;
+                    self.probe_member_as(suspect, true);
+                }
             }
             MemberState::Suspect => {
                 // Someone else suspects it too: our failed probe confirms it.
                 let me = self.s.me.clone();
                 if self.confirm(&m, me.clone()) {
                     self.spread.do_send(Spread {
-                        member: m,
+                        member: m.clone(),
                         by: Some(me),
                     });
+                }
+                if self.keeps_probing(&m.id) {
+                    self.probe_member_as(m, true);
                 }
             }
             _ => {}
         }
+    }
+
+    /// Whether to probe a suspect again at once, after our own probe of it
+    /// failed: while our suspicion has more than a probe period to run.
+    ///
+    /// We may declare the member dead only on evidence of our own, and
+    /// evidence goes stale: a healthy member under loss fails one probe in
+    /// nine at 30% loss (both pings and all three relays lost), and its
+    /// refutation may miss us too (at 30% loss, 3 to 7 copies addressed to
+    /// one declarer were all lost, in 4 of 100 nodes' false deaths over
+    /// ten minutes). Probing on until the timer runs out means that a
+    /// healthy member must fail every one of our probes in the window, each
+    /// of which also carries the suspicion to it (it answers us directly),
+    /// and any ack restarts our suspicion without evidence (`answered`).
+    /// A member that has crashed costs one or two more failed probes per
+    /// holder; they do not count against our health (`Probe::extra`).
+    fn keeps_probing(&self, id: &NodeId) -> bool {
+        let Some((s, _)) = self.suspicions.get(id) else {
+            return false;
+        };
+        let period = self.awareness.scale(self.s.probe_interval);
+        s.own_evidence && self.due(s) > Instant::now() + period
     }
 
     fn on_probe_msg(&mut self, from: SocketAddr, msg: Msg) {
@@ -574,6 +653,8 @@ impl FailureDetector {
                     Relay {
                         origin: from,
                         origin_seq: seq,
+                        target: target.clone(),
+                        addr,
                     },
                 );
                 self.send(
@@ -589,6 +670,10 @@ impl FailureDetector {
                 // wrongly raise the origin's local health score.
                 let wait = self.s.probe_timeout.mul_f64(RELAY_NACK_FRACTION);
                 self.after(wait, Due::RelayNack { seq: my_seq });
+                // Half-way there, the ping once more: our round trip to the
+                // target is lost half the time at 30% loss, and a relay
+                // that rescues the probe saves a false suspicion.
+                self.after(wait / 2, Due::RelayRetry { seq: my_seq });
             }
             _ => {}
         }
@@ -749,7 +834,7 @@ impl Actor for FailureDetector {
         // deadlines); the actix timer that woke us for it does not.
         self.alarm = None;
         // The first probe at this node's phase of the shared schedule (see
-        // `next_tick`): nodes started together do not all probe at once.
+        // `next_tick`), half a period to a period and a half from now.
         let at = self.next_tick(1);
         self.timers.schedule(at, Due::Tick);
         // Then catch up with the snapshot (everything published while we
