@@ -114,18 +114,30 @@ pub fn missing_seeds(
     me: &NodeId,
     my_addr: SocketAddr,
 ) -> Vec<SocketAddr> {
-    let live: std::collections::BTreeSet<SocketAddr> = table
-        .values()
-        .filter(|m| &m.id != me && m.state.is_live())
-        .map(|m| m.addr)
-        .collect();
-    let mut out: Vec<SocketAddr> = seeds
-        .iter()
-        .filter(|a| **a != my_addr && !live.contains(a))
-        .copied()
-        .collect();
+    // The few seeds, looked for in one pass over the table that stops once
+    // all are found (the scheduler asks every `seed_timeout`; a set of every
+    // live address was a thousand allocations per node each time).
+    let mut out: Vec<SocketAddr> = seeds.iter().filter(|a| **a != my_addr).copied().collect();
     out.sort();
     out.dedup();
+    let mut found = vec![false; out.len()];
+    let mut left = out.len();
+    for m in table.values() {
+        if left == 0 {
+            break;
+        }
+        if &m.id == me || !m.state.is_live() {
+            continue;
+        }
+        if let Ok(i) = out.binary_search(&m.addr) {
+            if !found[i] {
+                found[i] = true;
+                left -= 1;
+            }
+        }
+    }
+    let mut found = found.into_iter();
+    out.retain(|_| !found.next().expect("one flag per seed"));
     out
 }
 
