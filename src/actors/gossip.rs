@@ -82,6 +82,8 @@ pub struct Gossip {
     metrics: Arc<Metrics>,
     /// `recent_dead`'s cache: snapshot index, when computed, the addresses.
     recent: Option<(u64, Instant, Vec<SocketAddr>)>,
+    /// Computes it from what changed since the last snapshot.
+    recently_failed: reconnect::RecentlyFailed,
     /// The seed addresses as last resolved.
     seed_addrs: Vec<SocketAddr>,
     /// When the next regular reconnection attempt is due.
@@ -116,6 +118,7 @@ impl Gossip {
             snapshots,
             metrics: Arc::new(Metrics::default()),
             recent: None,
+            recently_failed: reconnect::RecentlyFailed::default(),
             seed_addrs: Vec::new(),
             reconnect_due: Instant::now(),
             booked: 0,
@@ -196,8 +199,9 @@ impl Gossip {
         });
         if !fresh {
             let snap = self.snapshots.borrow().clone();
-            let list =
-                reconnect::recently_failed(&snap.reconnect, &snap.table, now, GOSSIP_TO_THE_DEAD);
+            let list = self
+                .recently_failed
+                .update(&snap.reconnect, now, GOSSIP_TO_THE_DEAD);
             self.recent = Some((index, now, list));
         }
         self.recent

@@ -431,7 +431,10 @@ impl Membership {
     }
 
     fn on_rumor(&mut self, member: Member, by: Option<NodeId>, via_sync: bool, sender: &NodeId) {
-        let known = self.view.get(&member.id).map(|m| m.incarnation);
+        // One lookup for what we hold: most rumors repeat what we know, and
+        // in a 1,000-node simulation table lookups were a fifth of the time.
+        let before = self.view.get(&member.id).map(|m| (m.state, m.incarnation));
+        let known = before.map(|(_, inc)| inc);
         if !plausible_incarnation(known, member.incarnation) || member.services.version > (1 << 40)
         {
             Metrics::inc(&self.metrics.limits_hit);
@@ -458,8 +461,8 @@ impl Membership {
             );
             return;
         }
-        let returning = self.view.is_booked(&member.id);
-        let before = self.view.get(&member.id).map(|m| (m.state, m.incarnation));
+        // Only read for a member new to the table (`old_state` None below).
+        let returning = known.is_none() && self.view.is_booked(&member.id);
         let change = match self.view.apply(&member, Instant::now()) {
             Ok(c) => c,
             Err(_) => {
@@ -472,8 +475,8 @@ impl Membership {
                 return;
             }
         };
-        let after = self.view.get(&member.id).cloned().expect("just applied");
-        if self.joined_at.is_none() && after.state.is_live() {
+        if self.joined_at.is_none() && self.view.get(&member.id).is_some_and(|m| m.state.is_live())
+        {
             self.joined_at = Some(Instant::now());
         }
         if !change.is_news() {
@@ -481,6 +484,7 @@ impl Membership {
                 && before == Some((MemberState::Suspect, member.incarnation))
                 && by.is_some();
             if let Some(by) = by.filter(|_| confirms) {
+                let after = self.view.get(&member.id).cloned().expect("just applied");
                 self.confirm.do_send(Confirmation {
                     member: after.clone(),
                     by: by.clone(),
@@ -489,6 +493,7 @@ impl Membership {
             }
             return;
         }
+        let after = self.view.get(&member.id).cloned().expect("just applied");
         let kind = classify(&change);
         let accuser = if after.state == MemberState::Suspect {
             by

@@ -58,6 +58,54 @@ pub fn recently_failed(
         .collect()
 }
 
+/// [`recently_failed`], kept up to date from one book to the next by their
+/// diff (`OrdMap::diff` skips the chunks they share) instead of a walk of
+/// the whole book with a table lookup per entry. The gossip scheduler asks
+/// on every round, and in a partition the book holds half the cluster and
+/// changes with every death: the walk was O(N) lookups per round per node.
+///
+/// It reads no table: `View` keeps a booked member out of the table's live
+/// ones (a record that turns live leaves the book, `View::file_in_book`),
+/// so the walk's table check never drops anything the book lists, and the
+/// answer is the same list in the same (id) order. Only the book is kept
+/// between calls: a copy of an older table would cost every node the
+/// chunks changed since.
+#[derive(Default)]
+pub struct RecentlyFailed {
+    book: OrdMap<NodeId, Failed>,
+    /// Book entries not yet older than the window at the last call.
+    within: std::collections::BTreeMap<NodeId, Failed>,
+}
+
+impl RecentlyFailed {
+    /// The addresses `recently_failed(book, table, now, window)` returns
+    /// for a table consistent with `book`; `now` must not go back between
+    /// calls (an entry that aged out is dropped, and comes back only with a
+    /// new `since`, which the book's diff shows).
+    pub fn update(
+        &mut self,
+        book: &OrdMap<NodeId, Failed>,
+        now: tokio::time::Instant,
+        window: std::time::Duration,
+    ) -> Vec<SocketAddr> {
+        use imbl::ordmap::DiffItem;
+        for d in self.book.diff(book) {
+            match d {
+                DiffItem::Add(id, f) | DiffItem::Update { new: (id, f), .. } => {
+                    self.within.insert(id.clone(), *f);
+                }
+                DiffItem::Remove(id, _) => {
+                    self.within.remove(id);
+                }
+            }
+        }
+        self.book = book.clone();
+        self.within
+            .retain(|_, f| now.saturating_duration_since(f.since) < window);
+        self.within.values().map(|f| f.addr).collect()
+    }
+}
+
 /// The seed addresses that no live member of the table (other than us) is
 /// at: the seeds a node must keep trying. Our own address is never missing.
 pub fn missing_seeds(
@@ -66,18 +114,30 @@ pub fn missing_seeds(
     me: &NodeId,
     my_addr: SocketAddr,
 ) -> Vec<SocketAddr> {
-    let live: std::collections::BTreeSet<SocketAddr> = table
-        .values()
-        .filter(|m| &m.id != me && m.state.is_live())
-        .map(|m| m.addr)
-        .collect();
-    let mut out: Vec<SocketAddr> = seeds
-        .iter()
-        .filter(|a| **a != my_addr && !live.contains(a))
-        .copied()
-        .collect();
+    // The few seeds, looked for in one pass over the table that stops once
+    // all are found (the scheduler asks every `seed_timeout`; a set of every
+    // live address was a thousand allocations per node each time).
+    let mut out: Vec<SocketAddr> = seeds.iter().filter(|a| **a != my_addr).copied().collect();
     out.sort();
     out.dedup();
+    let mut found = vec![false; out.len()];
+    let mut left = out.len();
+    for m in table.values() {
+        if left == 0 {
+            break;
+        }
+        if &m.id == me || !m.state.is_live() {
+            continue;
+        }
+        if let Ok(i) = out.binary_search(&m.addr) {
+            if !found[i] {
+                found[i] = true;
+                left -= 1;
+            }
+        }
+    }
+    let mut found = found.into_iter();
+    out.retain(|_| !found.next().expect("one flag per seed"));
     out
 }
 
@@ -185,6 +245,47 @@ mod tests {
         let t = table(&[("me", 1, Alive), ("x", 9, Dead), ("z", 11, Alive)]);
         let got = recently_failed(&b, &t, t0, std::time::Duration::from_secs(30));
         assert_eq!(got, vec![addr(9), addr(10)]);
+    }
+
+    #[test]
+    fn the_incremental_list_is_the_walk() {
+        use MemberState::*;
+        let w = std::time::Duration::from_secs(30);
+        let t0 = Instant::now();
+        let dead = |id: &str, p: u16| {
+            (
+                NodeId::new(id),
+                table(&[(id, p, Dead)])[&NodeId::new(id)].clone(),
+            )
+        };
+        let mut r = RecentlyFailed::default();
+        // As a view keeps them: booked members are dead or gone from the table.
+        let mut b = book(&[("x", 9), ("y", 10)]);
+        let mut t = table(&[("me", 1, Alive), ("x", 9, Dead), ("z", 11, Alive)]);
+        assert_eq!(r.update(&b, t0, w), recently_failed(&b, &t, t0, w));
+        // z dies later, y comes back, time passes.
+        let (id, m) = dead("z", 11);
+        t.insert(id.clone(), m);
+        b.insert(
+            id,
+            Failed {
+                addr: addr(11),
+                since: t0 + std::time::Duration::from_secs(20),
+            },
+        );
+        b.remove(&NodeId::new("y"));
+        t.insert(
+            NodeId::new("y"),
+            table(&[("y", 10, Alive)])[&NodeId::new("y")].clone(),
+        );
+        let t1 = t0 + std::time::Duration::from_secs(25);
+        assert_eq!(r.update(&b, t1, w), recently_failed(&b, &t, t1, w));
+        let t2 = t0 + std::time::Duration::from_secs(40);
+        let got = r.update(&b, t2, w);
+        assert_eq!(got, recently_failed(&b, &t, t2, w));
+        assert_eq!(got, vec![addr(11)]);
+        b.remove(&NodeId::new("z"));
+        assert_eq!(r.update(&b, t2, w), Vec::<SocketAddr>::new());
     }
 
     #[test]

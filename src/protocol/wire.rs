@@ -33,20 +33,29 @@ pub mod addr_bytes {
     use serde::{de::Error, Deserialize, Deserializer, Serializer};
     use std::net::{IpAddr, SocketAddr};
 
+    // Every record on the wire carries an address: built on the stack, not
+    // in a `Vec` (one allocation per record, per datagram).
     pub fn serialize<S: Serializer>(a: &SocketAddr, s: S) -> Result<S::Ok, S::Error> {
-        let mut b = match a.ip() {
-            IpAddr::V4(ip) => ip.octets().to_vec(),
-            IpAddr::V6(ip) => ip.octets().to_vec(),
+        let mut b = [0u8; 18];
+        let n = match a.ip() {
+            IpAddr::V4(ip) => {
+                b[..4].copy_from_slice(&ip.octets());
+                4
+            }
+            IpAddr::V6(ip) => {
+                b[..16].copy_from_slice(&ip.octets());
+                16
+            }
         };
-        b.extend_from_slice(&a.port().to_be_bytes());
-        s.serialize_bytes(&b)
+        b[n..n + 2].copy_from_slice(&a.port().to_be_bytes());
+        s.serialize_bytes(&b[..n + 2])
     }
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<SocketAddr, D::Error> {
-        let b: serde_bytes_compat::Bytes = Deserialize::deserialize(d)?;
-        let b = b.0;
+        let got: serde_bytes_compat::Bytes = Deserialize::deserialize(d)?;
+        let b = &got.buf[..got.len.min(18)];
         let port = |i: usize| u16::from_be_bytes([b[i], b[i + 1]]);
-        match b.len() {
+        match got.len {
             6 => Ok(SocketAddr::from(([b[0], b[1], b[2], b[3]], port(4)))),
             18 => {
                 let mut ip = [0u8; 16];
@@ -59,7 +68,12 @@ pub mod addr_bytes {
 
     /// Accepts msgpack bin (and, leniently, an array of bytes).
     mod serde_bytes_compat {
-        pub struct Bytes(pub Vec<u8>);
+        /// Up to 18 bytes (an IPv6 address and a port), and how many there
+        /// were (more are refused in a sequence, counted in bytes).
+        pub struct Bytes {
+            pub len: usize,
+            pub buf: [u8; 18],
+        }
         impl<'de> serde::Deserialize<'de> for Bytes {
             fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
                 struct V;
@@ -69,20 +83,25 @@ pub mod addr_bytes {
                         f.write_str("bytes")
                     }
                     fn visit_bytes<E: serde::de::Error>(self, v: &[u8]) -> Result<Bytes, E> {
-                        Ok(Bytes(v.to_vec()))
+                        let mut buf = [0u8; 18];
+                        let n = v.len().min(18);
+                        buf[..n].copy_from_slice(&v[..n]);
+                        Ok(Bytes { len: v.len(), buf })
                     }
                     fn visit_seq<A: serde::de::SeqAccess<'de>>(
                         self,
                         mut seq: A,
                     ) -> Result<Bytes, A::Error> {
-                        let mut out = Vec::new();
+                        let mut buf = [0u8; 18];
+                        let mut len = 0;
                         while let Some(b) = seq.next_element::<u8>()? {
-                            if out.len() >= 18 {
+                            if len >= 18 {
                                 return Err(serde::de::Error::custom("socket address too long"));
                             }
-                            out.push(b);
+                            buf[len] = b;
+                            len += 1;
                         }
-                        Ok(Bytes(out))
+                        Ok(Bytes { len, buf })
                     }
                 }
                 d.deserialize_bytes(V)
