@@ -2,12 +2,14 @@
 //! probe order, the probes in flight, the relayed probes it runs for others,
 //! the suspicion timers and this node's local health score.
 //!
-//! Every `probe_interval` (stretched by the health score) it pings the next
-//! member in a shuffled round-robin order. No ack within `probe_timeout`: it
-//! asks `indirect_checks` other members to ping the target for it (PING-REQ);
-//! relays answer with the target's ack or with a NACK. No ack by the end of
-//! the period: it accuses the target (Suspect). A suspicion becomes Dead when
-//! its timer expires; independent confirmations shorten the timer.
+//! Every `probe_interval` (stretched by the health score) it pings the member
+//! that the schedule all nodes share names for this step
+//! (`protocol::probe_order`). No ack within `probe_timeout`: it pings again
+//! and asks `indirect_checks` other members to ping the target for it
+//! (PING-REQ); relays answer with the target's ack or with a NACK. No ack by
+//! the end of the period: it accuses the target (Suspect), and probes it
+//! again every period while its suspicion runs. A suspicion becomes Dead
+//! when its timer expires; independent confirmations shorten the timer.
 //!
 //! Its timers are data (`protocol::timers`): one ordered queue of `Due`
 //! values and a single actix timer armed for the earliest, so a wake-up
@@ -120,7 +122,7 @@ struct Relay {
 
 pub struct FailureDetector {
     s: FailureSettings,
-    /// Derived from `seen`: its live members other than us, shuffled.
+    /// Derived from `seen`: its live members other than us, on the ring.
     order: ProbeOrder,
     snapshots: SnapshotRx,
     /// The snapshot the probe order and the suspicions agree with.
