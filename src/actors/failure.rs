@@ -411,16 +411,21 @@ impl FailureDetector {
     }
 
     /// The ping of probe `seq`, with the buddy message when the target is
-    /// suspect: it learns of the suspicion at once and can refute (or, if
-    /// it has refuted already, answer us directly: we are behind).
-    fn ping(&self, seq: u32, target: &Member) -> Vec<Msg> {
+    /// suspect, or when `accusing` it (an extra probe of a member we have
+    /// just accused, whose suspicion may not be in the table yet): it learns
+    /// of the suspicion at once and can refute (or, if it has refuted
+    /// already, answer us directly: we are behind).
+    fn ping(&self, seq: u32, target: &Member, accusing: bool) -> Vec<Msg> {
         let mut msgs = vec![Msg::Ping {
             seq,
             target: target.id.clone(),
         }];
-        if target.state == MemberState::Suspect {
+        if accusing || target.state == MemberState::Suspect {
             msgs.push(Msg::Update {
-                member: target.clone(),
+                member: Member {
+                    state: MemberState::Suspect,
+                    ..target.clone()
+                },
                 by: Some(self.s.me.clone()),
             });
         }
@@ -434,7 +439,7 @@ impl FailureDetector {
 
     fn probe_member_as(&mut self, target: Member, extra: bool) {
         let seq = self.seq();
-        let msgs = self.ping(seq, &target);
+        let msgs = self.ping(seq, &target, extra);
         self.probes.insert(
             seq,
             Probe {
@@ -480,11 +485,7 @@ impl FailureDetector {
             // An extra probe is of a suspect, or of a member we have just
             // accused: its pings all carry the suspicion (unless the member
             // has moved on to a new incarnation since).
-            Some(mut m) if extra && m.incarnation == incarnation => {
-                m.state = MemberState::Suspect;
-                self.ping(seq, &m)
-            }
-            Some(m) => self.ping(seq, &m),
+            Some(m) => self.ping(seq, &m, extra && m.incarnation == incarnation),
             None => vec![Msg::Ping { seq, target }],
         };
         self.send(addr, again);
@@ -569,9 +570,7 @@ impl FailureDetector {
                 // accusation is still on its way accuses once more, and
                 // stops there.
                 if !p.extra {
-                    let mut suspect = m;
-                    suspect.state = MemberState::Suspect;
-                    self.probe_member_as(suspect, true);
+                    self.probe_member_as(m, true);
                 }
             }
             MemberState::Suspect => {

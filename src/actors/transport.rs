@@ -394,13 +394,21 @@ impl Transport {
         if self.silenced || msgs.is_empty() {
             return;
         }
-        if !self.amplification.is_verified(&to) {
-            for m in msgs {
-                if let Ok(Msg::Ping { seq, .. }) = rmp_serde::from_slice::<Msg>(m) {
-                    self.amplification.on_ping_sent(&to, seq);
-                }
-            }
+        if self.amplification.is_verified(&to) {
+            return self.transmit(to, msgs);
         }
+        // Which of them are our pings, decoded once: each may verify the
+        // address, and each goes out whatever its credit (below).
+        let is_ping: Vec<bool> = msgs
+            .iter()
+            .map(|m| match rmp_serde::from_slice::<Msg>(m) {
+                Ok(Msg::Ping { seq, .. }) => {
+                    self.amplification.on_ping_sent(&to, seq);
+                    true
+                }
+                _ => false,
+            })
+            .collect();
         let credit = match self.amplification.admit(&to) {
             Admit::Open => return self.transmit(to, msgs),
             Admit::Credit(c) => c as usize,
@@ -419,10 +427,10 @@ impl Transport {
         // whose address had not yet completed a round trip with its prober
         // got no direct ping for 14 s, failed its probes and was declared
         // dead.
-        let (pings, others): (Vec<EncodedMsg>, Vec<EncodedMsg>) = msgs
-            .iter()
-            .cloned()
-            .partition(|m| matches!(rmp_serde::from_slice::<Msg>(m), Ok(Msg::Ping { .. })));
+        let (mut pings, mut others) = (Vec::new(), Vec::new());
+        for (m, ping) in msgs.iter().zip(is_ping) {
+            if ping { &mut pings } else { &mut others }.push(m.clone());
+        }
         if !pings.is_empty() {
             self.transmit(to, &pings);
         } else {

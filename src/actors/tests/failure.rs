@@ -576,6 +576,21 @@ async fn probing_a_dead_member_through_answering_relays_does_not_hurt_local_heal
     assert_eq!(worst, 0);
 }
 
+/// A detector with one peer, `a`, that never answers: returned once the
+/// first failed probe has accused it (within 3 s).
+async fn lone_peer_accused() -> (Fixture, Member) {
+    let mut f = start(1000);
+    let a = member("a", 9001, 0, MemberState::Alive);
+    f.t.set(&a);
+    let mut waited = 0;
+    while f.accuses.is_empty() {
+        settle(10).await;
+        waited += 10;
+        assert!(waited < 3000, "no accusation in 3 s");
+    }
+    (f, a)
+}
+
 /// In a two-member cluster a failed probe of the one peer says nothing about
 /// this node (there is nobody to ask): its health score, which stretches its
 /// suspicion timeouts, stays at 0 while the peer is dead. The peer is
@@ -585,16 +600,8 @@ async fn probing_a_dead_member_through_answering_relays_does_not_hurt_local_heal
 #[actix::test]
 async fn a_lone_peer_is_declared_dead_at_the_minimum_counted_from_the_probe() {
     tokio::time::pause();
-    let mut f = start(1000);
-    let a = member("a", 9001, 0, MemberState::Alive);
-    f.t.set(&a);
     // The first probe's period ends (1 s after it was sent): it accuses.
-    let mut waited = 0;
-    while f.accuses.is_empty() {
-        settle(10).await;
-        waited += 10;
-        assert!(waited < 3000, "no accusation in 3 s");
-    }
+    let (mut f, a) = lone_peer_accused().await;
     assert_eq!(f.fd.send(GetAwareness).await.unwrap(), 0);
     // Membership publishes our accusation: the clock started when that
     // probe was sent, about 1.0 s ago, so dead 0.8 s from now, not 1.8 s.
@@ -662,15 +669,7 @@ fn pings_to(sends: &Log<Send>, to: std::net::SocketAddr) -> Vec<(u32, bool)> {
 #[actix::test]
 async fn an_accuser_probes_again_at_once_and_an_ack_saves_the_member() {
     tokio::time::pause();
-    let mut f = start(1000);
-    let a = member("a", 9001, 0, MemberState::Alive);
-    f.t.set(&a);
-    let mut waited = 0;
-    while f.accuses.is_empty() {
-        settle(10).await;
-        waited += 10;
-        assert!(waited < 3000, "no accusation in 3 s");
-    }
+    let (mut f, a) = lone_peer_accused().await;
     settle(5).await;
     let pings = pings_to(&f.sends, a.addr);
     // (The round robin may probe the lone peer again too, without it.)
