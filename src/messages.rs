@@ -160,7 +160,7 @@ pub struct GetMembers;
 /// The member table itself, a persistent map that costs O(1) to copy (the
 /// simulator's invariant checks read 10,000 of them).
 #[derive(Message, Debug, Clone, Copy)]
-#[rtype(result = "imbl::OrdMap<NodeId, Member>")]
+#[rtype(result = "crate::protocol::Table")]
 pub struct GetTable;
 
 /// Start a push-pull exchange with `peer` (`join`: we know nothing yet).

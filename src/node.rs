@@ -202,7 +202,7 @@ pub fn start_node(
     // A warm start: the formed view (shared with every other node until
     // this one changes it) and a rotation of the shared probe order.
     let formed = opts.formed.as_ref().map(|f| {
-        let order = ProbeOrder::formed(&f.ring, &f.order_index, &me);
+        let order = ProbeOrder::formed(&f.ring, &me);
         (f, order)
     });
 

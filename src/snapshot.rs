@@ -35,7 +35,7 @@ use tokio::sync::watch;
 use crate::protocol::peers::PeerSet;
 use crate::protocol::services::{catalog, Instance};
 use crate::protocol::view::{Failed, View};
-use crate::protocol::{Member, NodeId};
+use crate::protocol::{Member, NodeId, Table};
 
 #[derive(Clone, Debug)]
 pub struct Snapshot {
@@ -45,7 +45,7 @@ pub struct Snapshot {
     /// This node's id; its own record is in `table`.
     pub me: NodeId,
     /// Every member this node knows of, itself included, with their services.
-    pub table: OrdMap<NodeId, Member>,
+    pub table: Table,
     /// Alive and suspect members, self included, for random choice.
     pub live: PeerSet,
     /// Dead members whose tombstones are not reclaimed yet (not left ones).
@@ -83,16 +83,16 @@ impl Snapshot {
     }
 
     pub fn own(&self) -> Option<&Member> {
-        self.table.get(&self.me)
+        self.table.get(&self.me).map(|m| &**m)
     }
 
     pub fn members(&self) -> impl Iterator<Item = &Member> {
-        self.table.values()
+        self.table.values().map(|m| &**m)
     }
 
     /// The service catalog: instances on alive and suspect members.
     pub fn catalog(&self) -> std::collections::BTreeMap<String, Vec<Instance>> {
-        catalog(self.table.values())
+        catalog(self.members())
     }
 
     /// Whether `id` is alive or suspect, by its record.
@@ -111,9 +111,9 @@ impl Snapshot {
     /// them).
     pub fn diff<'a>(&'a self, newer: &'a Snapshot) -> impl Iterator<Item = Change<'a>> + 'a {
         self.table.diff(&newer.table).map(|d| match d {
-            DiffItem::Add(_, m) => (None, Some(m)),
-            DiffItem::Update { old, new } => (Some(old.1), Some(new.1)),
-            DiffItem::Remove(_, m) => (Some(m), None),
+            DiffItem::Add(_, m) => (None, Some(&**m)),
+            DiffItem::Update { old, new } => (Some(&**old.1), Some(&**new.1)),
+            DiffItem::Remove(_, m) => (Some(&**m), None),
         })
     }
 }

@@ -242,7 +242,7 @@ impl FailureDetector {
             .table
             .get(id)
             .filter(|m| m.state.is_live())
-            .cloned()
+            .map(|m| Member::clone(m))
     }
 
     /// Local health score (Lifeguard), for tests and metrics.
@@ -958,10 +958,6 @@ impl Handler<GetDerived> for FailureDetector {
             .map(|(id, (s, _))| (id.clone(), s.incarnation))
             .collect();
         suspicions.sort();
-        MessageResult((
-            self.seen.index,
-            self.order.members().cloned().collect(),
-            suspicions,
-        ))
+        MessageResult((self.seen.index, self.order.members(), suspicions))
     }
 }

@@ -260,7 +260,7 @@ mod tests {
             ..Member::new_alive(me.clone(), "10.0.0.1:1".parse().unwrap(), 1)
         };
         let mut table = OrdMap::new();
-        table.insert(me.clone(), m);
+        table.insert(me.clone(), std::sync::Arc::new(m));
         Zone::build(
             &Snapshot {
                 index: 2,

@@ -303,7 +303,7 @@ mod tests {
         let mut table = OrdMap::new();
         let me = members[0].id.clone();
         for m in members {
-            table.insert(m.id.clone(), m);
+            table.insert(m.id.clone(), std::sync::Arc::new(m));
         }
         Snapshot {
             index: 7,

@@ -13,21 +13,20 @@
 //!
 //! Agents never use it: they join.
 
-use imbl::{OrdSet, Vector};
+use std::sync::Arc;
 use tokio::time::Instant;
 
 use super::member::{Member, NodeId};
-use super::probe_order::ProbeOrder;
+use super::probe_order::{ProbeOrder, RingKey};
 use super::view::View;
 
 #[derive(Clone, Debug)]
 pub struct Formed {
     /// The membership actor's table: every member, self included.
     pub view: View,
-    /// The probe ring and its index (`ProbeOrder::formed` takes each node
-    /// off its own copy).
-    pub ring: Vector<(u64, NodeId)>,
-    pub order_index: OrdSet<NodeId>,
+    /// The probe ring, shared by every node (`ProbeOrder::formed` takes
+    /// each node off its own view of it).
+    pub ring: Arc<Vec<RingKey>>,
 }
 
 impl Formed {
@@ -42,7 +41,6 @@ impl Formed {
         let ids: Vec<NodeId> = members.iter().map(|m| m.id.clone()).collect();
         Formed {
             view,
-            order_index: ids.iter().cloned().collect(),
             ring: ProbeOrder::ring_of(ids),
         }
     }
@@ -65,7 +63,6 @@ mod tests {
         assert_eq!(f.view.len(), 20);
         assert_eq!(f.view.live_count(), 20);
         assert_eq!(f.ring.len(), 20);
-        assert_eq!(f.order_index.len(), 20);
         assert_eq!(f.view.live().len(), 20);
         // Two views built from the same records in another order hash the same.
         let mut rev = View::new(100);

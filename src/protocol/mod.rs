@@ -23,3 +23,4 @@ pub mod view;
 pub mod wire;
 
 pub use member::{Member, MemberState, NodeId};
+pub use view::Table;

@@ -7,8 +7,8 @@ use imbl::OrdMap;
 use rand::Rng;
 use std::net::SocketAddr;
 
-use super::member::{Member, NodeId};
-use super::view::Failed;
+use super::member::NodeId;
+use super::view::{Failed, Table};
 
 /// One reconnection attempt, or none this time. serf's rule
 /// (`serf.reconnect`): with probability booked / alive (capped at 1), one
@@ -18,7 +18,7 @@ use super::view::Failed;
 /// lost; the book forgets it as soon as its record says so anyway).
 pub fn pick(
     book: &OrdMap<NodeId, Failed>,
-    table: &OrdMap<NodeId, Member>,
+    table: &Table,
     rng: &mut impl Rng,
 ) -> Option<(NodeId, SocketAddr)> {
     let lost: Vec<(&NodeId, &Failed)> = book
@@ -45,7 +45,7 @@ pub fn pick(
 /// waiting to be picked by a reconnection or a push-pull.
 pub fn recently_failed(
     book: &OrdMap<NodeId, Failed>,
-    table: &OrdMap<NodeId, Member>,
+    table: &Table,
     now: tokio::time::Instant,
     window: std::time::Duration,
 ) -> Vec<SocketAddr> {
@@ -110,7 +110,7 @@ impl RecentlyFailed {
 /// at: the seeds a node must keep trying. Our own address is never missing.
 pub fn missing_seeds(
     seeds: &[SocketAddr],
-    table: &OrdMap<NodeId, Member>,
+    table: &Table,
     me: &NodeId,
     my_addr: SocketAddr,
 ) -> Vec<SocketAddr> {
@@ -142,14 +142,14 @@ pub fn missing_seeds(
 }
 
 /// Whether the table holds a live member other than us.
-pub fn knows_someone(table: &OrdMap<NodeId, Member>, me: &NodeId) -> bool {
+pub fn knows_someone(table: &Table, me: &NodeId) -> bool {
     table.values().any(|m| &m.id != me && m.state.is_live())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::protocol::MemberState;
+    use crate::protocol::{Member, MemberState};
     use rand::rngs::SmallRng;
     use rand::SeedableRng;
     use tokio::time::Instant;
@@ -158,7 +158,7 @@ mod tests {
         SocketAddr::from(([127, 0, 0, 1], p))
     }
 
-    fn table(members: &[(&str, u16, MemberState)]) -> OrdMap<NodeId, Member> {
+    fn table(members: &[(&str, u16, MemberState)]) -> Table {
         members
             .iter()
             .map(|(id, p, st)| {
@@ -166,7 +166,7 @@ mod tests {
                     state: *st,
                     ..Member::new_alive(NodeId::new(id), addr(*p), 0)
                 };
-                (m.id.clone(), m)
+                (m.id.clone(), std::sync::Arc::new(m))
             })
             .collect()
     }

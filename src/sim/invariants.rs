@@ -14,25 +14,27 @@
 //! healthy member declared dead" by the scenarios from the deaths the
 //! observer recorded.
 
-use imbl::OrdMap;
 use std::collections::BTreeSet;
 
 use super::observer::{node_name, slot_of};
 use crate::protocol::services::catalog;
-use crate::protocol::{Member, NodeId};
+use crate::protocol::{Member, NodeId, Table};
 
 /// One node's table, as `GetTable` returned it: a persistent map, so
 /// collecting 10,000 of them copies nothing.
 pub struct NodeView {
     pub slot: usize,
-    pub members: OrdMap<NodeId, Member>,
+    pub members: Table,
 }
 
 impl NodeView {
     pub fn new(slot: usize, members: impl IntoIterator<Item = Member>) -> Self {
         NodeView {
             slot,
-            members: members.into_iter().map(|m| (m.id.clone(), m)).collect(),
+            members: members
+                .into_iter()
+                .map(|m| (m.id.clone(), std::sync::Arc::new(m)))
+                .collect(),
         }
     }
 }
@@ -87,14 +89,14 @@ pub fn agreement(views: &[NodeView], live: &BTreeSet<usize>) -> Vec<String> {
         .iter()
         .filter_map(|v| {
             let m = v.members.get(&NodeId::new(&node_name(v.slot)))?;
-            Some((v.slot, m))
+            Some((v.slot, &**m))
         })
         .collect();
     let Some(first) = views.first() else {
         return Vec::new();
     };
     check_view(first, live, &own, &mut t);
-    let first_catalog = catalog(first.members.values());
+    let first_catalog = catalog(first.members.values().map(|m| &**m));
     let first_ok = t.count() == 0;
     for v in &views[1..] {
         let same = first_ok
@@ -104,7 +106,7 @@ pub fn agreement(views: &[NodeView], live: &BTreeSet<usize>) -> Vec<String> {
             continue;
         }
         check_view(v, live, &own, &mut t);
-        if catalog(v.members.values()) != first_catalog {
+        if catalog(v.members.values().map(|m| &**m)) != first_catalog {
             t.catalogs.add(|| format!("n{} vs n{}", v.slot, first.slot));
         }
     }

@@ -463,10 +463,12 @@ mod tests {
     fn an_instance_renders_the_same_when_its_node_registers_another() {
         let before = cluster();
         let mut after = cluster();
-        let a = after
-            .table
-            .get_mut(&crate::protocol::NodeId::new("a"))
-            .unwrap();
+        let a = std::sync::Arc::make_mut(
+            after
+                .table
+                .get_mut(&crate::protocol::NodeId::new("a"))
+                .unwrap(),
+        );
         let mut list = (*a.services.list).clone();
         list.push(Service::new("cache", 6379));
         a.services = ServiceSet::new(a.services.version + 1, list);
