@@ -43,9 +43,6 @@ pub const MAX_HELD_PER_ADDRESS: usize = 128 * 1024;
 pub const MAX_HELD_BYTES: usize = 2 * 1024 * 1024;
 /// Held messages wait this long for the verifying ack, then are dropped.
 pub const HOLD_TTL: Duration = Duration::from_secs(5);
-/// A verification ping is sent again after this long without its ack (it
-/// or the ack may be lost).
-pub const VERIFY_RETRY: Duration = Duration::from_secs(1);
 /// Ping seqs a verification may be answered with (ours and the detector's).
 const PENDING_PINGS: usize = 4;
 /// Seqs of verification pings have this bit set; the failure detector's
@@ -265,7 +262,9 @@ impl AmplificationGuard {
     }
 
     /// A verification ping for `to` if one is due (none sent, or the last
-    /// one is older than [`VERIFY_RETRY`]): its seq and the id it must name.
+    /// one is older than [`HOLD_TTL`]: at most one per address per hold, so
+    /// that a stranger's datagrams cannot make us ping an address often):
+    /// its seq and the id it must name.
     pub fn verification_due(&mut self, to: &SocketAddr, now: Instant) -> Option<(u32, NodeId)> {
         let u = self.unverified.get_mut(to)?;
         let id = u.id.clone()?;
