@@ -169,6 +169,11 @@ pub struct GetTable;
 pub struct StartSync {
     pub peer: SocketAddr,
     pub join: bool,
+    /// The periodic anti-entropy exchange: when no digest page comes back,
+    /// try another live member (see `membership::SYNC_ATTEMPTS`). Not for
+    /// joins, seeds and reconnections, which have their own retries and
+    /// whose point is the peer they name.
+    pub retry: bool,
 }
 
 /// The failure detector's verdict about a member at an incarnation: Suspect

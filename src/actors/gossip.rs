@@ -171,7 +171,11 @@ impl Gossip {
             ctx.run_later(delay, |act, ctx| {
                 guard(ctx, |_| {
                     if let Some(peer) = act.sample_peers(1).pop() {
-                        act.sync.do_send(StartSync { peer, join: false });
+                        act.sync.do_send(StartSync {
+                            peer,
+                            join: false,
+                            retry: true,
+                        });
                     }
                 });
             });
@@ -240,7 +244,11 @@ impl Gossip {
             guard(ctx, |_| {
                 if !act.stopped {
                     if let Some(peer) = act.sample_peers(1).pop() {
-                        act.sync.do_send(StartSync { peer, join: false });
+                        act.sync.do_send(StartSync {
+                            peer,
+                            join: false,
+                            retry: true,
+                        });
                     }
                 }
             });
@@ -258,7 +266,11 @@ impl Gossip {
         if let Some((id, peer)) = reconnect::pick(&snap.reconnect, &snap.table, &mut self.rng) {
             log::debug!("trying to reach failed member {id} at {peer}");
             Metrics::inc(&self.metrics.reconnect_attempts);
-            self.sync.do_send(StartSync { peer, join: false });
+            self.sync.do_send(StartSync {
+                peer,
+                join: false,
+                retry: false,
+            });
         }
     }
 
@@ -325,6 +337,7 @@ impl Gossip {
             self.sync.do_send(StartSync {
                 peer: *peer,
                 join: alone,
+                retry: false,
             });
         }
         if alone || !missing.is_empty() {
@@ -439,6 +452,7 @@ impl Handler<DiscoveryMsg> for Gossip {
                     self.sync.do_send(StartSync {
                         peer: m.from,
                         join: true,
+                        retry: false,
                     })
                 }
                 _ => {}

@@ -48,6 +48,16 @@ const MAX_PARTIAL_SYNCS: usize = 8;
 const PARTIAL_SYNC_TTL: Duration = Duration::from_secs(5);
 /// Room left in a datagram for the SyncDigest/SyncWant wrapper.
 const PAGE_WRAPPER: usize = 32;
+/// A periodic push-pull that brings nothing back within `SYNC_RETRY_AFTER`
+/// (no digest page, or not the records it asked for) goes to another live
+/// member, up to this many exchanges in all. At 30% loss an exchange loses its start or its first
+/// page about half the time, and a member that had missed every copy of a
+/// rumor (a leave, in the simulator's 100-node leave at 30% loss) then
+/// waited for the next period, 30 s or more past 32 members. A peer whose
+/// view hashes like ours answers nothing, so a retry also follows agreement:
+/// two small datagrams per period.
+const SYNC_ATTEMPTS: u8 = 3;
+const SYNC_RETRY_AFTER: Duration = Duration::from_secs(1);
 
 pub struct MembershipSettings {
     pub me: Member,
@@ -71,6 +81,14 @@ struct PartialSync {
     started: Instant,
 }
 
+#[derive(Debug, Clone, Copy)]
+struct AwaitingSync {
+    peer: SocketAddr,
+    attempts: u8,
+    /// Which exchange a retry timer is for (a newer one replaces it).
+    token: u64,
+}
+
 pub struct Membership {
     me: NodeId,
     room: usize,
@@ -81,6 +99,8 @@ pub struct Membership {
     stats_interval: Duration,
     rng: SmallRng,
     partial: BTreeMap<(SocketAddr, u32), PartialSync>,
+    /// The periodic push-pull waiting for its first digest page.
+    awaiting_sync: Option<AwaitingSync>,
     rumor: Recipient<Spread>,
     send: Recipient<Send>,
     subscribers: Vec<Recipient<MemberEvent>>,
@@ -156,6 +176,7 @@ impl Membership {
             stats_interval: s.stats_interval,
             rng: SmallRng::seed_from_u64(s.seed),
             partial: BTreeMap::new(),
+            awaiting_sync: None,
             rumor,
             send,
             subscribers: Vec::new(),
@@ -676,6 +697,12 @@ impl Membership {
             }
         }
         self.send_records(from, plan.send.iter());
+        // An awaited exchange is done when there is nothing to fetch, or
+        // when the fetched records arrive (`Rumors` via sync): a lost want
+        // or a lost answer is retried elsewhere like a lost start.
+        if plan.want.is_empty() && self.awaiting_sync.is_some_and(|a| a.peer == from) {
+            self.awaiting_sync = None;
+        }
         let want_pages = paginate(plan.want, self.room.saturating_sub(PAGE_WRAPPER));
         let msgs = want_pages
             .into_iter()
@@ -765,6 +792,9 @@ impl Handler<Rumors> for Membership {
     type Result = ();
     fn handle(&mut self, m: Rumors, ctx: &mut Context<Self>) {
         guard(ctx, |ctx| {
+            if m.via_sync && self.awaiting_sync.is_some_and(|a| a.peer == m.from) {
+                self.awaiting_sync = None;
+            }
             for (member, by) in m.updates {
                 self.on_rumor(member, by, m.via_sync, &m.sender);
             }
@@ -785,10 +815,62 @@ impl Handler<SyncMsg> for Membership {
     }
 }
 
+impl Membership {
+    /// Sends the start of a push-pull exchange to `peer`.
+    fn start_sync(&mut self, peer: SocketAddr) {
+        let msg = Msg::SyncStart {
+            hash: self.view.hash(),
+            join: false,
+        };
+        self.send_to(peer, vec![encode_msg(&msg)]);
+    }
+
+    /// Waits for the exchange with `peer` to bring what it should (a digest
+    /// page with nothing to fetch, or the fetched records), then tries
+    /// another live member if it did not (`SYNC_ATTEMPTS`).
+    fn await_sync(&mut self, peer: SocketAddr, attempts: u8, ctx: &mut Context<Self>) {
+        let token = self.awaiting_sync.map_or(0, |a| a.token.wrapping_add(1));
+        self.awaiting_sync = Some(AwaitingSync {
+            peer,
+            attempts,
+            token,
+        });
+        ctx.run_later(SYNC_RETRY_AFTER, move |act, ctx| {
+            guard(ctx, |ctx| {
+                let Some(a) = act.awaiting_sync.filter(|a| a.token == token) else {
+                    return; // answered, or replaced by a newer exchange
+                };
+                act.awaiting_sync = None;
+                if a.attempts >= SYNC_ATTEMPTS || act.leaving {
+                    return;
+                }
+                let me = act.me.clone();
+                let other = act
+                    .view
+                    .live()
+                    .sample(4, &[&me], &mut act.rng)
+                    .into_iter()
+                    .map(|(_, addr)| addr)
+                    .find(|addr| *addr != a.peer);
+                if let Some(next) = other {
+                    Metrics::inc(&act.metrics.sync_retries);
+                    act.start_sync(next);
+                    act.await_sync(next, a.attempts + 1, ctx);
+                }
+            });
+        });
+    }
+}
+
 impl Handler<StartSync> for Membership {
     type Result = ();
     fn handle(&mut self, m: StartSync, ctx: &mut Context<Self>) {
-        guard(ctx, |_| {
+        guard(ctx, |ctx| {
+            if m.retry {
+                self.start_sync(m.peer);
+                self.await_sync(m.peer, 1, ctx);
+                return;
+            }
             let msg = Msg::SyncStart {
                 hash: self.view.hash(),
                 join: m.join,

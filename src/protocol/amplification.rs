@@ -189,11 +189,15 @@ impl AmplificationGuard {
         }
         if self.unverified.len() >= self.capacity && !self.unverified.contains_key(&from) {
             let (held, held_bytes) = (&mut self.held, &mut self.held_bytes);
-            evict_oldest(&mut self.unverified, |u| u.tick, |addr| {
-                if let Some(h) = held.remove(addr) {
-                    *held_bytes -= h.bytes;
-                }
-            });
+            evict_oldest(
+                &mut self.unverified,
+                |u| u.tick,
+                |addr| {
+                    if let Some(h) = held.remove(addr) {
+                        *held_bytes -= h.bytes;
+                    }
+                },
+            );
         }
         let u = self.unverified.entry(from).or_default();
         u.tick = tick;
@@ -349,7 +353,10 @@ mod tests {
         let mut sum = 0;
         for (addr, h) in &g.held {
             assert!(!h.msgs.is_empty(), "{addr}: an empty entry");
-            assert!(g.unverified.contains_key(addr), "{addr}: held, not unverified");
+            assert!(
+                g.unverified.contains_key(addr),
+                "{addr}: held, not unverified"
+            );
             assert_eq!(h.bytes, h.msgs.iter().map(|m| m.len()).sum::<usize>());
             sum += h.bytes;
         }
@@ -446,7 +453,10 @@ mod tests {
         g.on_ping_sent(&a(100), 1);
         assert!(g.on_ack(a(100), 1).is_some());
         assert!(!g.is_verified(&a(2)) && !g.is_verified(&a(3)));
-        assert!((0..2).chain(4..16).chain([100]).all(|p| g.is_verified(&a(p))));
+        assert!((0..2)
+            .chain(4..16)
+            .chain([100])
+            .all(|p| g.is_verified(&a(p))));
 
         // ... and for addresses we pinged first (pinged again refreshes).
         let mut g = AmplificationGuard::new(16);

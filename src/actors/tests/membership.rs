@@ -299,6 +299,7 @@ async fn push_pull_exchanges_digests_then_records() {
         f.ms.do_send(StartSync {
             peer: addr(3000),
             join: false,
+            retry: false,
         });
         settle(1).await;
         match &decoded(f.sends.take())[0] {
@@ -469,6 +470,7 @@ async fn a_joiner_announces_itself_and_its_own_record_is_spread() {
     f.ms.do_send(StartSync {
         peer: addr(3000),
         join: true,
+        retry: false,
     });
     settle(1).await;
     let msgs = decoded(f.sends.take());
@@ -812,4 +814,117 @@ async fn a_stale_accusation_from_its_accuser_gets_our_record_back() {
         }
         other => panic!("{other:?}"),
     }
+}
+
+/// The sync starts among `sends`, by address.
+fn sync_starts(sends: Vec<Send>) -> Vec<std::net::SocketAddr> {
+    sends
+        .into_iter()
+        .filter(|s| {
+            s.msgs
+                .iter()
+                .any(|m| matches!(rmp_serde::from_slice::<Msg>(m), Ok(Msg::SyncStart { .. })))
+        })
+        .map(|s| s.to)
+        .collect()
+}
+
+/// A periodic push-pull whose peer sends no digest page goes to another
+/// live member a second later, up to three exchanges in all; one whose
+/// digest asks for nothing is not repeated, and one whose wanted records
+/// do not come is.
+#[actix::test]
+async fn an_unanswered_push_pull_goes_to_another_member() {
+    tokio::time::pause();
+    let f = start().await;
+    let others = ["a", "b", "c"];
+    f.ms.do_send(Rumors {
+        from: addr(2000),
+        updates: others
+            .iter()
+            .enumerate()
+            .map(|(i, n)| (member(n, 2000 + i as u16, 0, MemberState::Alive), None))
+            .collect(),
+        via_sync: false,
+        sender: id("a"),
+    });
+    settle(1).await;
+    f.sends.take();
+    f.ms.do_send(StartSync {
+        peer: addr(2000),
+        join: false,
+        retry: true,
+    });
+    settle(1).await;
+    assert_eq!(sync_starts(f.sends.take()), vec![addr(2000)]);
+    let mut tried = vec![addr(2000)];
+    for _ in 0..2 {
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+        settle(1).await;
+        let next = sync_starts(f.sends.take());
+        assert_eq!(next.len(), 1, "one retry per second");
+        assert_ne!(Some(&next[0]), tried.last(), "another member");
+        assert!((2000..2003).contains(&next[0].port()));
+        tried.push(next[0]);
+    }
+    tokio::time::sleep(Duration::from_millis(3000)).await;
+    settle(1).await;
+    assert!(
+        sync_starts(f.sends.take()).is_empty(),
+        "three exchanges in all"
+    );
+    assert_eq!(Metrics::get(&f.metrics.sync_retries), 2);
+
+    // Answered with nothing to fetch (it knows less than we do): done.
+    let digest = |members: &[Member]| {
+        members
+            .iter()
+            .map(crate::protocol::view::digest_entry)
+            .collect::<Vec<DigestEntry>>()
+    };
+    for (round, newer, answered) in [(7, false, false), (8, true, false), (9, true, true)] {
+        f.ms.do_send(StartSync {
+            peer: addr(2001),
+            join: false,
+            retry: true,
+        });
+        settle(1).await;
+        assert_eq!(sync_starts(f.sends.take()), vec![addr(2001)]);
+        let inc = if newer { u64::from(round) } else { 0 };
+        f.ms.do_send(SyncMsg {
+            from: addr(2001),
+            sender: id("b"),
+            msg: Msg::SyncDigest {
+                round,
+                page: 0,
+                pages: 1,
+                entries: digest(&[member("b", 2001, inc, MemberState::Alive)]),
+            },
+        });
+        settle(1).await;
+        if answered {
+            f.ms.do_send(Rumors {
+                from: addr(2001),
+                updates: vec![(member("b", 2001, inc, MemberState::Alive), None)],
+                via_sync: true,
+                sender: id("b"),
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+        settle(1).await;
+        let retried = !sync_starts(f.sends.take()).is_empty();
+        assert_eq!(retried, newer && !answered, "round {round}");
+        tokio::time::sleep(Duration::from_millis(3000)).await;
+        settle(1).await;
+        f.sends.take();
+    }
+    // Not for exchanges that name their peer on purpose.
+    f.ms.do_send(StartSync {
+        peer: addr(2002),
+        join: false,
+        retry: false,
+    });
+    tokio::time::sleep(Duration::from_millis(3000)).await;
+    settle(1).await;
+    assert_eq!(sync_starts(f.sends.take()), vec![addr(2002)]);
 }
