@@ -512,7 +512,11 @@ async fn a_refutation_goes_straight_to_its_accuser_and_every_member() {
     );
     let mut rest = to[1..].to_vec();
     rest.sort();
-    assert_eq!(rest, vec![addr(2000), addr(2001)], "then live members only");
+    assert_eq!(
+        rest,
+        vec![addr(2000), addr(2001), addr(5000)],
+        "then live members (not the dead one), and the messenger, which we do not hold live"
+    );
 }
 
 #[actix::test]
@@ -927,4 +931,86 @@ async fn an_unanswered_push_pull_goes_to_another_member() {
     tokio::time::sleep(Duration::from_millis(3000)).await;
     settle(1).await;
     assert_eq!(sync_starts(f.sends.take()), vec![addr(2002)]);
+}
+
+/// The updates among `sends` to `to`.
+fn updates_to(sends: &[Send], to: u16) -> Vec<Member> {
+    sends
+        .iter()
+        .filter(|s| s.to == addr(to))
+        .flat_map(|s| s.msgs.iter())
+        .filter_map(|m| match rmp_serde::from_slice::<Msg>(m) {
+            Ok(Msg::Update { member, .. }) => Some(member),
+            _ => None,
+        })
+        .collect()
+}
+
+/// After a partition heals, nothing would tell a member that we hold it
+/// dead: a datagram from it gets its dead record back, once a second.
+#[actix::test]
+async fn a_member_held_dead_that_sends_us_something_is_told() {
+    tokio::time::pause();
+    let f = start().await;
+    f.ms.do_send(rumor(member("a", 2000, 0, MemberState::Alive), None));
+    f.ms.do_send(rumor(member("a", 2000, 0, MemberState::Dead), None));
+    settle(1).await;
+    f.sends.take();
+    let from_a = |m: Member| Rumors {
+        from: addr(2000),
+        updates: vec![(m, None)],
+        via_sync: false,
+        sender: id("a"),
+    };
+    // A rumor about someone else, from "a".
+    f.ms.do_send(from_a(member("b", 2001, 0, MemberState::Alive)));
+    settle(1).await;
+    let told = updates_to(&f.sends.take(), 2000);
+    assert_eq!(told.len(), 1, "{told:?}");
+    assert_eq!((told[0].id.as_str(), told[0].state), ("a", MemberState::Dead));
+    // Again at once: not again.
+    f.ms.do_send(from_a(member("b", 2001, 0, MemberState::Alive)));
+    settle(1).await;
+    assert!(updates_to(&f.sends.take(), 2000).is_empty());
+    // A second later, still dead: told again.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    f.ms.do_send(from_a(member("b", 2001, 0, MemberState::Alive)));
+    settle(1).await;
+    assert_eq!(updates_to(&f.sends.take(), 2000).len(), 1);
+    // Its refutation: alive again, nothing more to tell.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    f.ms.do_send(from_a(member("a", 2000, 1, MemberState::Alive)));
+    settle(1).await;
+    assert!(updates_to(&f.sends.take(), 2000).is_empty());
+}
+
+/// The other side of it: told that we are dead by a member we hold dead
+/// (each side of a healed partition holds the other dead), we refute, and
+/// the refutation goes straight back to the one who told us, not only to
+/// the members we hold live.
+#[actix::test]
+async fn told_we_are_dead_by_a_member_we_hold_dead_we_answer_it() {
+    tokio::time::pause();
+    let f = start().await;
+    f.ms.do_send(rumor(member("a", 2000, 0, MemberState::Alive), None));
+    f.ms.do_send(rumor(member("a", 2000, 0, MemberState::Dead), None));
+    settle(1).await;
+    f.sends.take();
+    f.ms.do_send(Rumors {
+        from: addr(2000),
+        updates: vec![(member("me", 1000, 0, MemberState::Dead), None)],
+        via_sync: false,
+        sender: id("a"),
+    });
+    settle(1).await;
+    let back = updates_to(&f.sends.take(), 2000);
+    assert!(
+        back.iter()
+            .any(|m| m.id == id("me") && m.state == MemberState::Alive && m.incarnation == 1),
+        "{back:?}"
+    );
+    assert!(
+        back.iter().any(|m| m.id == id("a") && m.state == MemberState::Dead),
+        "and it is told it is dead: {back:?}"
+    );
 }
