@@ -49,10 +49,12 @@ if [ "${RENDER_ONLY:-0}" != 1 ]; then
         cp target/release/gossip "$BIN"
         chmod +x "$BIN"
         trap 'rm -f "$BIN"' EXIT
+        # What was measured: the commit (and whether the tree had local
+        # changes), taken before the results file (tracked) is emptied.
+        commit=$(git describe --always --dirty 2>/dev/null || echo unknown)
         mkdir -p "$(dirname "$OUT")"
         : > "$OUT"
-        # What was measured: the commit (and whether the tree had local changes).
-        jq -n --arg commit "$(git describe --always --dirty 2>/dev/null || echo unknown)" \
+        jq -n --arg commit "$commit" \
             --arg date "$(date -u +%Y-%m-%dT%H:%MZ)" --arg cpu "$(nproc) cores" \
             '{commit: $commit, date: $date, cpu: $cpu}' > "${OUT%.jsonl}.meta.json"
     fi
