@@ -967,7 +967,10 @@ async fn a_member_held_dead_that_sends_us_something_is_told() {
     settle(1).await;
     let told = updates_to(&f.sends.take(), 2000);
     assert_eq!(told.len(), 1, "{told:?}");
-    assert_eq!((told[0].id.as_str(), told[0].state), ("a", MemberState::Dead));
+    assert_eq!(
+        (told[0].id.as_str(), told[0].state),
+        ("a", MemberState::Dead)
+    );
     // Again at once: not again.
     f.ms.do_send(from_a(member("b", 2001, 0, MemberState::Alive)));
     settle(1).await;
@@ -1010,7 +1013,8 @@ async fn told_we_are_dead_by_a_member_we_hold_dead_we_answer_it() {
         "{back:?}"
     );
     assert!(
-        back.iter().any(|m| m.id == id("a") && m.state == MemberState::Dead),
+        back.iter()
+            .any(|m| m.id == id("a") && m.state == MemberState::Dead),
         "and it is told it is dead: {back:?}"
     );
 }
