@@ -72,6 +72,8 @@ pub struct Membership {
     partial: BTreeMap<(SocketAddr, u32), sync::PartialSync>,
     /// The periodic push-pull waiting for its first digest page.
     awaiting_sync: Option<sync::AwaitingSync>,
+    /// Tokens handed to awaited exchanges so far.
+    sync_tokens: u64,
     /// Members we hold dead that we told so, and when (`tell_the_dead`).
     told_dead: BTreeMap<NodeId, Instant>,
     rumor: Recipient<Spread>,
@@ -150,6 +152,7 @@ impl Membership {
             rng: SmallRng::seed_from_u64(s.seed),
             partial: BTreeMap::new(),
             awaiting_sync: None,
+            sync_tokens: 0,
             told_dead: BTreeMap::new(),
             rumor,
             send,

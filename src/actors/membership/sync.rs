@@ -186,7 +186,10 @@ impl Membership {
     /// page with nothing to fetch, or the fetched records), then tries
     /// another live member if it did not (`SYNC_ATTEMPTS`).
     fn await_sync(&mut self, peer: SocketAddr, attempts: u8, ctx: &mut Context<Self>) {
-        let token = self.awaiting_sync.map_or(0, |a| a.token.wrapping_add(1));
+        // Never reused: a timer left from an exchange that was answered must
+        // not fire on the next one.
+        self.sync_tokens = self.sync_tokens.wrapping_add(1);
+        let token = self.sync_tokens;
         self.awaiting_sync = Some(AwaitingSync {
             peer,
             attempts,

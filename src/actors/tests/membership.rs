@@ -1018,3 +1018,55 @@ async fn told_we_are_dead_by_a_member_we_hold_dead_we_answer_it() {
         "and it is told it is dead: {back:?}"
     );
 }
+
+/// A retry timer belongs to its exchange: the timer of an answered exchange
+/// does not cut short the wait of the next one.
+#[actix::test]
+async fn an_answered_exchange_timer_does_not_hurry_the_next_one() {
+    tokio::time::pause();
+    let f = start().await;
+    f.ms.do_send(Rumors {
+        from: addr(2000),
+        updates: ["a", "b", "c"]
+            .iter()
+            .enumerate()
+            .map(|(i, n)| (member(n, 2000 + i as u16, 0, MemberState::Alive), None))
+            .collect(),
+        via_sync: false,
+        sender: id("a"),
+    });
+    settle(1).await;
+    let sync = |peer: u16| StartSync {
+        peer: addr(peer),
+        join: false,
+        retry: true,
+    };
+    f.ms.do_send(sync(2000));
+    settle(1).await;
+    // Answered at once, with nothing to fetch.
+    f.ms.do_send(SyncMsg {
+        from: addr(2000),
+        sender: id("a"),
+        msg: Msg::SyncDigest {
+            round: 1,
+            page: 0,
+            pages: 1,
+            entries: vec![crate::protocol::view::digest_entry(&member(
+                "a",
+                2000,
+                0,
+                MemberState::Alive,
+            ))],
+        },
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    f.ms.do_send(sync(2001)); // the next one, half a second later, unanswered
+    settle(1).await;
+    f.sends.take();
+    tokio::time::sleep(Duration::from_millis(600)).await; // the first one's timer
+    settle(1).await;
+    assert!(sync_starts(f.sends.take()).is_empty(), "not retried after 0.6 s");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    settle(1).await;
+    assert_eq!(sync_starts(f.sends.take()).len(), 1, "retried after 1.1 s");
+}
