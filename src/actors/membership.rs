@@ -6,9 +6,10 @@
 //! read and write the table: that part is in `membership/sync.rs`.
 //!
 //! Takes: `Rumors` (updates and push-pull records from the transport),
-//! `SyncMsg` and `StartSync` (push-pull, in `sync.rs`), `Accuse` (the failure detector's
-//! verdicts), `PublishServices` (the registry), `LeaveCluster` (the leave
-//! coordinator), `GetMembers`, `GetTable`, `Subscribe`.
+//! `SyncMsg` and `StartSync` (push-pull, in `sync.rs`), `Accuse` (the
+//! failure detector's verdicts), `PublishServices` (the registry),
+//! `LeaveCluster` (the leave coordinator), `GetMembers`, `GetTable`,
+//! `Subscribe`.
 //! Sends: `MemberEvent` to subscribers (the event stream's feed),
 //! `Confirmation` to the failure detector, `Spread` and `Send` to the rumor
 //! actor.

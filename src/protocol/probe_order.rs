@@ -126,7 +126,7 @@ impl ProbeOrder {
     }
     /// The members, in id order.
     pub fn members(&self) -> Vec<NodeId> {
-        let mut ids: Vec<NodeId> = (0..self.len()).map(|r| self.nth(r).1.clone()).collect();
+        let mut ids: Vec<NodeId> = self.present().into_iter().map(|k| k.1.clone()).collect();
         ids.sort();
         ids
     }
@@ -176,10 +176,28 @@ impl ProbeOrder {
         if changes <= MIN_CHANGES_BEFORE_REBUILD.max(self.base.len() / 8) {
             return;
         }
-        let ring: Vec<RingKey> = (0..self.len()).map(|r| self.nth(r).clone()).collect();
+        let ring: Vec<RingKey> = self.present().into_iter().cloned().collect();
         self.base = Arc::new(ring);
         self.gone.clear();
         self.added.clear();
+    }
+
+    /// The present members in ring order: the base without what is gone,
+    /// merged with what was added, in one pass.
+    fn present(&self) -> Vec<&RingKey> {
+        let mut out = Vec::with_capacity(self.len());
+        let mut added = self.added.iter().peekable();
+        let base = (self.base.iter().enumerate())
+            .filter(|(i, _)| self.gone.binary_search(i).is_err())
+            .map(|(_, k)| k);
+        for k in base {
+            while let Some(a) = added.next_if(|a| *a < k) {
+                out.push(a);
+            }
+            out.push(k);
+        }
+        out.extend(added);
+        out
     }
 
     /// Present base entries with an index below `x`.
@@ -216,9 +234,15 @@ impl ProbeOrder {
     fn nth(&self, r: usize) -> &RingKey {
         // An added entry `j` has rank base_rank_of(it) + j, increasing in
         // j; `before` of them rank below `r`.
-        let before = self
-            .added
-            .partition_point(|e| self.base_rank_of(e) + self.added.partition_point(|x| x < e) < r);
+        let (mut before, mut hi) = (0, self.added.len());
+        while before < hi {
+            let j = (before + hi) / 2;
+            if self.base_rank_of(&self.added[j]) + j < r {
+                before = j + 1;
+            } else {
+                hi = j;
+            }
+        }
         match self.added.get(before) {
             Some(e) if self.base_rank_of(e) + before == r => e,
             _ => self.nth_in_base(r - before),

@@ -19,9 +19,10 @@ const PAGE_WRAPPER: usize = 32;
 /// A periodic push-pull that brings nothing back within `SYNC_RETRY_AFTER`
 /// (no digest page, or not the records it asked for) goes to another live
 /// member, up to this many exchanges in all. At 30% loss an exchange loses
-/// its start or its first page about half the time, and a member that had missed every copy of a
-/// rumor (a leave, in the simulator's 100-node leave at 30% loss) then
-/// waited for the next period, 30 s or more past 32 members. A peer whose
+/// its start or its first page about half the time, and a member that had
+/// missed every copy of a rumor (a leave, in the simulator's 100-node leave
+/// at 30% loss) then waited for the next period, 30 s or more past 32
+/// members. A peer whose
 /// view hashes like ours answers nothing, so a retry also follows agreement:
 /// two small datagrams per period.
 const SYNC_ATTEMPTS: u8 = 3;
@@ -173,13 +174,23 @@ impl Membership {
             .collect();
         self.send_to(from, msgs);
     }
+
     /// Sends the start of a push-pull exchange to `peer`.
-    fn start_sync(&mut self, peer: SocketAddr) {
+    fn start_sync(&mut self, peer: SocketAddr, join: bool) {
         let msg = Msg::SyncStart {
             hash: self.view.hash(),
-            join: false,
+            join,
         };
-        self.send_to(peer, vec![encode_msg(&msg)]);
+        let mut msgs = vec![encode_msg(&msg)];
+        if join {
+            // Announce ourselves with the request: our first rumor may
+            // have been used up on seeds that did not answer.
+            msgs.push(encode_msg(&Msg::Update {
+                member: self.own(),
+                by: None,
+            }));
+        }
+        self.send_to(peer, msgs);
     }
 
     /// Waits for the exchange with `peer` to bring what it should (a digest
@@ -214,7 +225,7 @@ impl Membership {
                     .find(|addr| *addr != a.peer);
                 if let Some(next) = other {
                     Metrics::inc(&act.metrics.sync_retries);
-                    act.start_sync(next);
+                    act.start_sync(next, false);
                     act.await_sync(next, a.attempts + 1, ctx);
                 }
             });
@@ -237,25 +248,10 @@ impl Handler<StartSync> for Membership {
     type Result = ();
     fn handle(&mut self, m: StartSync, ctx: &mut Context<Self>) {
         guard(ctx, |ctx| {
+            self.start_sync(m.peer, m.join);
             if m.retry {
-                self.start_sync(m.peer);
                 self.await_sync(m.peer, 1, ctx);
-                return;
             }
-            let msg = Msg::SyncStart {
-                hash: self.view.hash(),
-                join: m.join,
-            };
-            let mut msgs = vec![encode_msg(&msg)];
-            if m.join {
-                // Announce ourselves with the request: our first rumor may
-                // have been used up on seeds that did not answer.
-                msgs.push(encode_msg(&Msg::Update {
-                    member: self.own(),
-                    by: None,
-                }));
-            }
-            self.send_to(m.peer, msgs);
         });
     }
 }

@@ -820,6 +820,29 @@ async fn a_stale_accusation_from_its_accuser_gets_our_record_back() {
     }
 }
 
+/// "a", "b" and "c", alive at ports 2000-2002.
+async fn three_live_members(f: &Fixture) {
+    f.ms.do_send(Rumors {
+        from: addr(2000),
+        updates: ["a", "b", "c"]
+            .iter()
+            .enumerate()
+            .map(|(i, n)| (member(n, 2000 + i as u16, 0, MemberState::Alive), None))
+            .collect(),
+        via_sync: false,
+        sender: id("a"),
+    });
+    settle(1).await;
+}
+
+/// "a" (port 2000), known and then declared dead; nothing sent left over.
+async fn hold_a_dead(f: &Fixture) {
+    f.ms.do_send(rumor(member("a", 2000, 0, MemberState::Alive), None));
+    f.ms.do_send(rumor(member("a", 2000, 0, MemberState::Dead), None));
+    settle(1).await;
+    f.sends.take();
+}
+
 /// The sync starts among `sends`, by address.
 fn sync_starts(sends: Vec<Send>) -> Vec<std::net::SocketAddr> {
     sends
@@ -841,18 +864,7 @@ fn sync_starts(sends: Vec<Send>) -> Vec<std::net::SocketAddr> {
 async fn an_unanswered_push_pull_goes_to_another_member() {
     tokio::time::pause();
     let f = start().await;
-    let others = ["a", "b", "c"];
-    f.ms.do_send(Rumors {
-        from: addr(2000),
-        updates: others
-            .iter()
-            .enumerate()
-            .map(|(i, n)| (member(n, 2000 + i as u16, 0, MemberState::Alive), None))
-            .collect(),
-        via_sync: false,
-        sender: id("a"),
-    });
-    settle(1).await;
+    three_live_members(&f).await;
     f.sends.take();
     f.ms.do_send(StartSync {
         peer: addr(2000),
@@ -952,10 +964,7 @@ fn updates_to(sends: &[Send], to: u16) -> Vec<Member> {
 async fn a_member_held_dead_that_sends_us_something_is_told() {
     tokio::time::pause();
     let f = start().await;
-    f.ms.do_send(rumor(member("a", 2000, 0, MemberState::Alive), None));
-    f.ms.do_send(rumor(member("a", 2000, 0, MemberState::Dead), None));
-    settle(1).await;
-    f.sends.take();
+    hold_a_dead(&f).await;
     let from_a = |m: Member| Rumors {
         from: addr(2000),
         updates: vec![(m, None)],
@@ -995,10 +1004,7 @@ async fn a_member_held_dead_that_sends_us_something_is_told() {
 async fn told_we_are_dead_by_a_member_we_hold_dead_we_answer_it() {
     tokio::time::pause();
     let f = start().await;
-    f.ms.do_send(rumor(member("a", 2000, 0, MemberState::Alive), None));
-    f.ms.do_send(rumor(member("a", 2000, 0, MemberState::Dead), None));
-    settle(1).await;
-    f.sends.take();
+    hold_a_dead(&f).await;
     f.ms.do_send(Rumors {
         from: addr(2000),
         updates: vec![(member("me", 1000, 0, MemberState::Dead), None)],
@@ -1025,17 +1031,7 @@ async fn told_we_are_dead_by_a_member_we_hold_dead_we_answer_it() {
 async fn an_answered_exchange_timer_does_not_hurry_the_next_one() {
     tokio::time::pause();
     let f = start().await;
-    f.ms.do_send(Rumors {
-        from: addr(2000),
-        updates: ["a", "b", "c"]
-            .iter()
-            .enumerate()
-            .map(|(i, n)| (member(n, 2000 + i as u16, 0, MemberState::Alive), None))
-            .collect(),
-        via_sync: false,
-        sender: id("a"),
-    });
-    settle(1).await;
+    three_live_members(&f).await;
     let sync = |peer: u16| StartSync {
         peer: addr(peer),
         join: false,
@@ -1065,7 +1061,10 @@ async fn an_answered_exchange_timer_does_not_hurry_the_next_one() {
     f.sends.take();
     tokio::time::sleep(Duration::from_millis(600)).await; // the first one's timer
     settle(1).await;
-    assert!(sync_starts(f.sends.take()).is_empty(), "not retried after 0.6 s");
+    assert!(
+        sync_starts(f.sends.take()).is_empty(),
+        "not retried after 0.6 s"
+    );
     tokio::time::sleep(Duration::from_millis(500)).await;
     settle(1).await;
     assert_eq!(sync_starts(f.sends.take()).len(), 1, "retried after 1.1 s");
