@@ -187,6 +187,8 @@ async fn relays_ping_for_others_and_answer_ack_or_nack() {
         decoded(&f.sends.take()),
         vec![(origin, Msg::Ack { seq: 77 })]
     );
+    settle(20_000).await;
+    assert!(f.sends.take().is_empty(), "no ping after the ack");
 
     // A target that stays silent: a nack after the probe timeout.
     f.fd.do_send(ProbeMsg {
@@ -201,14 +203,15 @@ async fn relays_ping_for_others_and_answer_ack_or_nack() {
     settle(10).await;
     f.sends.take();
     settle(50_000).await;
-    // The target pinged once more half-way (a lost round trip is common
-    // under loss), then the nack.
+    // The target pinged again every eighth of the probe timeout (a lost
+    // round trip is common under loss) until the nack, at 0.8 of it: six
+    // more pings, then the nack.
     let later = decoded(&f.sends.take());
-    assert_eq!(later.len(), 2, "{later:?}");
-    assert!(
-        matches!(&later[0], (to, Msg::Ping { target, .. }) if *to == addr(7001) && target == &id("t"))
-    );
-    assert_eq!(later[1], (origin, Msg::Nack { seq: 78 }));
+    assert_eq!(later.len(), 7, "{later:?}");
+    assert!(later[..6].iter().all(
+        |m| matches!(m, (to, Msg::Ping { target, .. }) if *to == addr(7001) && target == &id("t"))
+    ));
+    assert_eq!(later[6], (origin, Msg::Nack { seq: 78 }));
 }
 
 #[actix::test]
@@ -618,21 +621,68 @@ async fn a_lone_peer_is_declared_dead_at_the_minimum_counted_from_the_probe() {
     assert!(dead(&f), "dead at the probe + 1.8 s: {:?}", f.accuses.all());
 }
 
-/// When the ack is late, the ping goes out again with the ping-reqs: a
-/// second direct round trip for the probe (same sequence number).
+/// The direct pings of probe `seq` to `target`, and the ping-reqs sent for
+/// it, so far.
+fn pings_and_relays(sends: &Log<Send>, target: std::net::SocketAddr, seq: u32) -> (usize, usize) {
+    let all = decoded(&sends.all());
+    let pings = all
+        .iter()
+        .filter(|(to, m)| *to == target && matches!(m, Msg::Ping { seq: s, .. } if *s == seq))
+        .count();
+    let relays = all
+        .iter()
+        .filter(|(_, m)| matches!(m, Msg::PingReq { seq: s, .. } if *s == seq))
+        .count();
+    (pings, relays)
+}
+
+/// An unanswered probe pings its target again every `probe_timeout / 8`
+/// (62.5 ms here) until its period ends: sixteen direct round trips, with
+/// the relays asked at the timeout, after the eighth. Under 30% loss each
+/// round trip halves the chance that a healthy member fails its probe.
 #[actix::test]
-async fn a_late_ack_sends_the_ping_again_beside_the_ping_reqs() {
+async fn an_unanswered_probe_pings_again_until_its_period_ends() {
     tokio::time::pause();
     let mut f = start(1000);
     join_four(&mut f.t);
     settle(1010).await;
     let (target, seq) = first_ping(&f.sends);
-    settle(500).await;
-    let pings_of_probe = decoded(&f.sends.all())
-        .iter()
-        .filter(|(to, m)| *to == target && matches!(m, Msg::Ping { seq: s, .. } if *s == seq))
-        .count();
-    assert_eq!(pings_of_probe, 2, "the ping, then again with the ping-reqs");
+    settle(480).await;
+    assert_eq!(
+        pings_and_relays(&f.sends, target, seq),
+        (8, 0),
+        "every 62.5 ms, no relay before the timeout"
+    );
+    settle(30).await;
+    assert_eq!(pings_and_relays(&f.sends, target, seq), (9, 3));
+    settle(1500).await;
+    assert_eq!(
+        pings_and_relays(&f.sends, target, seq).0,
+        16,
+        "none after the period"
+    );
+}
+
+/// An ack ends the direct pings, and one before the timeout spares the
+/// relays altogether.
+#[actix::test]
+async fn an_ack_stops_the_direct_pings_and_spares_the_relays() {
+    tokio::time::pause();
+    let mut f = start(1000);
+    let ms = join_four(&mut f.t);
+    settle(1010).await;
+    let (target, seq) = first_ping(&f.sends);
+    settle(200).await;
+    assert_eq!(pings_and_relays(&f.sends, target, seq), (4, 0));
+    let m = ms.iter().find(|m| m.addr == target).expect("a member");
+    f.fd.do_send(ProbeMsg {
+        from: target,
+        sender: m.id.clone(),
+        msg: Msg::Ack { seq },
+    });
+    settle(1500).await;
+    assert_eq!(pings_and_relays(&f.sends, target, seq), (4, 0));
+    assert!(f.accuses.all().is_empty(), "{:?}", f.accuses.all());
 }
 
 /// The pings sent to `to`, with their sequence numbers and whether the
