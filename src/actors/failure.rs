@@ -4,10 +4,11 @@
 //!
 //! Every `probe_interval` (stretched by the health score) it pings the member
 //! that the schedule all nodes share names for this step
-//! (`protocol::probe_order`). No ack within `probe_timeout`: it pings again
-//! and asks `indirect_checks` other members to ping the target for it
-//! (PING-REQ); relays answer with the target's ack or with a NACK. No ack by
-//! the end of the period: it accuses the target (Suspect), and probes it
+//! (`protocol::probe_order`). While no ack comes it pings again, every
+//! eighth of `probe_timeout`; at `probe_timeout` it also asks
+//! `indirect_checks` other members to ping the target for it (PING-REQ);
+//! relays answer with the target's ack or with a NACK. No ack by the end of
+//! the period: it accuses the target (Suspect), and probes it
 //! again every period while its suspicion runs. A suspicion becomes Dead
 //! when its timer expires; independent confirmations shorten the timer.
 //!
@@ -647,7 +648,7 @@ impl FailureDetector {
         s.own_evidence && self.due(s) > Instant::now() + period
     }
 
-    fn on_probe_msg(&mut self, from: SocketAddr, msg: Msg) {
+    fn on_probe_msg(&mut self, from: SocketAddr, sender: &NodeId, msg: Msg) {
         if self.stopped {
             return;
         }
@@ -678,7 +679,14 @@ impl FailureDetector {
             Msg::PingReq { seq, target, addr } => {
                 // Relaying for a stranger's address would make us a free
                 // reflector: only a known member, at the address we know.
-                let known = self.snapshots.borrow().table.get(&target).map(|m| m.addr);
+                let (known, origin_is_member) = {
+                    let snap = self.snapshots.borrow();
+                    let origin = snap.table.get(sender);
+                    (
+                        snap.table.get(&target).map(|m| m.addr),
+                        origin.is_some_and(|m| m.addr == from && m.state.is_live()),
+                    )
+                };
                 if known != Some(addr) {
                     Metrics::inc(&self.metrics.ping_req_refused);
                     return;
@@ -710,9 +718,14 @@ impl FailureDetector {
                 // Until then the ping again, as often as our own probes do
                 // (`ping_again`): our round trip to the target is lost half
                 // the time at 30% loss, and a relay that rescues the probe
-                // saves a false suspicion.
-                let every = self.retry_every(self.s.probe_timeout);
-                self.after(every, Due::RelayRetry { seq: my_seq });
+                // saves a false suspicion. Only for a live member at its
+                // known address, though: for anyone else one ping per
+                // ping-req, so that a stranger cannot buy six pings at a
+                // member with one datagram.
+                if origin_is_member {
+                    let every = self.retry_every(self.s.probe_timeout);
+                    self.after(every, Due::RelayRetry { seq: my_seq });
+                }
             }
             _ => {}
         }
@@ -899,7 +912,7 @@ impl Supervised for FailureDetector {
 impl Handler<ProbeMsg> for FailureDetector {
     type Result = ();
     fn handle(&mut self, m: ProbeMsg, ctx: &mut Context<Self>) {
-        guard(ctx, |_| self.on_probe_msg(m.from, m.msg));
+        guard(ctx, |_| self.on_probe_msg(m.from, &m.sender, m.msg));
         self.arm(ctx);
     }
 }

@@ -66,6 +66,11 @@ struct Unverified {
 
 impl Unverified {
     fn ping_sent(&mut self, seq: u32) {
+        // A probe pings up to sixteen times with one seq: repeats must not
+        // push a verification ping's seq out of the ring.
+        if self.is_pending(seq) {
+            return;
+        }
         let i = usize::from(self.next_pending);
         self.pending[i] = seq;
         self.pending_set |= 1 << i;
@@ -401,6 +406,20 @@ mod tests {
         assert!(g.on_ack(a(4), 8).is_none());
         assert_eq!(g.on_ack(a(4), 9), Some(vec![]));
         assert!(g.is_verified(&a(4)));
+    }
+
+    #[test]
+    fn a_probe_s_repeated_pings_keep_the_verification_ping_answerable() {
+        let mut g = AmplificationGuard::new(8);
+        let now = Instant::now();
+        g.on_receive(a(1), Some(&NodeId::new("x")), 10);
+        let (verify, _) = g.verification_due(&a(1), now).expect("due");
+        // The detector's probe of the same address, pinged sixteen times.
+        for _ in 0..16 {
+            g.on_ping_sent(&a(1), 7);
+        }
+        assert!(g.on_ack(a(1), verify).is_some());
+        assert!(g.is_verified(&a(1)));
     }
 
     #[test]

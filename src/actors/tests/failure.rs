@@ -159,7 +159,10 @@ async fn relays_ping_for_others_and_answer_ack_or_nack() {
     tokio::time::pause();
     let f = start(100_000);
     let mut f = f;
-    f.t.set(&member("t", 7001, 0, MemberState::Alive));
+    f.t.set_all(&[
+        member("t", 7001, 0, MemberState::Alive),
+        member("o", 7000, 0, MemberState::Alive),
+    ]);
     let origin = addr(7000);
     let req = Msg::PingReq {
         seq: 77,
@@ -212,6 +215,31 @@ async fn relays_ping_for_others_and_answer_ack_or_nack() {
         |m| matches!(m, (to, Msg::Ping { target, .. }) if *to == addr(7001) && target == &id("t"))
     ));
     assert_eq!(later[6], (origin, Msg::Nack { seq: 78 }));
+}
+
+/// A ping-req from an address that is not a live member's gets one ping
+/// of the target and a nack, not a ping every eighth of the timeout: one
+/// datagram from a stranger buys no more than one ping at a member.
+#[actix::test]
+async fn a_stranger_s_ping_req_gets_one_ping_of_the_target() {
+    tokio::time::pause();
+    let mut f = start(100_000);
+    f.t.set(&member("t", 7001, 0, MemberState::Alive));
+    let stranger = addr(7000);
+    f.fd.do_send(ProbeMsg {
+        from: stranger,
+        sender: id("o"),
+        msg: Msg::PingReq {
+            seq: 5,
+            target: id("t"),
+            addr: addr(7001),
+        },
+    });
+    settle(50_000).await;
+    let sent = decoded(&f.sends.take());
+    assert_eq!(sent.len(), 2, "{sent:?}");
+    assert!(matches!(&sent[0], (to, Msg::Ping { .. }) if *to == addr(7001)));
+    assert_eq!(sent[1], (stranger, Msg::Nack { seq: 5 }));
 }
 
 #[actix::test]
