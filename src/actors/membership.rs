@@ -687,8 +687,15 @@ impl Handler<Rumors> for Membership {
     type Result = ();
     fn handle(&mut self, m: Rumors, ctx: &mut Context<Self>) {
         guard(ctx, |ctx| {
-            if m.via_sync && self.awaiting_sync.is_some_and(|a| a.peer == m.from) {
-                self.awaiting_sync = None;
+            if let Some(a) = self
+                .awaiting_sync
+                .as_mut()
+                .filter(|a| m.via_sync && a.peer == m.from)
+            {
+                a.received(m.updates.iter().map(|(member, _)| &member.id));
+                if a.complete() {
+                    self.awaiting_sync = None;
+                }
             }
             let incarnation = self.view.get(&self.me).map(|o| o.incarnation);
             for (member, by) in m.updates {

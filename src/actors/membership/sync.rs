@@ -8,6 +8,7 @@
 //! (digest pages, want-lists, records).
 
 use super::*;
+use std::collections::HashSet;
 
 /// Incomplete digests kept at once (each is one push-pull in progress).
 const MAX_PARTIAL_SYNCS: usize = 8;
@@ -16,8 +17,9 @@ const MAX_PARTIAL_SYNCS: usize = 8;
 pub(super) const PARTIAL_SYNC_TTL: Duration = Duration::from_secs(5);
 /// Room left in a datagram for the SyncDigest/SyncWant wrapper.
 const PAGE_WRAPPER: usize = 32;
-/// A periodic push-pull that brings nothing back within `SYNC_RETRY_AFTER`
-/// (no digest page, or not the records it asked for) goes to another live
+/// A periodic push-pull that does not bring all it should within
+/// `SYNC_RETRY_AFTER` (a digest page, or a record it asked for, is
+/// missing: `AwaitingSync::complete`) goes to another live
 /// member, up to this many exchanges in all. At 30% loss an exchange loses
 /// its start or its first page about half the time, and a member that had
 /// missed every copy of a rumor (a leave, in the simulator's 100-node leave
@@ -37,12 +39,35 @@ pub(super) struct PartialSync {
     pub(super) started: Instant,
 }
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub(super) struct AwaitingSync {
     pub(super) peer: SocketAddr,
     pub(super) attempts: u8,
     /// Which exchange a retry timer is for (a newer one replaces it).
     pub(super) token: u64,
+    /// Every page of the peer's digest has arrived.
+    pub(super) all_pages: bool,
+    /// The records we asked for that have not arrived yet.
+    pub(super) wanted: HashSet<NodeId>,
+}
+
+impl AwaitingSync {
+    /// The exchange brought all it should: every digest page, and every
+    /// record those pages made us ask for. A lost page or a lost record
+    /// is retried with another member like a lost start: at 30% loss a
+    /// member that had missed a healed partition's refutation once lost
+    /// the one digest page that would have told it, and its tombstone of
+    /// a live member was reclaimed before the next period.
+    pub(super) fn complete(&self) -> bool {
+        self.all_pages && self.wanted.is_empty()
+    }
+
+    /// Records of `ids` arrived from the peer.
+    pub(super) fn received<'a>(&mut self, ids: impl Iterator<Item = &'a NodeId>) {
+        for id in ids {
+            self.wanted.remove(id);
+        }
+    }
 }
 
 impl Membership {
@@ -161,18 +186,27 @@ impl Membership {
             }
         }
         self.send_records(from, plan.send.iter());
-        // An awaited exchange is done when there is nothing to fetch, or
-        // when the fetched records arrive (`Rumors` via sync): a lost want
-        // or a lost answer is retried elsewhere like a lost start.
-        if plan.want.is_empty() && self.awaiting_sync.is_some_and(|a| a.peer == from) {
-            self.awaiting_sync = None;
+        // An awaited exchange is done when every page is in and every
+        // record it made us fetch has arrived (`Rumors` via sync): a lost
+        // page, want or answer is retried elsewhere like a lost start.
+        if let Some(a) = self.awaiting_sync.as_mut().filter(|a| a.peer == from) {
+            a.all_pages |= done;
+            a.wanted.extend(plan.want.iter().cloned());
+            if a.complete() {
+                self.awaiting_sync = None;
+            }
         }
-        let want_pages = paginate(plan.want, self.room.saturating_sub(PAGE_WRAPPER));
+        self.send_wants(from, plan.want);
+    }
+
+    /// Asks `to` for the records of `ids`, in as many pages as they need.
+    fn send_wants(&self, to: SocketAddr, ids: Vec<NodeId>) {
+        let want_pages = paginate(ids, self.room.saturating_sub(PAGE_WRAPPER));
         let msgs = want_pages
             .into_iter()
             .map(|ids| encode_msg(&Msg::SyncWant { ids }))
             .collect();
-        self.send_to(from, msgs);
+        self.send_to(to, msgs);
     }
 
     /// Sends the start of a push-pull exchange to `peer`.
@@ -193,26 +227,51 @@ impl Membership {
         self.send_to(peer, msgs);
     }
 
-    /// Waits for the exchange with `peer` to bring what it should (a digest
-    /// page with nothing to fetch, or the fetched records), then tries
-    /// another live member if it did not (`SYNC_ATTEMPTS`).
+    /// Waits for the exchange with `peer` to bring what it should (every
+    /// digest page, and the records they made us fetch), then tries again
+    /// if it did not, up to `SYNC_ATTEMPTS` tries in all.
     fn await_sync(&mut self, peer: SocketAddr, attempts: u8, ctx: &mut Context<Self>) {
+        let fresh = AwaitingSync {
+            peer,
+            attempts,
+            token: 0,
+            all_pages: false,
+            wanted: HashSet::new(),
+        };
+        self.watch_sync(fresh, ctx);
+    }
+
+    /// Arms the retry timer of exchange `a`. When it fires with the
+    /// exchange still incomplete: if only records are missing (every page
+    /// came, a want or its answer was lost), the same peer is asked for
+    /// them again, a want instead of a whole exchange (at 30% loss a
+    /// member twice lost the one want that would have brought it a healed
+    /// partition's refutation, and later reclaimed a live member's
+    /// tombstone); otherwise the exchange starts again with another live
+    /// member.
+    fn watch_sync(&mut self, mut a: AwaitingSync, ctx: &mut Context<Self>) {
         // Never reused: a timer left from an exchange that was answered must
         // not fire on the next one.
         self.sync_tokens = self.sync_tokens.wrapping_add(1);
         let token = self.sync_tokens;
-        self.awaiting_sync = Some(AwaitingSync {
-            peer,
-            attempts,
-            token,
-        });
+        a.token = token;
+        self.awaiting_sync = Some(a);
         ctx.run_later(SYNC_RETRY_AFTER, move |act, ctx| {
             guard(ctx, |ctx| {
-                let Some(a) = act.awaiting_sync.filter(|a| a.token == token) else {
+                let Some(a) = act.awaiting_sync.take_if(|a| a.token == token) else {
                     return; // answered, or replaced by a newer exchange
                 };
-                act.awaiting_sync = None;
                 if a.attempts >= SYNC_ATTEMPTS || act.leaving {
+                    return;
+                }
+                if a.all_pages {
+                    Metrics::inc(&act.metrics.sync_retries);
+                    act.send_wants(a.peer, a.wanted.iter().cloned().collect());
+                    let again = AwaitingSync {
+                        attempts: a.attempts + 1,
+                        ..a
+                    };
+                    act.watch_sync(again, ctx);
                     return;
                 }
                 let me = act.me.clone();
