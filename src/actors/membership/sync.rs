@@ -1,7 +1,7 @@
 //! The membership actor's side of push-pull (anti-entropy), in its own
 //! file: answering a peer's start with our digest, acting on each digest
 //! page as it arrives (`protocol::sync_plan`), and the periodic exchange
-//! that is retried with another member when it brings nothing back.
+//! that is retried until it has brought every page and record it should.
 //!
 //! Takes: `SyncMsg` (start, digest pages, want-lists from peers) and
 //! `StartSync` (from the gossip scheduler). Sends: `Send` to the rumor actor
