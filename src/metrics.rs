@@ -65,7 +65,7 @@ counters! {
     stale_ignored: "suspect, dead or left rumors ignored because the member is not in the table (reclaimed or never known)",
     reconnect_attempts: "push-pulls sent to failed members from the reconnect book",
     seed_retries: "join or push-pull attempts sent to seeds after the first join",
-    sync_retries: "periodic push-pulls sent to another member because the previous peer brought nothing back within 1 s",
+    sync_retries: "periodic push-pulls tried again because the exchange had not brought every digest page and asked-for record within 1 s (a new start to another member, or the want sent again)",
     name_conflicts: "another live address found holding this node's NODE_ID",
     actor_restarts: "actors restarted by the supervisor",
     members_alive: "members alive (gauge)",

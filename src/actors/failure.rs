@@ -415,8 +415,8 @@ impl FailureDetector {
     /// accuser's timer (counted from its own probe) nears its minimum; a
     /// healthy one gets pings that carry the suspicion, and refutes sooner.
     /// Every member probing every suspect, as before, cost N pings and up to
-    /// N failed-probe confirmations per false suspicion: at 30% loss, where
-    /// a fifth of all probes fail, that was most of the cluster's traffic.
+    /// N failed-probe confirmations per false suspicion: at 30% loss, when
+    /// a fifth of all probes failed, that was most of the cluster's traffic.
     fn check_suspect_soon(&mut self, id: NodeId, incarnation: u64) {
         let k = self.s.suspicion.confirmations;
         if !self

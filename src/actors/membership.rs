@@ -71,7 +71,7 @@ pub struct Membership {
     stats_interval: Duration,
     rng: SmallRng,
     partial: BTreeMap<(SocketAddr, u32), sync::PartialSync>,
-    /// The periodic push-pull waiting for its first digest page.
+    /// The periodic push-pull waiting for all its pages and records.
     awaiting_sync: Option<sync::AwaitingSync>,
     /// Tokens handed to awaited exchanges so far.
     sync_tokens: u64,

@@ -11,9 +11,9 @@ impl FailureDetector {
     /// failed: while our suspicion has more than a probe period to run.
     ///
     /// We may declare the member dead only on evidence of our own, and
-    /// evidence goes stale: a healthy member under loss fails one probe in
-    /// nine at 30% loss (both pings and all three relays lost), and its
-    /// refutation may miss us too (at 30% loss, 3 to 7 copies addressed to
+    /// evidence goes stale: a healthy member under loss can fail a probe
+    /// (one in nine at 30% loss with two direct pings; rarely with the
+    /// repeated pings of `ping_again`), and its refutation may miss us too (at 30% loss, 3 to 7 copies addressed to
     /// one declarer were all lost, in 4 of 100 nodes' false deaths over
     /// ten minutes). Probing on until the timer runs out means that a
     /// healthy member must fail every one of our probes in the window, each

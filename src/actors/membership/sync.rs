@@ -18,15 +18,14 @@ pub(super) const PARTIAL_SYNC_TTL: Duration = Duration::from_secs(5);
 /// Room left in a datagram for the SyncDigest/SyncWant wrapper.
 const PAGE_WRAPPER: usize = 32;
 /// A periodic push-pull that does not bring all it should within
-/// `SYNC_RETRY_AFTER` (a digest page, or a record it asked for, is
-/// missing: `AwaitingSync::complete`) goes to another live
-/// member, up to this many exchanges in all. At 30% loss an exchange loses
-/// its start or its first page about half the time, and a member that had
-/// missed every copy of a rumor (a leave, in the simulator's 100-node leave
-/// at 30% loss) then waited for the next period, 30 s or more past 32
-/// members. A peer whose
-/// view hashes like ours answers nothing, so a retry also follows agreement:
-/// two small datagrams per period.
+/// `SYNC_RETRY_AFTER` (a digest page, or a record it asked for, is missing:
+/// `AwaitingSync::complete`) is tried again (`watch_sync`), up to this many
+/// tries in all. At 30% loss an exchange loses its start or its first page
+/// about half the time, and a member that had missed every copy of a rumor
+/// (a leave, in the simulator's 100-node leave at 30% loss) then waited for
+/// the next period, 30 s or more past 32 members. A peer whose view hashes
+/// like ours answers nothing, so a retry also follows agreement: two small
+/// datagrams per period.
 const SYNC_ATTEMPTS: u8 = 3;
 const SYNC_RETRY_AFTER: Duration = Duration::from_secs(1);
 
@@ -54,7 +53,7 @@ pub(super) struct AwaitingSync {
 impl AwaitingSync {
     /// The exchange brought all it should: every digest page, and every
     /// record those pages made us ask for. A lost page or a lost record
-    /// is retried with another member like a lost start: at 30% loss a
+    /// is retried like a lost start (`watch_sync`): at 30% loss a
     /// member that had missed a healed partition's refutation once lost
     /// the one digest page that would have told it, and its tombstone of
     /// a live member was reclaimed before the next period.

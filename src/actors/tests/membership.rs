@@ -856,6 +856,18 @@ fn sync_starts(sends: Vec<Send>) -> Vec<std::net::SocketAddr> {
         .collect()
 }
 
+/// Starts a periodic (retried) push-pull with `peer` and checks that its
+/// start went there.
+async fn start_retried_sync(f: &Fixture, peer: std::net::SocketAddr) {
+    f.ms.do_send(StartSync {
+        peer,
+        join: false,
+        retry: true,
+    });
+    settle(1).await;
+    assert_eq!(sync_starts(f.sends.take()), vec![peer]);
+}
+
 /// An exchange whose digest came in part (one of two pages lost) is not
 /// complete: a second later it starts again with another member, since the
 /// missing page may hold what we lack.
@@ -865,13 +877,7 @@ async fn a_push_pull_with_a_lost_digest_page_starts_again_elsewhere() {
     let f = start().await;
     three_live_members(&f).await;
     f.sends.take();
-    f.ms.do_send(StartSync {
-        peer: addr(2001),
-        join: false,
-        retry: true,
-    });
-    settle(1).await;
-    assert_eq!(sync_starts(f.sends.take()), vec![addr(2001)]);
+    start_retried_sync(&f, addr(2001)).await;
     let entry = crate::protocol::view::digest_entry(&member("b", 2001, 0, MemberState::Alive));
     f.ms.do_send(SyncMsg {
         from: addr(2001),
@@ -915,13 +921,7 @@ async fn an_unanswered_push_pull_goes_to_another_member() {
     let f = start().await;
     three_live_members(&f).await;
     f.sends.take();
-    f.ms.do_send(StartSync {
-        peer: addr(2000),
-        join: false,
-        retry: true,
-    });
-    settle(1).await;
-    assert_eq!(sync_starts(f.sends.take()), vec![addr(2000)]);
+    start_retried_sync(&f, addr(2000)).await;
     let mut tried = vec![addr(2000)];
     for _ in 0..2 {
         tokio::time::sleep(Duration::from_millis(1100)).await;
@@ -948,13 +948,7 @@ async fn an_unanswered_push_pull_goes_to_another_member() {
             .collect::<Vec<DigestEntry>>()
     };
     for (round, newer, answered) in [(7, false, false), (8, true, false), (9, true, true)] {
-        f.ms.do_send(StartSync {
-            peer: addr(2001),
-            join: false,
-            retry: true,
-        });
-        settle(1).await;
-        assert_eq!(sync_starts(f.sends.take()), vec![addr(2001)]);
+        start_retried_sync(&f, addr(2001)).await;
         let inc = if newer { u64::from(round) } else { 0 };
         f.ms.do_send(SyncMsg {
             from: addr(2001),
